@@ -1,0 +1,287 @@
+"""Model: the pytorch/examples `RNNModel`, and safe loading of its checkpoints.
+
+`word_language_model/main.py` saves the whole module with `torch.save(model, f)`, a pickle that
+names the class `model.RNNModel`. Unpickling arbitrary classes can run arbitrary code, so we load
+with `weights_only=True` and map that one name to our own class, which has the same attributes.
+Any other class named in the pickle is refused with its name, unless the user passes the
+explicit `allow_unsafe_pickle` flag.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from reportgen.errors import ReportgenError
+
+RNN_TYPES = ("LSTM", "GRU", "RNN_TANH", "RNN_RELU")
+OWN_FORMAT = "reportgen-checkpoint"
+OWN_FORMAT_VERSION = 1
+
+
+class RNNModel(nn.Module):
+    """Encoder, recurrent module and decoder, attribute for attribute as pytorch/examples."""
+
+    def __init__(
+        self,
+        rnn_type: str,
+        ntoken: int,
+        ninp: int,
+        nhid: int,
+        nlayers: int,
+        dropout: float = 0.5,
+        tie_weights: bool = False,
+    ):
+        super().__init__()
+        if rnn_type not in RNN_TYPES:
+            raise ReportgenError(f"unknown rnn_type {rnn_type!r}; use one of {', '.join(RNN_TYPES)}")
+        if tie_weights and nhid != ninp:
+            raise ReportgenError("tied weights need nhid equal to emsize")
+        self.ntoken = ntoken
+        self.drop = nn.Dropout(dropout)
+        self.encoder = nn.Embedding(ntoken, ninp)
+        if rnn_type in ("LSTM", "GRU"):
+            self.rnn = getattr(nn, rnn_type)(ninp, nhid, nlayers, dropout=dropout)
+        else:
+            nonlinearity = {"RNN_TANH": "tanh", "RNN_RELU": "relu"}[rnn_type]
+            self.rnn = nn.RNN(ninp, nhid, nlayers, nonlinearity=nonlinearity, dropout=dropout)
+        self.decoder = nn.Linear(nhid, ntoken)
+        if tie_weights:
+            self.decoder.weight = self.encoder.weight
+        self.init_weights()
+        self.rnn_type = rnn_type
+        self.nhid = nhid
+        self.nlayers = nlayers
+
+    def init_weights(self) -> None:
+        initrange = 0.1
+        nn.init.uniform_(self.encoder.weight, -initrange, initrange)
+        nn.init.zeros_(self.decoder.bias)
+        if self.decoder.weight is not self.encoder.weight:
+            nn.init.uniform_(self.decoder.weight, -initrange, initrange)
+
+    def forward(self, input: torch.Tensor, hidden: Any) -> tuple[torch.Tensor, Any]:
+        emb = self.drop(self.encoder(input))  # (S, B, E)
+        output, hidden = self.rnn(emb, hidden)  # (S, B, H)
+        decoded = self.decoder(self.drop(output)).view(-1, self.ntoken)  # (S*B, V)
+        return F.log_softmax(decoded, dim=1), hidden
+
+    def init_hidden(self, batch_size: int) -> Any:
+        weight = next(self.parameters())
+        zeros = weight.new_zeros(self.nlayers, batch_size, self.nhid)
+        if self.rnn_type == "LSTM":
+            return (zeros, zeros.clone())
+        return zeros
+
+
+@dataclass
+class Hyperparameters:
+    """What it takes to rebuild an `RNNModel`, named as the pytorch/examples flags."""
+
+    rnn_type: str
+    ntoken: int
+    emsize: int
+    nhid: int
+    nlayers: int
+    dropout: float
+    tied: bool
+
+    def build(self) -> RNNModel:
+        return RNNModel(
+            self.rnn_type, self.ntoken, self.emsize, self.nhid, self.nlayers, self.dropout, self.tied
+        )
+
+
+@dataclass
+class LoadedModel:
+    """A model in eval mode with what is known about it."""
+
+    model: RNNModel
+    hyperparameters: Hyperparameters
+    format: str  # "pytorch-examples pickle", "state dict" or "reportgen"
+    sha256: str
+    vocabulary: list[str] | None = None  # stored by our own format only
+    metadata: dict[str, Any] = field(default_factory=dict)  # seed, perplexities, ...
+
+
+def hyperparameters_of(model: RNNModel) -> Hyperparameters:
+    return Hyperparameters(
+        rnn_type=model.rnn_type,
+        ntoken=model.ntoken,
+        emsize=model.encoder.embedding_dim,
+        nhid=model.nhid,
+        nlayers=model.nlayers,
+        dropout=float(model.drop.p),
+        tied=model.decoder.weight is model.encoder.weight,
+    )
+
+
+def save_checkpoint(
+    model: RNNModel,
+    path: Path,
+    vocabulary: list[str] | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> None:
+    """Our own format: plain dicts and tensors only, so it loads with `weights_only=True`."""
+    payload = {
+        "format": OWN_FORMAT,
+        "version": OWN_FORMAT_VERSION,
+        "hyperparameters": asdict(hyperparameters_of(model)),
+        "state_dict": model.state_dict(),
+        "vocabulary": vocabulary,
+        "metadata": metadata or {},
+    }
+    torch.save(payload, path)
+
+
+def _safe_globals() -> list[Any]:
+    """The classes a pytorch/examples pickle of an `RNNModel` may name, and nothing more."""
+    return [
+        (RNNModel, "model.RNNModel"),
+        nn.Dropout,
+        nn.Embedding,
+        nn.LSTM,
+        nn.GRU,
+        nn.RNN,
+        nn.Linear,
+        set,
+    ]
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _unsupported_global(error: Exception) -> str | None:
+    match = re.search(r"GLOBAL ([\w.]+)", str(error))
+    return match.group(1) if match else None
+
+
+def _read_pickle(path: Path, allow_unsafe_pickle: bool) -> Any:
+    try:
+        if allow_unsafe_pickle:
+            return torch.load(path, map_location="cpu", weights_only=False)
+        with torch.serialization.safe_globals(_safe_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        name = _unsupported_global(error)
+        if name:
+            raise ReportgenError(
+                f"{path}: the checkpoint names {name}, which reportgen does not load; it reads "
+                "pytorch/examples RNNModel pickles, state dicts and its own checkpoints "
+                "(--allow-unsafe-pickle runs the pickle's code, only for files you trust)"
+            ) from None
+        raise ReportgenError(f"{path}: not a PyTorch checkpoint ({error})") from None
+    except Exception as error:  # torch.load fails on garbage in many ways (KeyError, EOFError...)
+        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ReportgenError(
+            f"{path}: not a readable PyTorch checkpoint ({detail}); is it truncated or another "
+            "kind of file?"
+        ) from None
+
+
+def infer_hyperparameters(state_dict: dict[str, torch.Tensor], rnn_type: str | None = None,
+                          dropout: float = 0.0) -> Hyperparameters:
+    """Read sizes off a state dict; the gate count tells LSTM (4) from GRU (3) from RNN (1)."""
+    required = ("encoder.weight", "rnn.weight_ih_l0", "rnn.weight_hh_l0", "decoder.weight")
+    missing = [key for key in required if key not in state_dict]
+    if missing:
+        raise ReportgenError(
+            f"the state dict lacks {', '.join(missing)}; it is not an RNNModel's"
+        )
+    ntoken, emsize = state_dict["encoder.weight"].shape
+    gates_times_nhid, nhid = state_dict["rnn.weight_hh_l0"].shape
+    gates = gates_times_nhid // nhid
+    guessed = {4: "LSTM", 3: "GRU", 1: "RNN_TANH"}.get(gates)
+    if guessed is None:
+        raise ReportgenError(f"rnn.weight_hh_l0 has shape {tuple(state_dict['rnn.weight_hh_l0'].shape)}, which fits no RNN type")
+    nlayers = sum(1 for key in state_dict if re.fullmatch(r"rnn\.weight_hh_l\d+", key))
+    tied = bool(torch.equal(state_dict["encoder.weight"], state_dict["decoder.weight"]))
+    return Hyperparameters(rnn_type or guessed, int(ntoken), int(emsize), int(nhid), nlayers,
+                           float(dropout), tied)
+
+
+def model_from_state_dict(state_dict: dict[str, torch.Tensor], hyper: Hyperparameters,
+                          path: Path) -> RNNModel:
+    model = hyper.build()
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as error:
+        first = str(error).splitlines()[1].strip() if "\n" in str(error) else str(error)
+        raise ReportgenError(f"{path}: the state dict does not fit the model ({first})") from None
+    return model
+
+
+def load_checkpoint(path: Path, allow_unsafe_pickle: bool = False,
+                    rnn_type: str | None = None) -> LoadedModel:
+    """Load any of the three formats into an `RNNModel` in eval mode on the CPU.
+
+    `rnn_type` settles what a bare state dict cannot say (RNN_TANH against RNN_RELU).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ReportgenError(f"{path}: no such checkpoint")
+    if path.is_dir():
+        raise ReportgenError(f"{path}: is a folder, expected a checkpoint file (.pt)")
+    sha256 = file_sha256(path)
+    payload = _read_pickle(path, allow_unsafe_pickle)
+    if isinstance(payload, RNNModel) or (allow_unsafe_pickle and _looks_like_rnn_model(payload)):
+        loaded = _from_pickled_module(payload, path, sha256)
+    elif isinstance(payload, dict) and payload.get("format") == OWN_FORMAT:
+        loaded = _from_own_format(payload, path, sha256)
+    elif isinstance(payload, dict) and all(isinstance(v, torch.Tensor) for v in payload.values()):
+        hyper = infer_hyperparameters(payload, rnn_type)
+        model = model_from_state_dict(payload, hyper, path)
+        loaded = LoadedModel(model, hyper, "state dict", sha256)
+    else:
+        raise ReportgenError(
+            f"{path}: holds a {type(payload).__name__}, not an RNNModel, a state dict or a "
+            "reportgen checkpoint"
+        )
+    loaded.model.eval()
+    return loaded
+
+
+def _looks_like_rnn_model(payload: Any) -> bool:
+    return isinstance(payload, nn.Module) and all(
+        hasattr(payload, name) for name in ("encoder", "rnn", "decoder", "rnn_type")
+    )
+
+
+def _from_pickled_module(module: nn.Module, path: Path, sha256: str) -> LoadedModel:
+    """Rebuild our own module from the pickled one, so every model has the same code."""
+    if module.rnn_type not in RNN_TYPES:
+        raise ReportgenError(f"{path}: rnn_type {module.rnn_type!r} is not one of {', '.join(RNN_TYPES)}")
+    hyper = Hyperparameters(
+        rnn_type=module.rnn_type,
+        ntoken=int(module.encoder.num_embeddings),
+        emsize=int(module.encoder.embedding_dim),
+        nhid=int(module.nhid),
+        nlayers=int(module.nlayers),
+        dropout=float(module.drop.p) if hasattr(module, "drop") else 0.0,
+        tied=module.decoder.weight is module.encoder.weight,
+    )
+    model = model_from_state_dict(module.state_dict(), hyper, path)
+    return LoadedModel(model, hyper, "pytorch-examples pickle", sha256)
+
+
+def _from_own_format(payload: dict[str, Any], path: Path, sha256: str) -> LoadedModel:
+    try:
+        hyper = Hyperparameters(**payload["hyperparameters"])
+    except (KeyError, TypeError) as error:
+        raise ReportgenError(f"{path}: damaged reportgen checkpoint ({error})") from None
+    model = model_from_state_dict(payload["state_dict"], hyper, path)
+    return LoadedModel(model, hyper, "reportgen", sha256, payload.get("vocabulary"),
+                       dict(payload.get("metadata") or {}))

@@ -1,0 +1,38 @@
+"""The plain results that flow from the analyses into the site: one `ModelReport` per model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from reportgen.capture import Capture
+
+
+@dataclass
+class ModelSummary:
+    """Facts about the model and the text, for the overview page and `report.json`."""
+
+    name: str
+    hyperparameters: dict[str, Any]
+    vocabulary_size: int
+    checkpoint_name: str
+    checkpoint_format: str
+    checkpoint_sha256: str
+    text_name: str
+    text_sha256: str
+    n_tokens: int
+    n_unknown: int
+    perplexity: float
+    truncated: bool
+    metadata: dict[str, Any] = field(default_factory=dict)  # dropout, seed, training figures
+
+
+@dataclass
+class ModelReport:
+    """Everything one model's pages are made from. Later analyses add fields here."""
+
+    summary: ModelSummary
+    capture: Capture
+    options: dict[str, Any] = field(default_factory=dict)  # the options used, for provenance
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    notes: list[str] = field(default_factory=list)  # what was sampled, paged or left out
