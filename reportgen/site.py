@@ -166,7 +166,6 @@ def write_assets(root: Path) -> None:
     for name in ("style.css", "report.js"):
         shutil.copyfile(templates_dir() / "assets" / name, assets / name)
     (root / ".nojekyll").write_text("", encoding="utf-8")
-    (root / SITE_MARKER).write_text("reportgen\n", encoding="utf-8")
 
 
 def write_model_folder(report: ModelReport, folder: Path, home: str = "",
@@ -227,6 +226,7 @@ def atomic_folder(out: Path) -> Iterator[Path]:
     clean_leftovers(out)
     temporary = out.parent / f".{out.name}.tmp-{os.getpid()}"
     temporary.mkdir()
+    (temporary / SITE_MARKER).write_text("reportgen\n", encoding="utf-8")
     try:
         yield temporary
     except BaseException:
