@@ -1,0 +1,138 @@
+"""Token features: per-token booleans computed from the token strings (DESIGN.md 3.4).
+
+Each feature is one small function from the token list to a (T,) bool array, registered in
+`FEATURES`; adding a feature is one function and one line there. Token strings are untrusted
+corpus text: they are only compared and matched, never interpreted.
+
+Conventions, chosen to match how a model reads left to right:
+- A state feature (`in_quotes`, `in_parens`) is the state after reading the token, so an opening
+  mark counts as inside and a closing mark does not.
+- Quote and parenthesis state resets at every `<eos>`: in WikiText they never span lines, and a
+  stray unmatched mark then spoils one line rather than the rest of the text. `<eos>` itself is
+  outside.
+- `"` toggles the quote state; typographic quotes open (“) and close (”) it.
+- Numbers are digits with optional `.` or `,` separators (`1998`, `3.5`, `1,000`) and WikiText's
+  glue tokens `@.@` and `@,@`, which only ever join digits (`1 @,@ 000`).
+- A heading is a line, between `<eos>` marks, whose first token starts with `=` and whose last
+  token ends with `=`, as in `= = Gameplay = =`. The `<eos>` ending it is not part of it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+EOS = "<eos>"
+NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+NUMBER_GLUE = frozenset({"@.@", "@,@"})
+QUOTE_TOGGLE = '"'
+QUOTE_OPEN = "\u201c"  # “
+QUOTE_CLOSE = "\u201d"  # ”
+
+
+def in_quotes(tokens: Sequence[str]) -> np.ndarray:
+    """(T,) bool: inside double quotes after reading the token."""
+    inside = np.zeros(len(tokens), dtype=bool)
+    state = False
+    for t, token in enumerate(tokens):
+        if token == EOS:
+            state = False
+        elif token == QUOTE_TOGGLE:
+            state = not state
+        elif token == QUOTE_OPEN:
+            state = True
+        elif token == QUOTE_CLOSE:
+            state = False
+        inside[t] = state
+    return inside
+
+
+def in_parens(tokens: Sequence[str]) -> np.ndarray:
+    """(T,) bool: parenthesis depth above zero after reading the token."""
+    inside = np.zeros(len(tokens), dtype=bool)
+    depth = 0
+    for t, token in enumerate(tokens):
+        if token == EOS:
+            depth = 0
+        elif token == "(":
+            depth += 1
+        elif token == ")":
+            depth = max(depth - 1, 0)
+        inside[t] = depth > 0
+    return inside
+
+
+def is_number(token: str) -> bool:
+    return token in NUMBER_GLUE or NUMBER.fullmatch(token) is not None
+
+
+def next_is_number(tokens: Sequence[str]) -> np.ndarray:
+    """(T,) bool: the next token is a number; False at the last position."""
+    return _next_matches(tokens, is_number)
+
+
+def next_is_eos(tokens: Sequence[str]) -> np.ndarray:
+    """(T,) bool: the next token ends the line; False at the last position."""
+    return _next_matches(tokens, lambda token: token == EOS)
+
+
+def _next_matches(tokens: Sequence[str], predicate: Callable[[str], bool]) -> np.ndarray:
+    matches = np.zeros(len(tokens), dtype=bool)
+    matches[:-1] = [predicate(token) for token in tokens[1:]]
+    return matches
+
+
+def in_heading(tokens: Sequence[str]) -> np.ndarray:
+    """(T,) bool: the token belongs to a `= ... =` heading line."""
+    inside = np.zeros(len(tokens), dtype=bool)
+    start = 0
+    for end in [t for t, token in enumerate(tokens) if token == EOS] + [len(tokens)]:
+        line = tokens[start:end]
+        if line and line[0].startswith("=") and line[-1].endswith("="):
+            inside[start:end] = True
+        start = end + 1
+    return inside
+
+
+FeatureFunction = Callable[[Sequence[str]], np.ndarray]
+FEATURES: tuple[tuple[str, FeatureFunction], ...] = (
+    ("in_quotes", in_quotes),
+    ("in_parens", in_parens),
+    ("next_is_number", next_is_number),
+    ("next_is_eos", next_is_eos),
+    ("in_heading", in_heading),
+)
+
+
+@dataclass(frozen=True)
+class TokenFeatures:
+    """Each feature's (T,) bool array, in `FEATURES` order."""
+
+    values: dict[str, np.ndarray]
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.values)
+
+    @property
+    def n_tokens(self) -> int:
+        return len(next(iter(self.values.values()))) if self.values else 0
+
+    def matrix(self) -> np.ndarray:
+        """(T, F) bool, columns in `names` order."""
+        return np.stack(list(self.values.values()), axis=1)
+
+    def to_frame(self) -> pd.DataFrame:
+        """The feature columns of tokens.csv, indexed by position."""
+        frame = pd.DataFrame(self.values)
+        frame.index.name = "position"
+        return frame
+
+
+def token_features(tokens: Sequence[str]) -> TokenFeatures:
+    """Every registered feature of a token sequence."""
+    return TokenFeatures({name: function(tokens) for name, function in FEATURES})

@@ -1,0 +1,101 @@
+"""Chart builders: the Vega-Lite each one produces, checked through to_dict()."""
+
+import json
+
+import numpy as np
+import pytest
+
+from reportgen.analysis.concepts import NeuronConcepts
+from reportgen.analysis.distributions import analyse_state
+from reportgen.charts import (
+    MAX_BARS,
+    average_distribution_chart,
+    binned_records,
+    concept_auroc_chart,
+    kl_scatter_chart,
+    neuron_histogram_chart,
+)
+
+
+@pytest.fixture(scope="module")
+def hidden_stats():
+    rng = np.random.default_rng(0)
+    values = np.tanh(rng.normal(0, rng.uniform(0.2, 2, 6), (500, 6))).astype(np.float32)
+    values[:, 2] = 5.0  # every value outside [-1, 1]: its KL is NaN
+    return analyse_state((1, "h"), values)
+
+
+def spec_of(chart):
+    spec = chart.to_dict()
+    json.dumps(spec, allow_nan=False)  # a page cannot hold NaN
+    return spec
+
+
+def test_average_chart_has_one_bar_per_bin_of_h(hidden_stats):
+    spec = spec_of(average_distribution_chart(hidden_stats))
+    assert spec["mark"]["type"] == "bar"
+    assert spec["encoding"]["x"]["field"] == "start" and spec["encoding"]["x2"]["field"] == "end"
+    assert spec["encoding"]["y"]["field"] == "share" and spec["encoding"]["y2"]["datum"] == 0
+    rows = spec["data"]["values"]
+    assert len(rows) == 200
+    assert [row["share"] for row in rows] == pytest.approx(list(hidden_stats.average))
+    assert rows[0]["start"] == pytest.approx(-1.0) and rows[-1]["end"] == pytest.approx(1.0)
+    assert "L1-h" in spec["title"]
+
+
+def test_wide_cell_histogram_is_merged_to_at_most_max_bars():
+    values = np.random.default_rng(1).normal(0, 4, (2000, 3)).astype(np.float32)
+    stats = analyse_state((2, "c"), values)
+    assert len(stats.average) > MAX_BARS
+    rows = spec_of(stats.average_chart())["data"]["values"]
+    assert len(rows) <= MAX_BARS
+    assert sum(row["share"] for row in rows) == pytest.approx(stats.average.sum())
+    assert all(a["end"] == b["start"] for a, b in zip(rows, rows[1:]))
+
+
+def test_binned_records_merge_adjacent_bins():
+    edges = np.linspace(0, 1, 11)
+    rows = binned_records(edges, {"s": np.arange(10.0)}, max_bars=4)
+    assert [(row["start"], row["end"], row["share"]) for row in rows] == pytest.approx(
+        [(0.0, 0.3, 3.0), (0.3, 0.6, 12.0), (0.6, 0.9, 21.0), (0.9, 1.0, 9.0)]
+    )
+
+
+def test_neuron_chart_draws_the_neuron_against_the_average(hidden_stats):
+    spec = spec_of(neuron_histogram_chart(hidden_stats, 4))
+    assert spec["mark"]["type"] == "bar"
+    assert spec["encoding"]["color"]["field"] == "series"
+    assert spec["encoding"]["y2"]["datum"] == 0
+    rows = spec["data"]["values"]
+    assert {row["series"] for row in rows} == {"neuron 4", "average"}
+    assert len(rows) == 400
+    neuron_shares = [row["share"] for row in rows if row["series"] == "neuron 4"]
+    np.testing.assert_allclose(neuron_shares, hidden_stats.counts[4] / hidden_stats.counts[4].sum())
+
+
+def test_kl_scatter_has_one_point_per_neuron_with_tooltips(hidden_stats):
+    labels = ["", "in_quotes", "", "", "", ""]
+    spec = spec_of(kl_scatter_chart(hidden_stats, labels))
+    assert spec["mark"]["type"] == "circle"
+    assert spec["encoding"]["x"]["field"] == "kl_p_q" and spec["encoding"]["y"]["field"] == "kl_q_p"
+    tooltip_fields = {item["field"] for item in spec["encoding"]["tooltip"]}
+    assert {"neuron", "label", "near_zero", "kl_p_q", "kl_q_p"} <= tooltip_fields
+    rows = spec["data"]["values"]
+    assert len(rows) == hidden_stats.n_neurons
+    assert rows[1]["label"] == "in_quotes"
+    assert rows[2]["kl_p_q"] is None
+    assert rows[0]["kl_p_q"] == pytest.approx(hidden_stats.kl_p_q[0])
+    assert spec_of(hidden_stats.kl_chart())["data"]["values"][1]["label"] == ""
+
+
+def test_concept_chart_has_one_bar_per_feature_from_chance():
+    auroc = np.array([[0.95, np.nan, 0.3], [0.5, 0.5, 0.5]])
+    concepts = NeuronConcepts((1, "c"), ("a", "b", "c"), auroc, ["a", ""], np.array([0.95, np.nan]))
+    spec = spec_of(concept_auroc_chart(concepts, 0))
+    assert spec["mark"]["type"] == "bar"
+    assert spec["encoding"]["x"]["field"] == "feature" and spec["encoding"]["y"]["field"] == "auroc"
+    assert spec["encoding"]["y2"]["datum"] == 0.5
+    assert spec["data"]["values"] == [
+        {"feature": "a", "auroc": 0.95}, {"feature": "b", "auroc": None}, {"feature": "c", "auroc": 0.3},
+    ]
+    assert spec_of(concepts.chart(1))["data"]["values"][0]["auroc"] == 0.5

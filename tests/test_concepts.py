@@ -1,0 +1,122 @@
+"""Concepts: AUROC against scikit-learn, labels, and planted neurons that must be found."""
+
+import numpy as np
+import pytest
+from scipy.stats import rankdata
+from sklearn.metrics import roc_auc_score
+
+from reportgen.analysis.concepts import analyse_concepts, average_ranks, label_neurons, neuron_aurocs
+from reportgen.analysis.distributions import analyse_distributions
+from reportgen.capture import Capture
+from reportgen.errors import ReportgenError
+from reportgen.features import token_features
+
+
+def make_capture(states, tokens):
+    n_tokens = len(tokens)
+    return Capture(
+        token_ids=np.zeros(n_tokens, dtype=np.int64),
+        tokens=tokens,
+        states=states,
+        log_prob_next=np.zeros(n_tokens, dtype=np.float32),
+        top_ids=np.zeros((n_tokens, 5), dtype=np.int64),
+        top_log_probs=np.zeros((n_tokens, 5), dtype=np.float32),
+        vocabulary=sorted(set(tokens)),
+    )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_auroc_equals_sklearn_with_ties(dtype):
+    rng = np.random.default_rng(0)
+    values = rng.integers(-3, 4, (300, 9)).astype(dtype) / 4  # few distinct values: many ties
+    values[:, 4] = 0.25  # a constant neuron: every pair tied
+    positives = rng.random((300, 3)) < [[0.1, 0.5, 0.8]]
+    auroc = neuron_aurocs(values, positives, chunk_values=600)  # two neurons per chunk
+    for neuron in range(9):
+        for feature in range(3):
+            expected = roc_auc_score(positives[:, feature], values[:, neuron].astype(np.float64))
+            assert auroc[neuron, feature] == pytest.approx(expected, abs=1e-12)
+    np.testing.assert_array_equal(auroc, neuron_aurocs(values, positives))
+
+
+def test_feature_without_positives_or_negatives_has_no_auroc():
+    values = np.arange(10, dtype=np.float32)[:, None]
+    positives = np.stack([np.zeros(10, bool), np.ones(10, bool), np.arange(10) >= 5], axis=1)
+    auroc = neuron_aurocs(values, positives)
+    assert np.isnan(auroc[0, 0]) and np.isnan(auroc[0, 1]) and auroc[0, 2] == 1.0
+
+
+def test_label_is_the_feature_farthest_from_chance_above_the_threshold():
+    auroc = np.array([
+        [0.95, 0.5],  # high on f0
+        [0.5, 0.05],  # low on f1: labelled, with its AUROC below 0.5
+        [0.85, 0.2],  # 0.35 and 0.3 from chance: no label
+        [np.nan, 0.9],  # exactly at the threshold
+        [0.1, np.nan],  # exactly at the threshold, below chance
+        [np.nan, np.nan],
+    ])
+    labels, label_auroc = label_neurons(auroc, ("f0", "f1"), threshold=0.4)
+    assert labels == ["f0", "f1", "", "f1", "f0", ""]
+    np.testing.assert_array_equal(label_auroc, [0.95, 0.05, np.nan, 0.9, 0.1, np.nan])
+    assert label_neurons(np.array([[19 / 20], [1 / 20]]), ("f",), threshold=0.45)[0] == ["f", "f"]
+
+
+def planted_capture(seed=0, n_tokens=3000):
+    """Random text with quotes and parentheses; neuron 3 of L1-h fires inside quotes, neuron 5
+    of L1-c drops inside parentheses, the others are noise."""
+    rng = np.random.default_rng(seed)
+    tokens = list(rng.choice(["the", "cat", '"', "(", ")", "1998", "<eos>", "sat"], n_tokens,
+                             p=[0.3, 0.2, 0.06, 0.05, 0.05, 0.1, 0.04, 0.2]))
+    features = token_features(tokens)
+    hidden = np.tanh(rng.normal(0, 0.6, (n_tokens, 12))).astype(np.float32)
+    hidden[:, 3] = np.where(features.values["in_quotes"], 0.9, -0.2) + rng.normal(0, 0.03, n_tokens)
+    hidden[:, 8] = 0.0  # a dead neuron
+    cell = rng.normal(0, 2, (n_tokens, 10)).astype(np.float32)
+    cell[:, 5] = np.where(features.values["in_parens"], -4.0, 1.0) + rng.normal(0, 0.5, n_tokens)
+    return make_capture({(1, "h"): hidden, (1, "c"): cell}, tokens), features
+
+
+def test_planted_neurons_get_their_labels_and_top_the_kl_ranking():
+    capture, features = planted_capture()
+    concepts = analyse_concepts(capture, features)
+    hidden, cell = concepts[(1, "h")], concepts[(1, "c")]
+    assert hidden.label[3] == "in_quotes" and hidden.label_auroc[3] > 0.95
+    assert cell.label[5] == "in_parens" and cell.label_auroc[5] < 0.05
+    assert sum(label != "" for label in hidden.label) == 1
+    assert sum(label != "" for label in cell.label) == 1
+
+    distributions = analyse_distributions(capture)
+    assert distributions[(1, "h")].rank[3] == 1
+    assert distributions[(1, "c")].rank[5] == 1
+    assert distributions[(1, "h")].near_zero[8] and distributions[(1, "h")].rank[8] == 12
+
+    frame = distributions.to_frame(concepts)
+    row = frame[(frame["state"] == "h") & (frame["neuron"] == 3)].iloc[0]
+    assert row["label"] == "in_quotes" and row["label_auroc"] == hidden.label_auroc[3]
+    concept_frame = concepts.to_frame()
+    assert len(concept_frame) == 22
+    assert {f"auroc_{name}" for name in features.names} <= set(concept_frame.columns)
+
+
+def test_mismatched_features_and_bad_threshold_are_refused():
+    capture, features = planted_capture(n_tokens=50)
+    with pytest.raises(ValueError):
+        analyse_concepts(capture, token_features(capture.tokens[:-1]))
+    with pytest.raises(ReportgenError):
+        analyse_concepts(capture, features, threshold=0.7)
+
+
+def test_average_ranks_equal_scipy_rankdata():
+    rng = np.random.default_rng(1)
+    values = np.round(rng.normal(0, 1, (4, 500)) * 3).astype(np.float32)  # many ties
+    values[1] = rng.normal(0, 1, 500)  # none
+    values[2] = 7.0  # all tied
+    values[3, :10] = [-0.0, 0.0] * 5  # signed zeros are equal
+    np.testing.assert_array_equal(average_ranks(values), rankdata(values, axis=1))
+
+
+def test_neuron_with_nan_has_no_auroc():
+    values = np.arange(20, dtype=np.float32).reshape(10, 2)
+    values[4, 1] = np.nan
+    auroc = neuron_aurocs(values, (np.arange(10) >= 5)[:, None])
+    assert auroc[0, 0] == 1.0 and np.isnan(auroc[1, 0])

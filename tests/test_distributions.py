@@ -1,0 +1,220 @@
+"""Distributions: counts against np.histogram, streaming, KL, near-zero rule and ranking."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy.stats import entropy
+
+from reportgen.analysis.distributions import (
+    NEURON_COLUMNS,
+    analyse_distributions,
+    analyse_state,
+    bin_edges,
+    histogram_counts,
+    kl_divergences,
+    observed_cell_interval,
+    rank_neurons,
+)
+from reportgen.capture import Capture
+from reportgen.errors import ReportgenError
+
+
+def make_capture(states, tokens=None):
+    n_tokens = next(iter(states.values())).shape[0]
+    tokens = tokens if tokens is not None else ["w"] * n_tokens
+    return Capture(
+        token_ids=np.zeros(n_tokens, dtype=np.int64),
+        tokens=tokens,
+        states=states,
+        log_prob_next=np.zeros(n_tokens, dtype=np.float32),
+        top_ids=np.zeros((n_tokens, 5), dtype=np.int64),
+        top_log_probs=np.zeros((n_tokens, 5), dtype=np.float32),
+        vocabulary=["w"],
+    )
+
+
+def values_on_and_near_edges(half_width, shape, dtype, seed=0):
+    """Random values over a wider range, mixed with every edge, its neighbours and ±half_width."""
+    rng = np.random.default_rng(seed)
+    edges = bin_edges(-half_width, half_width)
+    pool = np.concatenate([
+        edges,
+        np.nextafter(edges, np.float32(np.inf)),
+        np.nextafter(edges, np.float32(-np.inf)),
+        rng.uniform(-1.2 * half_width, 1.2 * half_width, 2000).astype(np.float32),
+    ])
+    return rng.choice(pool, size=shape).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("half_width", [1.0, 2.35, 50.0])
+def test_counts_equal_np_histogram_of_each_neuron(dtype, half_width):
+    values = values_on_and_near_edges(half_width, (3000, 6), dtype)
+    edges = bin_edges(-half_width, half_width)
+    n_bins = round(2 * half_width / 0.01)
+    counts, outside = histogram_counts(values, edges, chunk_rows=1000)
+    assert counts.shape == (6, n_bins)
+    for neuron in range(6):
+        column = values[:, neuron].astype(np.float32)
+        expected, _ = np.histogram(column, bins=n_bins, range=(-half_width, half_width))
+        np.testing.assert_array_equal(counts[neuron], expected)
+        assert outside[neuron] == len(column) - expected.sum()
+
+
+def test_values_at_the_interval_ends_and_nan_are_placed_like_np_histogram():
+    values = np.array([[-1.0], [1.0], [0.0], [1.5], [np.nan], [np.inf], [-np.inf]], dtype=np.float32)
+    counts, outside = histogram_counts(values, bin_edges(-1.0, 1.0))
+    assert counts[0, 0] == 1 and counts[0, -1] == 1 and counts[0, 100] == 1
+    assert counts.sum() == 3 and outside[0] == 4
+
+
+def test_chunked_analysis_equals_one_chunk():
+    rng = np.random.default_rng(1)
+    values = (rng.normal(0, 2, (1001, 7)) + 20 * rng.random(7)).astype(np.float32)
+    streamed = analyse_state((1, "c"), values, chunk_rows=64)
+    whole = analyse_state((1, "c"), values, chunk_rows=len(values))
+    assert streamed.interval == whole.interval
+    np.testing.assert_array_equal(streamed.counts, whole.counts)
+    np.testing.assert_array_equal(streamed.outside, whole.outside)
+    np.testing.assert_array_equal(streamed.frac_near_zero, whole.frac_near_zero)
+    for name in ("mean", "mean_abs", "kl_p_q", "kl_q_p"):
+        np.testing.assert_allclose(getattr(streamed, name), getattr(whole, name), rtol=1e-12)
+    np.testing.assert_allclose(streamed.std, whole.std, rtol=1e-6)  # float32 values, shifted per chunk
+
+
+def test_moments_match_numpy_despite_a_large_mean():
+    rng = np.random.default_rng(2)
+    values = (300 + rng.normal(0, 0.01, (5000, 3))).astype(np.float32)
+    stats = analyse_state((1, "c"), values, chunk_rows=700)
+    exact = values.astype(np.float64)
+    np.testing.assert_allclose(stats.mean, exact.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(stats.std, exact.std(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(stats.mean_abs, np.abs(exact).mean(axis=0), rtol=1e-12)
+    assert stats.mean_abs_activation == pytest.approx(np.abs(exact).mean(), rel=1e-12)
+
+
+def test_kl_known_value_and_against_scipy():
+    p = np.array([[0.5, 0.5, 0.0]])
+    q = np.array([0.25, 0.25, 0.5])
+    kl_p_q, kl_q_p = kl_divergences(p, q, eps=0.0)
+    assert kl_p_q[0] == pytest.approx(math.log(2))
+    assert kl_p_q[0] == pytest.approx(entropy(p[0], q))
+    assert kl_q_p[0] == np.inf
+    kl_p_q, kl_q_p = kl_divergences(p, q, eps=1e-10)
+    assert kl_q_p[0] == pytest.approx(entropy(q + 1e-10, p[0] + 1e-10))
+    assert np.isfinite(kl_q_p[0])
+
+    rng = np.random.default_rng(3)
+    p = rng.dirichlet(np.ones(40), size=5)
+    q = p.mean(axis=0)
+    kl_p_q, kl_q_p = kl_divergences(p, q)
+    for n in range(5):
+        assert kl_p_q[n] == pytest.approx(entropy(p[n], q), rel=1e-6)
+        assert kl_q_p[n] == pytest.approx(entropy(q, p[n]), rel=1e-6)
+
+
+def test_average_is_the_mean_of_neuron_distributions():
+    rng = np.random.default_rng(4)
+    values = np.tanh(rng.normal(0, [0.2, 1.0, 3.0], (2000, 3))).astype(np.float32)
+    stats = analyse_state((2, "h"), values)
+    p = np.stack([np.histogram(values[:, n], bins=200, range=(-1, 1))[0] / 2000 for n in range(3)])
+    np.testing.assert_allclose(stats.average, p.mean(axis=0))
+    assert stats.average.sum() == pytest.approx(1.0)
+    expected = [entropy(p[n] + 1e-10, p.mean(axis=0) + 1e-10) for n in range(3)]
+    np.testing.assert_allclose(stats.kl_p_q, expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_near_zero_boundary(dtype):
+    small = np.array([0.01, -0.01, 0.0, 0.005] * 23, dtype=dtype)[:91]  # ±0.01 count as near zero
+    large = np.full(9, 0.5, dtype=dtype)
+    exactly_90 = np.concatenate([small[:90], np.full(10, 0.5, dtype=dtype)])  # 90 of 100
+    above_90 = np.concatenate([small, large])  # 91 of 100
+    just_outside = np.concatenate([np.full(91, 0.0101, dtype=dtype), large])
+    values = np.stack([exactly_90, above_90, just_outside], axis=1)
+    stats = analyse_state((1, "h"), values)
+    np.testing.assert_allclose(stats.frac_near_zero, [0.9, 0.91, 0.0])
+    np.testing.assert_array_equal(stats.near_zero, [False, True, False])
+
+
+def test_ranking_puts_near_zero_neurons_last():
+    score = np.array([5.0, 9.0, 1.0, 7.0, np.nan, 3.0])
+    near_zero = np.array([False, True, False, False, False, True])
+    rank = rank_neurons(score, near_zero)
+    np.testing.assert_array_equal(rank, [2, 5, 3, 1, 4, 6])
+
+
+def test_rerank_by_either_kl_equals_analysing_with_it():
+    rng = np.random.default_rng(5)
+    values = np.tanh(rng.normal(0, rng.uniform(0.1, 2, 12), (800, 12))).astype(np.float32)
+    capture = make_capture({(1, "h"): values})
+    by_sum = analyse_distributions(capture)
+    for rank_by in ("kl_p_q", "kl_q_p"):
+        direct = analyse_distributions(capture, rank_by=rank_by)[(1, "h")]
+        reranked = by_sum.reranked(rank_by)[(1, "h")]
+        np.testing.assert_array_equal(direct.rank, reranked.rank)
+        np.testing.assert_array_equal(direct.score, getattr(direct, rank_by))
+        assert direct.rank[np.argmax(getattr(direct, rank_by))] == 1
+    stats = by_sum[(1, "h")]
+    np.testing.assert_allclose(stats.score, stats.kl_p_q + stats.kl_q_p)
+    assert stats.rank[np.argmax(stats.score)] == 1
+    with pytest.raises(ReportgenError):
+        analyse_distributions(capture, rank_by="entropy")
+
+
+def test_observed_cell_interval_is_the_rounded_up_percentile():
+    rng = np.random.default_rng(6)
+    values = rng.normal(0, 3, (20000, 5)).astype(np.float32)
+    expected = math.ceil(np.percentile(np.abs(values), 99.9, method="inverted_cdf") / 0.01) * 0.01
+    assert observed_cell_interval(values, chunk_rows=3000) == pytest.approx(expected)
+    stats = analyse_state((1, "c"), values)
+    assert stats.interval == (-round(expected, 2), round(expected, 2))
+    outside_share = (np.abs(values) > np.float32(expected)).mean()
+    assert stats.share_outside == pytest.approx(outside_share)
+    assert 0 < stats.share_outside <= 0.001
+
+
+def test_cell_interval_option_overrides_and_is_checked():
+    rng = np.random.default_rng(7)
+    capture = make_capture({(1, "h"): rng.uniform(-1, 1, (50, 3)).astype(np.float32),
+                            (1, "c"): rng.normal(0, 3, (50, 3)).astype(np.float32)})
+    result = analyse_distributions(capture, cell_interval=2.345)
+    assert result[(1, "c")].interval == (-2.35, 2.35)
+    assert result[(1, "c")].counts.shape == (3, 470)
+    assert result[(1, "h")].interval == (-1.0, 1.0)
+    for bad in (0.0, -1.0, float("nan"), 1e6):
+        with pytest.raises(ReportgenError, match="cell-interval"):
+            analyse_distributions(capture, cell_interval=bad)
+
+
+def test_neuron_without_values_inside_gets_no_kl_and_stays_out_of_the_average():
+    values = np.stack([np.linspace(-0.5, 0.5, 100), np.full(100, 3.0)], axis=1).astype(np.float32)
+    stats = analyse_state((1, "h"), values)
+    assert np.isnan(stats.kl_p_q[1]) and np.isnan(stats.kl_q_p[1])
+    np.testing.assert_allclose(stats.average, stats.distribution(0))
+    assert stats.share_outside == pytest.approx(0.5)
+    assert stats.rank[1] == 2
+
+
+def test_non_finite_states_are_reported():
+    values = np.zeros((10, 2), dtype=np.float32)
+    values[3, 1] = np.nan
+    with pytest.raises(ReportgenError, match="L2-h"):
+        analyse_distributions(make_capture({(2, "h"): values}))
+
+
+def test_frame_has_the_export_columns_for_every_state():
+    rng = np.random.default_rng(8)
+    capture = make_capture({(1, "h"): rng.uniform(-1, 1, (40, 3)).astype(np.float32),
+                            (1, "c"): rng.normal(0, 1, (40, 3)).astype(np.float16),
+                            (2, "h"): rng.uniform(-1, 1, (40, 4)).astype(np.float32)})
+    result = analyse_distributions(capture)
+    frame = result.to_frame()
+    assert list(frame.columns) == list(NEURON_COLUMNS)
+    assert len(frame) == 10
+    assert list(zip(frame["layer"], frame["state"]))[::3][:3] == [(1, "h"), (1, "c"), (2, "h")]
+    assert (frame["label"] == "").all() and frame["label_auroc"].isna().all()
+    summary = result.summary_frame()
+    assert list(summary["state"]) == ["h", "c", "h"]
+    assert summary["mean_abs_activation"].iloc[0] == pytest.approx(np.abs(capture.states[(1, "h")]).mean())

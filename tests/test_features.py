@@ -1,0 +1,81 @@
+"""Token features on hand-written token lists."""
+
+import numpy as np
+
+from reportgen.features import (
+    FEATURES,
+    in_heading,
+    in_parens,
+    in_quotes,
+    next_is_eos,
+    next_is_number,
+    token_features,
+)
+
+
+def flags(text: str) -> list[bool]:
+    """'1' -> True, '0' -> False, one per token."""
+    return [c == "1" for c in text]
+
+
+def test_quotes_opening_mark_inside_closing_mark_outside():
+    tokens = ["He", "said", '"', "hi", "there", '"', "and", "left"]
+    np.testing.assert_array_equal(in_quotes(tokens), flags("00111000"))
+
+
+def test_quotes_reset_at_end_of_line():
+    tokens = ['"', "unclosed", "<eos>", "next", '"', "x", '"']
+    np.testing.assert_array_equal(in_quotes(tokens), flags("1100110"))
+
+
+def test_typographic_quotes_open_and_close():
+    tokens = ["a", "\u201c", "b", "\u201d", "c"]
+    np.testing.assert_array_equal(in_quotes(tokens), flags("01100"))
+
+
+def test_parentheses_nest_and_never_go_below_zero():
+    tokens = ["(", "a", "(", "b", ")", "c", ")", "d", ")", "(", "e"]
+    np.testing.assert_array_equal(in_parens(tokens), flags("11111100011"))
+    np.testing.assert_array_equal(in_parens(["(", "a", "<eos>", "b"]), flags("1100"))
+
+
+def test_next_is_number_includes_wikitext_number_glue():
+    tokens = ["in", "1998", ",", "1", "@,@", "000", "people", "3.5", "x", "1990s", "y", "@-@", "z", "7"]
+    # next tokens: 1998 , 1 @,@ 000 people 3.5 x 1990s y @-@ z 7 (none)
+    np.testing.assert_array_equal(next_is_number(tokens), flags("10111010000010"))
+
+
+def test_next_is_eos():
+    tokens = ["a", "b", "<eos>", "<eos>", "c", "<eos>"]
+    np.testing.assert_array_equal(next_is_eos(tokens), flags("011010"))
+
+
+def test_heading_lines_between_eos_marks():
+    tokens = [
+        "=", "Valkyria", "=", "<eos>",
+        "<eos>",
+        "=", "=", "Gameplay", "=", "=", "<eos>",
+        "The", "game", "=", "x", "<eos>",
+        "=", "Last", "=",
+    ]
+    expected = flags("1110" + "0" + "111110" + "00000" + "111")
+    np.testing.assert_array_equal(in_heading(tokens), expected)
+
+
+def test_token_features_has_every_registered_feature_in_order():
+    tokens = ["=", "A", "=", "<eos>", "x", '"', "(", "3", ")", '"', "<eos>"]
+    features = token_features(tokens)
+    assert features.names == [name for name, _ in FEATURES]
+    assert features.n_tokens == len(tokens)
+    np.testing.assert_array_equal(features.values["in_quotes"], in_quotes(tokens))
+    frame = features.to_frame()
+    assert list(frame.columns) == features.names
+    assert frame.index.name == "position" and len(frame) == len(tokens)
+    assert frame.dtypes.eq(bool).all()
+    assert features.matrix().shape == (len(tokens), len(FEATURES))
+
+
+def test_empty_and_markup_like_tokens_are_just_tokens():
+    assert all(len(values) == 0 for values in token_features([]).values.values())
+    tokens = ["</script>", "<script>", '"', "{{", "}}"]
+    np.testing.assert_array_equal(in_quotes(tokens), flags("00111"))
