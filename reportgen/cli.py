@@ -15,7 +15,7 @@ from pathlib import Path
 from reportgen.capture import CaptureOptions
 from reportgen.errors import ReportgenError
 from reportgen.report import ReportConfig, build_report
-from reportgen.site import SiteOptions
+from reportgen.pages import SiteOptions
 from reportgen.train import TrainConfig
 
 EXIT_ERROR = 1

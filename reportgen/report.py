@@ -12,13 +12,26 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from reportgen.analysis.concepts import LABEL_THRESHOLD, analyse_concepts
+from reportgen.analysis.distributions import analyse_distributions
 from reportgen.capture import Capture, CaptureOptions, capture
 from reportgen.corpus import SPLITS, Text, Vocabulary, load_vocabulary, tokenize
 from reportgen.errors import ReportgenError
+from reportgen.features import token_features
 from reportgen.model import LoadedModel, file_sha256, load_checkpoint
 from reportgen.progress import note
 from reportgen.results import ModelReport, ModelSummary
-from reportgen.site import SiteOptions, write_site
+from reportgen.pages import SiteOptions
+from reportgen.site import write_site
+
+
+@dataclass
+class NeuronOptions:
+    """The distribution and concept analyses (DESIGN.md 3.2 and 3.4)."""
+
+    cell_interval: float | None = None  # half-width a of the cell-state bins; None: from data
+    rank_by: str = "score"  # "score" (both KLs), "kl_p_q" or "kl_q_p"
+    label_threshold: float = LABEL_THRESHOLD  # |AUROC - 0.5| a concept label needs
 
 
 @dataclass
@@ -34,6 +47,7 @@ class ReportConfig:
     max_tokens: int | None = None  # analyse only the first N tokens of the text
     allow_unsafe_pickle: bool = False
     capture: CaptureOptions = field(default_factory=CaptureOptions)
+    neurons: NeuronOptions = field(default_factory=NeuronOptions)
     site: SiteOptions = field(default_factory=SiteOptions)
     quiet: bool = False
 
@@ -136,6 +150,7 @@ def options_record(config: ReportConfig) -> dict[str, object]:
     return {
         "max_tokens": config.max_tokens,
         "capture": asdict(config.capture),
+        "neurons": asdict(config.neurons),
         "site": asdict(config.site),
     }
 
@@ -145,8 +160,17 @@ def analyse(config: ReportConfig, inputs: Inputs, timings: dict[str, float]) -> 
     with timed(timings, "capture", config.quiet):
         captured = capture(inputs.loaded.model, inputs.text.ids, inputs.text.tokens,
                            inputs.vocabulary.words, config.capture)
-    return ModelReport(summarise(config, inputs, captured), captured, options_record(config),
-                       timings)
+    report = ModelReport(summarise(config, inputs, captured), captured,
+                         options=options_record(config), timings=timings)
+    with timed(timings, "features", config.quiet):
+        report.features = token_features(captured.tokens)
+    with timed(timings, "distributions", config.quiet):
+        report.distributions = analyse_distributions(
+            captured, config.neurons.cell_interval, config.neurons.rank_by)
+    with timed(timings, "concepts", config.quiet):
+        report.concepts = analyse_concepts(captured, report.features,
+                                           config.neurons.label_threshold)
+    return report
 
 
 def build_report(config: ReportConfig) -> Path:

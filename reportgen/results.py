@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reportgen.capture import Capture
+
+if TYPE_CHECKING:
+    from reportgen.analysis.concepts import ConceptResult
+    from reportgen.analysis.distributions import DistributionResult
+    from reportgen.analysis.embedding import EmbeddingResult
+    from reportgen.features import TokenFeatures
 
 
 @dataclass
@@ -29,10 +35,14 @@ class ModelSummary:
 
 @dataclass
 class ModelReport:
-    """Everything one model's pages are made from. Later analyses add fields here."""
+    """Everything one model's pages are made from; an analysis that did not run is None."""
 
     summary: ModelSummary
     capture: Capture
+    features: TokenFeatures | None = None
+    distributions: DistributionResult | None = None
+    concepts: ConceptResult | None = None
+    embeddings: list[EmbeddingResult] = field(default_factory=list)  # one per layer and state
     options: dict[str, Any] = field(default_factory=dict)  # the options used, for provenance
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     notes: list[str] = field(default_factory=list)  # what was sampled, paged or left out

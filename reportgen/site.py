@@ -8,65 +8,26 @@ complete, so a failed or interrupted run never leaves a half-written report.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from types import ModuleType
 
 import jinja2
 import vl_convert
 
 from reportgen.errors import ReportgenError
-from reportgen.heatmap import expectancy_cells, page_bounds
+from reportgen.pages import Page, Section, SiteOptions, expectancy, overview
 from reportgen.results import ModelReport
+from reportgen.versions import reportgen_version
 
 SITE_MARKER = ".reportgen-site"  # marks a folder as ours, so a re-run may replace it
-VERSION = "0.1.0"
 
 
-@dataclass
-class ChartSpec:
-    """One Vega-Lite chart on a page: its id (unique in the page) and its spec."""
-
-    id: str
-    spec: dict[str, Any]
-    caption: str = ""
-    image_name: str = ""  # file stem under img/ for the static figure, "" for none
-
-
-@dataclass
-class Page:
-    """One HTML file of a model's folder, relative to that folder."""
-
-    path: str  # e.g. "expectancy.html", "neuron/L1-h-0042.html"
-    template: str
-    title: str
-    section: str  # which nav entry is current
-    context: dict[str, Any] = field(default_factory=dict)
-    charts: list[ChartSpec] = field(default_factory=list)
-
-
-@dataclass
-class Section:
-    """A nav entry and overview card of a model's report."""
-
-    key: str
-    title: str
-    href: str
-    blurb: str
-
-
-@dataclass
-class SiteOptions:
-    tokens_per_page: int = 2000  # expectancy heatmap tokens per page
-
-
-PageBuilder = Callable[[ModelReport, SiteOptions], list[Page]]
+SECTIONS: list[ModuleType] = [expectancy]  # nav order; each a module of reportgen.pages
 
 
 def templates_dir() -> Path:
@@ -95,45 +56,16 @@ def make_environment() -> jinja2.Environment:
     return env
 
 
-def expectancy_pages(report: ModelReport, options: SiteOptions) -> list[Page]:
-    """The text as a heatmap of p(word), split into pages of `tokens_per_page` tokens."""
-    bounds = page_bounds(report.capture.n_tokens, options.tokens_per_page)
-    names = ["expectancy.html"] + [f"expectancy-{i}.html" for i in range(2, len(bounds) + 1)]
-    links = [{"href": name, "label": str(i)} for i, name in enumerate(names, start=1)]
-    return [
-        Page(
-            path=name,
-            template="expectancy.html",
-            title="Expectancy",
-            section="expectancy",
-            context={
-                "cells": expectancy_cells(report.capture, start, stop),
-                "pages": links,
-                "current": index,
-                "start": start,
-                "stop": stop,
-                "tokens_per_page": options.tokens_per_page,
-            },
-        )
-        for index, (name, (start, stop)) in enumerate(zip(names, bounds))
-    ]
-
-
 def sections_of(report: ModelReport) -> list[Section]:
     """The sections this report has, in nav order."""
-    return [
-        Section("expectancy", "Expectancy", "expectancy.html",
-                "The text coloured by how strongly the model expected each word."),
+    return [item for module in SECTIONS if (item := module.section(report)) is not None]
+
+
+def all_pages(report: ModelReport, options: SiteOptions) -> list[Page]:
+    found = [module for module in SECTIONS if module.section(report) is not None]
+    return overview.pages(report, options, sections_of(report)) + [
+        page for module in found for page in module.pages(report, options)
     ]
-
-
-def overview_page(report: ModelReport, options: SiteOptions) -> list[Page]:
-    return [Page("index.html", "model_index.html", report.summary.name, "index",
-                 {"model": report.summary, "sections": sections_of(report),
-                  "notes": report.notes})]
-
-
-PAGE_BUILDERS: list[PageBuilder] = [overview_page, expectancy_pages]
 
 
 def render_page(env: jinja2.Environment, page: Page, report: ModelReport, home: str) -> str:
@@ -153,7 +85,7 @@ def render_page(env: jinja2.Environment, page: Page, report: ModelReport, home: 
         home=up,
         nav=nav,
         charts=page.charts,
-        version=VERSION,
+        version=reportgen_version(),
         **page.context,
     )
 
@@ -169,33 +101,19 @@ def write_assets(root: Path) -> None:
 
 
 def write_model_folder(report: ModelReport, folder: Path, home: str = "",
-                       options: SiteOptions | None = None,
-                       exporters: list[Callable[[ModelReport, Path], None]] | None = None) -> None:
+                       options: SiteOptions | None = None) -> None:
     """Write one model's pages and exports into `folder`; assets live at `folder/home`."""
     options = options or SiteOptions()
     env = make_environment()
-    for builder in PAGE_BUILDERS:
-        for page in builder(report, options):
-            target = folder / page.path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(render_page(env, page, report, home), encoding="utf-8")
+    for page in all_pages(report, options):
+        target = folder / page.path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(render_page(env, page, report, home), encoding="utf-8")
     data = folder / "data"
     data.mkdir(parents=True, exist_ok=True)
-    for export in exporters or []:
-        export(report, data)
-
-
-def write_report_json(report: ModelReport, data: Path) -> None:
-    payload = {
-        "model": report.summary.__dict__,
-        "options": report.options,
-        "timings_seconds": report.timings,
-        "notes": report.notes,
-        "reportgen_version": VERSION,
-    }
-    (data / "report.json").write_text(
-        json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8"
-    )
+    for module in [overview, *SECTIONS]:
+        if module is overview or module.section(report) is not None:
+            module.export(report, data)
 
 
 def check_output_folder(out: Path) -> None:
@@ -243,5 +161,5 @@ def write_site(report: ModelReport, out: Path, options: SiteOptions | None = Non
     """A one-model site: the model's report at the top of `out`."""
     with atomic_folder(out) as folder:
         write_assets(folder)
-        write_model_folder(report, folder, "", options, [write_report_json])
+        write_model_folder(report, folder, "", options)
     return Path(out)

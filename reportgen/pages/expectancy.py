@@ -1,0 +1,63 @@
+"""The expectancy section: the text as a heatmap of p(word), in pages when long."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from reportgen.heatmap import expectancy_cells, page_bounds
+from reportgen.pages import Page, Section, SiteOptions
+from reportgen.results import ModelReport
+
+
+def section(report: ModelReport) -> Section:
+    return Section("expectancy", "Expectancy", "expectancy.html",
+                   "The text coloured by how strongly the model expected each word.")
+
+
+def page_names(n_pages: int) -> list[str]:
+    return ["expectancy.html"] + [f"expectancy-{i}.html" for i in range(2, n_pages + 1)]
+
+
+def pages(report: ModelReport, options: SiteOptions) -> list[Page]:
+    bounds = page_bounds(report.capture.n_tokens, options.tokens_per_page)
+    names = page_names(len(bounds))
+    links = [{"href": name, "label": str(i)} for i, name in enumerate(names, start=1)]
+    return [
+        Page(
+            path=name,
+            template="expectancy.html",
+            title="Expectancy",
+            section="expectancy",
+            context={
+                "cells": expectancy_cells(report.capture, start, stop),
+                "pages": links,
+                "current": index,
+                "start": start,
+                "stop": stop,
+                "tokens_per_page": options.tokens_per_page,
+            },
+        )
+        for index, (name, (start, stop)) in enumerate(zip(names, bounds))
+    ]
+
+
+def tokens_frame(report: ModelReport) -> pd.DataFrame:
+    """tokens.csv: each position, its token, the next one, p(next) and the token features."""
+    capture = report.capture
+    frame = pd.DataFrame({
+        "position": np.arange(capture.n_tokens),
+        "token": capture.tokens,
+        "next_token": capture.tokens[1:] + [""],
+        "prob_next": np.exp(capture.log_prob_next.astype(np.float64)),
+    })
+    if report.features is not None:
+        features = report.features.to_frame().reset_index(drop=True)
+        frame = pd.concat([frame, features.astype(int)], axis=1)
+    return frame
+
+
+def export(report: ModelReport, data: Path) -> None:
+    tokens_frame(report).to_csv(data / "tokens.csv", index=False, float_format="%.6g")

@@ -1,0 +1,112 @@
+"""The report site: its pages, its escaping of corpus text, and its atomic replacement."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from reportgen.errors import ReportgenError
+from reportgen.report import ReportConfig, build_report
+from reportgen.pages import SiteOptions
+from reportgen.site import atomic_folder
+from reportgen.train import TrainConfig, train
+
+PAYLOAD = "</script><img/src=x/onerror=alert(1)>"  # one token: no white space
+ATTRIBUTE_PAYLOAD = '"><svg/onload=alert(2)>'
+
+
+@pytest.fixture(scope="module")
+def hostile_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A model trained on a corpus whose words include markup payloads."""
+    data = tmp_path_factory.mktemp("hostile-data")
+    line = f"the cat {PAYLOAD} sat on {ATTRIBUTE_PAYLOAD} the mat .\n"
+    for name in ("train.txt", "valid.txt", "test.txt"):
+        (data / name).write_text(line * 40, encoding="utf-8")
+    out = tmp_path_factory.mktemp("hostile-model")
+    config = TrainConfig(emsize=8, nhid=8, nlayers=1, epochs=1, batch_size=4, bptt=10, dropout=0.0)
+    return data, train(data, out, config, progress=False).checkpoint
+
+
+@pytest.fixture(scope="module")
+def hostile_site(hostile_model, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    data, checkpoint = hostile_model
+    out = tmp_path_factory.mktemp("sites") / "hostile"
+    return build_report(ReportConfig(checkpoint, out, data=data, quiet=True,
+                                     site=SiteOptions(tokens_per_page=150)))
+
+
+def test_every_page_escapes_corpus_text(hostile_site: Path) -> None:
+    pages = sorted(hostile_site.rglob("*.html"))
+    assert pages
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        assert "<img" not in text and "<svg" not in text, page
+        assert text.count("<script") == text.count("</script>"), page
+    expectancy = (hostile_site / "expectancy.html").read_text(encoding="utf-8")
+    shown = [html.unescape(t) for t in re.findall(r'<span class="tok[^>]*>([^<]*)</span>', expectancy)]
+    assert PAYLOAD in shown and ATTRIBUTE_PAYLOAD in shown
+
+
+def test_long_text_is_paged_and_pages_link_to_each_other(hostile_site: Path) -> None:
+    pages = sorted(hostile_site.glob("expectancy*.html"))
+    tokens = 40 * 10  # 9 words and <eos> per line, 40 lines
+    assert len(pages) == -(-tokens // 150)
+    first = (hostile_site / "expectancy.html").read_text(encoding="utf-8")
+    for page in pages[1:]:
+        assert f'href="{page.name}"' in first
+    spans = sum(p.read_text(encoding="utf-8").count('class="tok') for p in pages)
+    assert spans == tokens
+
+
+def test_tooltips_hold_probability_and_top_predictions(hostile_site: Path) -> None:
+    text = (hostile_site / "expectancy.html").read_text(encoding="utf-8")
+    titles = re.findall(r'title="([^"]*)"', text)
+    assert titles[0].endswith("first token, not predicted")
+    second = html.unescape(titles[1])
+    probability = float(re.search(r"p = ([0-9.]+)", second).group(1))
+    assert 0.0 <= probability <= 1.0
+    assert second.count(",") == 4  # five guesses
+
+
+def test_site_is_self_contained(hostile_site: Path) -> None:
+    assert (hostile_site / ".nojekyll").exists()
+    assert (hostile_site / "assets" / "vega.js").stat().st_size > 100_000
+    for page in hostile_site.rglob("*.html"):
+        text = page.read_text(encoding="utf-8")
+        assert "http://" not in text and "https://" not in text, page
+        for href in re.findall(r'(?:href|src)="([^"]+)"', text):
+            assert (page.parent / href).resolve().exists(), (page, href)
+    report = json.loads((hostile_site / "data" / "report.json").read_text(encoding="utf-8"))
+    assert report["model"]["n_tokens"] == 400 and "capture" in report["timings_seconds"]
+
+
+def test_overview_names_the_model_and_its_perplexity(hostile_site: Path) -> None:
+    report = json.loads((hostile_site / "data" / "report.json").read_text(encoding="utf-8"))
+    index = (hostile_site / "index.html").read_text(encoding="utf-8")
+    assert f"{report['model']['perplexity']:.2f}".rstrip("0") in index
+    assert "LSTM" in index and "400" in index
+
+
+def test_failed_render_keeps_the_earlier_report(tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    with atomic_folder(out) as folder:
+        (folder / "index.html").write_text("first", encoding="utf-8")
+    with pytest.raises(RuntimeError):
+        with atomic_folder(out) as folder:
+            (folder / "index.html").write_text("half", encoding="utf-8")
+            raise RuntimeError("disk full")
+    assert (out / "index.html").read_text(encoding="utf-8") == "first"
+    assert [p.name for p in tmp_path.iterdir()] == ["report"]
+
+
+def test_refuses_to_replace_a_folder_that_is_not_a_report(tmp_path: Path) -> None:
+    (tmp_path / "thesis").mkdir()
+    (tmp_path / "thesis" / "chapter1.tex").write_text("x", encoding="utf-8")
+    with pytest.raises(ReportgenError, match="not a reportgen report"):
+        with atomic_folder(tmp_path / "thesis"):
+            pass
+    assert (tmp_path / "thesis" / "chapter1.tex").exists()
