@@ -1,0 +1,375 @@
+"""The neurons section: `neurons.html`, one page per top neuron, and `data/neurons.csv`.
+
+`neurons.html` shows, for each layer and state, the average distribution, the KL scatter (a
+click on a point opens that neuron's page), the ranking table of the top neurons and the
+near-zero neurons apart. Each top neuron gets `neuron/L{layer}-{state}-{neuron:04d}.html`: its
+histogram over the layer's average, token heatmaps of the excerpts where its value is highest
+and lowest, its top contexts and its AUROC for each feature.
+
+Pages stay light: the KL scatter holds one point per neuron, and per-token data reaches a page
+only for the excerpts and contexts of that page's own neuron.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import altair as alt
+import numpy as np
+from altair.utils.schemapi import debug_mode
+
+from reportgen.analysis.concepts import ConceptResult, NeuronConcepts
+from reportgen.analysis.distributions import NEAR_ZERO_BOUND, NEAR_ZERO_SHARE, NeuronStats
+from reportgen.capture import StateKey, state_name
+from reportgen.heatmap import TokenCell, activation_cells
+from reportgen.pages import ChartSpec, Page, Section, SiteOptions
+from reportgen.results import ModelReport
+
+PAGE = "neurons.html"
+EXCERPTS = 3  # heatmap excerpts each for the highest and for the lowest values
+EXCERPT_RADIUS = 15  # tokens either side of an excerpt's centre
+TOP_CONTEXTS = 10  # rows of the top-contexts table
+CONTEXT_BEFORE = 8  # tokens shown before a context's token: the LSTM reads left to right
+CONTEXT_AFTER = 4
+
+
+def section(report: ModelReport) -> Section | None:
+    if report.distributions is None:
+        return None
+    return Section("neurons", "Neurons", PAGE,
+                   "Each neuron's distribution against its layer's average, ranked by KL "
+                   "divergence, with concept labels and a page for each top neuron.")
+
+
+def neuron_page_path(key: StateKey, neuron: int) -> str:
+    """`neuron/L1-h-0042.html`, relative to the model folder."""
+    return f"neuron/{state_name(key)}-{neuron:04d}.html"
+
+
+@dataclass(frozen=True)
+class RankingRow:
+    """One row of a ranking table; floats may be NaN, which the template shows as a dash."""
+
+    rank: int
+    neuron: int
+    href: str
+    kl_p_q: float
+    kl_q_p: float
+    score: float
+    label: str
+    label_auroc: float
+    mean: float
+    mean_abs: float
+
+
+@dataclass(frozen=True)
+class NearZeroNeuron:
+    neuron: int
+    frac_near_zero: float
+
+
+@dataclass(frozen=True)
+class StateSummary:
+    """What `neurons.html` shows for one layer and state."""
+
+    name: str  # "L1-h", also the anchor
+    state: str
+    interval: tuple[float, float]
+    interval_source: str  # how the interval was chosen, in words
+    share_outside: float
+    mean_abs_activation: float
+    n_neurons: int
+    rank_by: str
+    rows: list[RankingRow]
+    near_zero: list[NearZeroNeuron]
+    average_chart: ChartSpec
+    kl_chart: ChartSpec
+
+    @property
+    def near_zero_share(self) -> float:
+        return len(self.near_zero) / self.n_neurons if self.n_neurons else 0.0
+
+
+@dataclass(frozen=True)
+class Excerpt:
+    """A stretch of text around one position, coloured by the neuron's activation."""
+
+    centre: int
+    value: float
+    cells: list[TokenCell]
+
+
+@dataclass(frozen=True)
+class Context:
+    """One of the positions where the neuron is highest, with the tokens around it."""
+
+    position: int
+    value: float
+    before: str
+    token: str
+    after: str
+
+
+@dataclass(frozen=True)
+class FeatureAuroc:
+    feature: str
+    auroc: float
+    is_label: bool
+
+
+@dataclass(frozen=True)
+class NeighbourLink:
+    href: str
+    text: str
+
+
+def top_neurons(report: ModelReport, options: SiteOptions) -> dict[StateKey, list[int]]:
+    """The neurons that get a page: the top N not near-zero of each layer and state."""
+    assert report.distributions is not None
+    return {
+        key: [int(n) for n in stats.top(options.top_neurons)]
+        for key, stats in report.distributions.states.items()
+    }
+
+
+def concepts_of(report: ModelReport, key: StateKey) -> NeuronConcepts | None:
+    if report.concepts is None or key not in report.concepts.states:
+        return None
+    return report.concepts.states[key]
+
+
+def page_spec(chart: alt.Chart) -> dict[str, Any]:
+    """The Vega-Lite of a chart for a page, validated.
+
+    Without `$schema`: its URL is only a version tag, which vegaEmbed does not need (it reads a
+    spec without one as Vega-Lite), and a page that names no URL is plainly offline.
+    """
+    spec = chart.to_dict()
+    spec.pop("$schema", None)
+    return spec
+
+
+def unvalidated_spec(build: Callable[[], alt.Chart]) -> dict[str, Any]:
+    """The Vega-Lite of a chart, built and converted without schema validation.
+
+    Validation costs about 70 ms a chart, most of the render time of the neuron pages. Their
+    charts come from the same builders as those of neurons.html, which are validated, and
+    differ only in their data rows.
+    """
+    with debug_mode(False):
+        spec = build().to_dict(validate=False)
+    spec.pop("$schema", None)
+    return spec
+
+
+def ranking_rows(stats: NeuronStats, concepts: NeuronConcepts | None,
+                 neurons: list[int]) -> list[RankingRow]:
+    rows = []
+    for neuron in neurons:
+        rows.append(RankingRow(
+            rank=int(stats.rank[neuron]),
+            neuron=neuron,
+            href=neuron_page_path(stats.key, neuron),
+            kl_p_q=float(stats.kl_p_q[neuron]),
+            kl_q_p=float(stats.kl_q_p[neuron]),
+            score=float(stats.score[neuron]),
+            label=concepts.label[neuron] if concepts else "",
+            label_auroc=float(concepts.label_auroc[neuron]) if concepts else math.nan,
+            mean=float(stats.mean[neuron]),
+            mean_abs=float(stats.mean_abs[neuron]),
+        ))
+    return rows
+
+
+def interval_source(stats: NeuronStats, cell_interval_given: bool) -> str:
+    """How the histogram interval was chosen, in words."""
+    if stats.key[1] != "c":
+        return "h is bounded by tanh"
+    if cell_interval_given:
+        return "set by --cell-interval"
+    return "the 99.9th percentile of |c| in this layer, rounded up to 0.01"
+
+
+def linked_kl_chart(stats: NeuronStats, concepts: ConceptResult | None,
+                    pages: list[int]) -> alt.Chart:
+    """The KL scatter whose points open the neuron's page, for neurons that have one."""
+    chart = stats.kl_chart(concepts)
+    hrefs = {neuron: neuron_page_path(stats.key, neuron) for neuron in pages}
+    records = [dict(record, href=hrefs.get(record["neuron"])) for record in chart.data.values]
+    return chart.properties(data=alt.Data(values=records)).encode(href="href:N")
+
+
+def cell_interval_given(report: ModelReport) -> bool:
+    """Whether the user set the cell interval, as `build_report` records its options."""
+    neurons = report.options.get("neurons")
+    return isinstance(neurons, dict) and neurons.get("cell_interval") is not None
+
+
+def state_summary(report: ModelReport, key: StateKey, pages: list[int]) -> StateSummary:
+    assert report.distributions is not None
+    stats = report.distributions.states[key]
+    concepts = concepts_of(report, key)
+    name = state_name(key)
+    near_zero = [NearZeroNeuron(int(n), float(stats.frac_near_zero[n]))
+                 for n in np.flatnonzero(stats.near_zero)]
+    return StateSummary(
+        name=name,
+        state=key[1],
+        interval=stats.interval,
+        interval_source=interval_source(stats, cell_interval_given(report)),
+        share_outside=stats.share_outside,
+        mean_abs_activation=stats.mean_abs_activation,
+        n_neurons=stats.n_neurons,
+        rank_by=stats.rank_by,
+        rows=ranking_rows(stats, concepts, pages),
+        near_zero=near_zero,
+        average_chart=ChartSpec(
+            f"average-{name}", page_spec(stats.average_chart()),
+            f"{name}: the average distribution q of its neurons, in bins of 0.01.",
+            f"{name}-average"),
+        kl_chart=ChartSpec(f"kl-{name}", page_spec(linked_kl_chart(stats, report.concepts, pages)),
+                           f"{name}: one point per neuron; click a top neuron to open its page.",
+                           f"{name}-kl"),
+    )
+
+
+def excerpt_centres(values: np.ndarray, count: int, radius: int, highest: bool) -> list[int]:
+    """Up to `count` positions of the highest (or lowest) values whose excerpts do not overlap.
+
+    values: (T,) one neuron's activations. Ties keep text order, so the choice is deterministic.
+    """
+    order = np.argsort(-values if highest else values, kind="stable")  # (T,)
+    blocked = np.zeros(len(values), dtype=bool)
+    centres: list[int] = []
+    for position in order:
+        if blocked[position]:
+            continue
+        centres.append(int(position))
+        if len(centres) == count:
+            break
+        blocked[max(0, position - 2 * radius) : position + 2 * radius + 1] = True
+    return centres
+
+
+def excerpts(tokens: list[str], values: np.ndarray, highest: bool, scale: float,
+             label: str) -> list[Excerpt]:
+    """The heatmaps around the highest (or lowest) values, coloured on one scale for the page."""
+    centres = excerpt_centres(values, EXCERPTS, EXCERPT_RADIUS, highest)
+    return [
+        Excerpt(centre, float(values[centre]),
+                activation_cells(tokens, values, max(0, centre - EXCERPT_RADIUS),
+                                 min(len(tokens), centre + EXCERPT_RADIUS + 1), scale, label))
+        for centre in centres
+    ]
+
+
+def top_contexts(tokens: list[str], values: np.ndarray, count: int = TOP_CONTEXTS) -> list[Context]:
+    """The positions of the `count` highest values, highest first, with their neighbours."""
+    positions = np.argsort(-values, kind="stable")[:count]
+    return [
+        Context(
+            position=int(t),
+            value=float(values[t]),
+            before=" ".join(tokens[max(0, t - CONTEXT_BEFORE) : t]),
+            token=tokens[t],
+            after=" ".join(tokens[t + 1 : t + 1 + CONTEXT_AFTER]),
+        )
+        for t in positions
+    ]
+
+
+def feature_aurocs(concepts: NeuronConcepts | None, neuron: int) -> list[FeatureAuroc]:
+    if concepts is None:
+        return []
+    label = concepts.label[neuron]
+    return [FeatureAuroc(feature, float(concepts.auroc[neuron, index]), feature == label)
+            for index, feature in enumerate(concepts.features)]
+
+
+def neighbour_links(key: StateKey, neurons: list[int],
+                    index: int) -> dict[str, NeighbourLink | None]:
+    """Links to the neurons ranked just above and below, from inside `neuron/`."""
+    def link(at: int) -> NeighbourLink | None:
+        if not 0 <= at < len(neurons):
+            return None
+        return NeighbourLink("../" + neuron_page_path(key, neurons[at]), f"neuron {neurons[at]}")
+    return {"previous": link(index - 1), "next": link(index + 1)}
+
+
+def neuron_page(report: ModelReport, key: StateKey, neurons: list[int], index: int) -> Page:
+    assert report.distributions is not None
+    stats = report.distributions.states[key]
+    concepts = concepts_of(report, key)
+    neuron = neurons[index]
+    name = state_name(key)
+    label = f"{name} neuron {neuron}"
+    values = report.capture.states[key][:, neuron].astype(np.float32)  # (T,)
+    scale = float(np.max(np.abs(values)))
+    tokens = report.capture.tokens
+    charts = [ChartSpec("histogram", unvalidated_spec(lambda: stats.neuron_chart(neuron)),
+                        f"The share of {label}'s values in each bin, over the average of {name}.")]
+    if concepts is not None:
+        charts.append(ChartSpec("auroc", unvalidated_spec(lambda: concepts.chart(neuron)),
+                                "AUROC of the neuron's activation for each token feature; "
+                                "0.5 is chance, below 0.5 the neuron is low on the feature."))
+    row = ranking_rows(stats, concepts, [neuron])[0]
+    return Page(
+        path=neuron_page_path(key, neuron),
+        template="neuron.html",
+        title=label,
+        section="neurons",
+        context={
+            "name": name,
+            "neuron": neuron,
+            "row": row,
+            "std": float(stats.std[neuron]),
+            "frac_near_zero": float(stats.frac_near_zero[neuron]),
+            "n_neurons": stats.n_neurons,
+            "rank_by": stats.rank_by,
+            "scale": scale,
+            "high_excerpts": excerpts(tokens, values, True, scale, label),
+            "low_excerpts": excerpts(tokens, values, False, scale, label),
+            "contexts": top_contexts(tokens, values),
+            "aurocs": feature_aurocs(concepts, neuron),
+            "threshold": report.concepts.threshold if report.concepts is not None else None,
+            "back": f"../{PAGE}",
+            **neighbour_links(key, neurons, index),
+        },
+        charts=charts,
+    )
+
+
+def pages(report: ModelReport, options: SiteOptions) -> list[Page]:
+    chosen = top_neurons(report, options)
+    summaries = [state_summary(report, key, neurons) for key, neurons in chosen.items()]
+    overview = Page(
+        path=PAGE,
+        template="neurons.html",
+        title="Neurons",
+        section="neurons",
+        context={
+            "states": summaries,
+            "top_neurons": options.top_neurons,
+            "near_zero_bound": NEAR_ZERO_BOUND,
+            "near_zero_share": NEAR_ZERO_SHARE,
+        },
+        charts=[chart for s in summaries for chart in (s.average_chart, s.kl_chart)],
+    )
+    neuron_pages = [
+        neuron_page(report, key, neurons, index)
+        for key, neurons in chosen.items()
+        for index in range(len(neurons))
+    ]
+    return [overview, *neuron_pages]
+
+
+def export(report: ModelReport, data: Path) -> None:
+    """neurons.csv: DESIGN.md section 5's columns, one row per layer, state and neuron."""
+    assert report.distributions is not None
+    frame = report.distributions.to_frame(report.concepts)
+    frame["near_zero"] = frame["near_zero"].astype(int)  # 0/1, as the features of tokens.csv
+    frame.to_csv(data / "neurons.csv", index=False, float_format="%.8g")
