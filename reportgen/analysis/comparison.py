@@ -1,0 +1,400 @@
+"""Comparison: the figures of several models read on the same text, side by side (DESIGN.md 1).
+
+The thesis compared LSTMs that differed only in dropout and seed: perplexity, and mean
+|activation| of each layer and state, against dropout. This module reduces each model's report
+to a few figures per layer and state (`ModelFigures`, a few kilobytes, so a sweep of large models
+never holds more than one capture) and lines them up in one table, `Comparison.table`, which is
+`comparison.csv`, with charts against dropout.
+
+Definitions, and why:
+- perplexity: exp of the mean negative log p(next token) over the analysed text, as the model's
+  own report gives it; it is the same text for every model, so the figures are comparable.
+- mean_abs: mean |activation| over every position and neuron of a layer and state (the
+  distributions analysis' `mean_abs_activation`).
+- near-zero neurons: those the distributions analysis flags (more than 90% of values within
+  [-0.01, 0.01]); near_zero_share is their count over the layer's neurons.
+- KL score: KL(p||q) + KL(q||p) of each neuron against its layer's average, whatever the report
+  ranked by, so that the models' scores mean the same. Neurons without values in the histogram
+  interval have no score and are left out; near-zero neurons are kept, since how far they are
+  from the average is part of what dropout changes. The box plot is drawn from quartiles
+  computed here (linear interpolation, `np.quantile`), with whiskers to the lowest and highest
+  score, so the page carries five numbers per model and state instead of every neuron.
+- dropout and seed: given by the user, else from the checkpoint's metadata (reportgen's own
+  checkpoints store both), else dropout from a pytorch/examples pickle's `drop.p` (its seed is
+  not stored); a bare state dict says neither. A model whose dropout is unknown is in the table
+  and the KL box plot but not on the charts against dropout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+from reportgen.capture import StateKey, state_name
+from reportgen.errors import ReportgenError
+from reportgen.results import ModelReport, ModelSummary
+
+COMPARISON_COLUMNS = (
+    "model", "dropout", "seed", "perplexity", "n_tokens", "valid_perplexity", "test_perplexity",
+    "layer", "state", "n_neurons", "mean_abs", "near_zero_share", "n_near_zero",
+    "kl_score_min", "kl_score_q1", "kl_score_median", "kl_score_q3", "kl_score_max",
+    "kl_score_mean",
+)
+KL_SCORE_TITLE = "KL(p||q) + KL(q||p), nats"
+PANEL_WIDTH = 200
+PANEL_HEIGHT = 170
+WIDE = (420, 240)  # the perplexity chart, a single panel
+MIN_SHARE_AXIS = 0.05  # the near-zero axis shows at least 0-5%, so that all zeros lie on a line
+PICKLE_FORMAT = "pytorch-examples pickle"
+
+
+@dataclass(frozen=True)
+class StateFigures:
+    """What the comparison keeps of one layer and state of one model."""
+
+    key: StateKey
+    n_neurons: int
+    mean_abs: float  # mean |activation| over all positions and neurons
+    n_near_zero: int
+    kl_scores: np.ndarray  # (H,) float64 KL(p||q) + KL(q||p), NaN without values in the interval
+
+    @property
+    def near_zero_share(self) -> float:
+        return self.n_near_zero / self.n_neurons if self.n_neurons else math.nan
+
+    def kl_summary(self) -> dict[str, float]:
+        """The box plot's five numbers and the mean, over the neurons that have a score."""
+        scores = self.kl_scores[np.isfinite(self.kl_scores)]
+        if scores.size == 0:
+            return {name: math.nan for name in ("min", "q1", "median", "q3", "max", "mean")}
+        q1, median, q3 = np.quantile(scores, [0.25, 0.5, 0.75])
+        return {"min": float(scores.min()), "q1": float(q1), "median": float(median),
+                "q3": float(q3), "max": float(scores.max()), "mean": float(scores.mean())}
+
+
+@dataclass(frozen=True)
+class ModelFigures:
+    """One model's figures for the comparison, without its capture."""
+
+    name: str
+    dropout: float | None
+    seed: int | None
+    perplexity: float  # on the analysed text
+    n_tokens: int
+    text_name: str
+    text_sha256: str
+    vocabulary_sha256: str
+    vocabulary_size: int
+    valid_perplexity: float | None  # from training, when the checkpoint records it
+    test_perplexity: float | None
+    states: list[StateFigures]
+    href: str = ""  # the model's report, relative to the comparison page; "" for none
+
+
+@dataclass(frozen=True)
+class ModelFailure:
+    """A model that could not be reported, and why, for the comparison page."""
+
+    name: str
+    checkpoint: str
+    message: str
+
+
+def training_settings(summary: ModelSummary) -> tuple[float | None, int | None]:
+    """(dropout, seed) as far as the report knows them; see the module docstring."""
+    metadata = summary.metadata
+    dropout = metadata.get("dropout")
+    if dropout is None and summary.checkpoint_format == PICKLE_FORMAT:
+        dropout = summary.hyperparameters.get("dropout")
+    seed = metadata.get("seed")
+    return (None if dropout is None else float(dropout)), (None if seed is None else int(seed))
+
+
+def vocabulary_digest(words: Sequence[str]) -> str:
+    """SHA-256 of the vocabulary in id order: two models compare only if their ids mean the same."""
+    return hashlib.sha256("\n".join(words).encode("utf-8")).hexdigest()
+
+
+def optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def figures_of(report: ModelReport, href: str = "") -> ModelFigures:
+    """Reduce a model's report to what the comparison needs; it must have its distributions."""
+    if report.distributions is None:
+        raise ReportgenError(
+            f"model {report.summary.name}: its report has no neuron distributions, which the "
+            "comparison needs; run analyse_distributions on its capture"
+        )
+    dropout, seed = training_settings(report.summary)
+    states = [
+        StateFigures(key, stats.n_neurons, stats.mean_abs_activation,
+                     int(stats.near_zero.sum()), stats.kl_p_q + stats.kl_q_p)
+        for key, stats in report.distributions.states.items()
+    ]
+    summary = report.summary
+    return ModelFigures(
+        name=summary.name, dropout=dropout, seed=seed, perplexity=summary.perplexity,
+        n_tokens=summary.n_tokens, text_name=summary.text_name,
+        text_sha256=summary.text_sha256,
+        vocabulary_sha256=vocabulary_digest(report.capture.vocabulary),
+        vocabulary_size=summary.vocabulary_size,
+        valid_perplexity=optional_float(summary.metadata.get("valid_perplexity")),
+        test_perplexity=optional_float(summary.metadata.get("test_perplexity")),
+        states=states, href=href,
+    )
+
+
+def sort_key(model: ModelFigures) -> tuple:
+    """Dropout, then seed, then name; unknown settings last."""
+    return (model.dropout is None, model.dropout or 0.0, model.seed is None, model.seed or 0,
+            model.name)
+
+
+def seed_label(seed: int | None) -> str:
+    return "unknown" if seed is None else str(seed)
+
+
+def finite_or_none(value: float | None) -> float | None:
+    """JSON has no NaN: chart data carries null instead."""
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+@dataclass
+class Comparison:
+    """The models of a comparison in plotting order, and those that failed."""
+
+    models: list[ModelFigures]
+    failures: list[ModelFailure] = field(default_factory=list)
+
+    @property
+    def state_keys(self) -> list[StateKey]:
+        """Every layer and state any model has, in report order."""
+        keys = {figures.key for model in self.models for figures in model.states}
+        return sorted(keys, key=lambda key: (key[0], key[1] != "h"))
+
+    @property
+    def state_names(self) -> list[str]:
+        return [state_name(key) for key in self.state_keys]
+
+    @property
+    def several_seeds(self) -> bool:
+        """Whether some dropout was trained with more than one seed: then the spread is drawn."""
+        seen: dict[float, set[int | None]] = {}
+        for model in self.models:
+            if model.dropout is not None:
+                seen.setdefault(model.dropout, set()).add(model.seed)
+        return any(len(seeds) > 1 for seeds in seen.values())
+
+    @property
+    def without_dropout(self) -> list[str]:
+        return [model.name for model in self.models if model.dropout is None]
+
+    @property
+    def models_frame(self) -> pd.DataFrame:
+        """One row per model: its settings and perplexities."""
+        return pd.DataFrame([{
+            "model": m.name, "dropout": m.dropout, "seed": m.seed, "perplexity": m.perplexity,
+            "n_tokens": m.n_tokens, "valid_perplexity": m.valid_perplexity,
+            "test_perplexity": m.test_perplexity,
+        } for m in self.models], columns=list(COMPARISON_COLUMNS[:7])).astype(
+            {"dropout": "float64", "seed": "Int64", "valid_perplexity": "float64",
+             "test_perplexity": "float64"})
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """comparison.csv: one row per model and layer-state, `COMPARISON_COLUMNS`."""
+        rows = []
+        for m in self.models:
+            for figures in m.states:
+                kl = figures.kl_summary()
+                rows.append({
+                    "model": m.name, "dropout": m.dropout, "seed": m.seed,
+                    "perplexity": m.perplexity, "n_tokens": m.n_tokens,
+                    "valid_perplexity": m.valid_perplexity, "test_perplexity": m.test_perplexity,
+                    "layer": figures.key[0], "state": figures.key[1],
+                    "n_neurons": figures.n_neurons, "mean_abs": figures.mean_abs,
+                    "near_zero_share": figures.near_zero_share,
+                    "n_near_zero": figures.n_near_zero,
+                    **{f"kl_score_{name}": value for name, value in kl.items()},
+                })
+        return pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS)).astype(
+            {"dropout": "float64", "seed": "Int64", "valid_perplexity": "float64",
+             "test_perplexity": "float64"})
+
+    def perplexity_records(self) -> list[dict[str, Any]]:
+        """One record per model whose dropout is known, with the figures over its seeds."""
+        records = [{"model": m.name, "dropout": m.dropout, "seed": seed_label(m.seed),
+                    "perplexity": finite_or_none(m.perplexity)}
+                   for m in self.models if m.dropout is not None]
+        return with_seed_spread(records, ["perplexity"])
+
+    def state_records(self) -> list[dict[str, Any]]:
+        """One record per model and layer-state, for the charts."""
+        records = []
+        for m in self.models:
+            for figures in m.states:
+                kl = figures.kl_summary()
+                records.append({
+                    "model": m.name, "dropout": m.dropout, "seed": seed_label(m.seed),
+                    "state": state_name(figures.key),
+                    "mean_abs": finite_or_none(figures.mean_abs),
+                    "near_zero_share": finite_or_none(figures.near_zero_share),
+                    **{f"kl_{name}": finite_or_none(value) for name, value in kl.items()},
+                })
+        return records
+
+    def perplexity_chart(self) -> alt.LayerChart:
+        return against_dropout(self.perplexity_records(), "perplexity",
+                               "perplexity on the analysed text", self.several_seeds,
+                               alt.Scale(zero=False), size=WIDE)
+
+    def mean_abs_chart(self) -> alt.FacetChart:
+        return faceted(against_dropout(self.dropout_state_records(), "mean_abs",
+                                       "mean |activation|", self.several_seeds,
+                                       alt.Scale(zero=True)),
+                       self.state_names, "Mean |activation| against dropout")
+
+    def near_zero_chart(self) -> alt.FacetChart:
+        records = self.dropout_state_records()
+        highest = max((r["near_zero_share"] or 0.0 for r in records), default=0.0)
+        scale = alt.Scale(domain=[0.0, max(MIN_SHARE_AXIS, highest)])
+        return faceted(against_dropout(records, "near_zero_share", "share of near-zero neurons",
+                                       self.several_seeds, scale, percent=True),
+                       self.state_names, "Near-zero neurons against dropout")
+
+    def kl_chart(self) -> alt.FacetChart:
+        order = [m.name for m in self.models]
+        return faceted(kl_boxes(self.state_records(), order), self.state_names,
+                       "KL scores of each model's neurons", layers_per_row=1)
+
+    def dropout_state_records(self) -> list[dict[str, Any]]:
+        """The state records of models whose dropout is known, with figures over seeds."""
+        records = [record for record in self.state_records() if record["dropout"] is not None]
+        return with_seed_spread(records, ["mean_abs", "near_zero_share"])
+
+    def charts(self) -> dict[str, alt.TopLevelMixin]:
+        """Every chart of the comparison page by id, in page order; in a notebook, show one."""
+        return {
+            "perplexity": self.perplexity_chart(),
+            "mean-abs": self.mean_abs_chart(),
+            "near-zero": self.near_zero_chart(),
+            "kl-scores": self.kl_chart(),
+        }
+
+
+def with_seed_spread(records: list[dict[str, Any]], values: list[str]) -> list[dict[str, Any]]:
+    """Add `<value>_mean`, `_low` and `_high` over the seeds of each dropout (and state) to
+    every record of the group.
+
+    Computed here rather than by Vega-Lite aggregates, so the numbers a chart draws are in its
+    data, where an export or a test can read them.
+    """
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for record in records:
+        groups.setdefault((record["dropout"], record.get("state")), []).append(record)
+    for group in groups.values():
+        for value in values:
+            numbers = [r[value] for r in group if r[value] is not None]
+            spread = {f"{value}_mean": float(np.mean(numbers)) if numbers else None,
+                      f"{value}_low": min(numbers) if numbers else None,
+                      f"{value}_high": max(numbers) if numbers else None}
+            for record in group:
+                record.update(spread)
+    return records
+
+
+def against_dropout(records: list[dict[str, Any]], value: str, title: str, several_seeds: bool,
+                    scale: alt.Scale, percent: bool = False,
+                    size: tuple[int, int] = (PANEL_WIDTH, PANEL_HEIGHT)) -> alt.LayerChart:
+    """Points for each model coloured by seed, a line through the mean at each dropout and,
+    when some dropout has several seeds, a rule from the lowest to the highest of them."""
+    axis = alt.Axis(format=".0%") if percent else alt.Axis()
+    x = alt.X("dropout:Q", title="dropout", scale=alt.Scale(zero=True))
+    base = alt.Chart().encode(x=x)
+    mean = base.mark_line(color="#5b6474").encode(
+        y=alt.Y(f"{value}_mean:Q", title=title, scale=scale, axis=axis))
+    points = base.mark_point(filled=True, size=70, opacity=0.9).encode(
+        y=alt.Y(f"{value}:Q", title=title, scale=scale, axis=axis),
+        color=alt.Color("seed:N", title="seed"),
+        tooltip=[alt.Tooltip("model:N"), alt.Tooltip("dropout:Q"), alt.Tooltip("seed:N"),
+                 alt.Tooltip(f"{value}:Q", format=".2%" if percent else ".4g")],
+    )
+    layers: list[alt.Chart] = [mean, points]
+    if several_seeds:
+        spread = base.mark_rule(color="#5b6474", strokeWidth=2, opacity=0.5).encode(
+            y=alt.Y(f"{value}_low:Q", title=title, scale=scale, axis=axis),
+            y2=alt.Y2(f"{value}_high:Q"))
+        layers.insert(0, spread)
+    return alt.layer(*layers, data=alt.Data(values=records)).properties(
+        width=size[0], height=size[1])
+
+
+def kl_boxes(records: list[dict[str, Any]], order: list[str]) -> alt.LayerChart:
+    """A box for each model: whiskers from the lowest to the highest score, the box from the
+    first to the third quartile, a white tick at the median."""
+    x = alt.X("model:N", sort=order, title=None, axis=alt.Axis(labelAngle=-40))
+    base = alt.Chart().encode(x=x, tooltip=[
+        alt.Tooltip("model:N"), alt.Tooltip("dropout:Q"), alt.Tooltip("seed:N"),
+        *[alt.Tooltip(f"kl_{name}:Q", format=".4g", title=name)
+          for name in ("min", "q1", "median", "q3", "max")],
+    ])
+    whiskers = base.mark_rule(color="#5b6474").encode(
+        y=alt.Y("kl_min:Q", title=KL_SCORE_TITLE), y2="kl_max:Q")
+    boxes = base.mark_bar(size=14).encode(
+        y=alt.Y("kl_q1:Q", title=KL_SCORE_TITLE), y2="kl_q3:Q",
+        color=alt.Color("dropout:O", title="dropout"))
+    medians = base.mark_tick(color="white", size=14, thickness=2).encode(
+        y=alt.Y("kl_median:Q", title=KL_SCORE_TITLE))
+    return alt.layer(whiskers, boxes, medians, data=alt.Data(values=records)).properties(
+        width=max(PANEL_WIDTH, 28 * len(order)), height=PANEL_HEIGHT)
+
+
+def faceted(chart: alt.LayerChart, state_names: list[str], title: str,
+            layers_per_row: int = 2) -> alt.FacetChart:
+    """One panel per layer and state, in report order, each with its own y scale."""
+    states_per_layer = 2 if any(name.endswith("-c") for name in state_names) else 1
+    return chart.facet(
+        facet=alt.Facet("state:N", sort=state_names, title=None),
+        columns=states_per_layer * layers_per_row, title=title,
+    ).resolve_scale(y="independent")
+
+
+def check_comparable(models: Sequence[ModelFigures]) -> None:
+    """Models compare only on the same text with the same vocabulary, under distinct names."""
+    seen: dict[str, ModelFigures] = {}
+    for model in models:
+        if model.name in seen:
+            raise ReportgenError(f"two models are named {model.name!r}; give each its own name")
+        seen[model.name] = model
+    first = models[0]
+    for model in models[1:]:
+        if model.vocabulary_sha256 != first.vocabulary_sha256:
+            raise ReportgenError(
+                f"models {first.name} and {model.name} have different vocabularies "
+                f"({first.vocabulary_size:,} and {model.vocabulary_size:,} words); compare only "
+                "models trained on the same corpus"
+            )
+        if (model.text_sha256, model.n_tokens) != (first.text_sha256, first.n_tokens):
+            raise ReportgenError(
+                f"models {first.name} and {model.name} were read on different texts "
+                f"({first.n_tokens:,} and {model.n_tokens:,} tokens); analyse every model on "
+                "the same text with the same --max-tokens"
+            )
+
+
+def compare(reports: Sequence[ModelReport | ModelFigures],
+            failures: Sequence[ModelFailure] = ()) -> Comparison:
+    """Line up several models read on the same text: `.table` and `.charts()` for a notebook."""
+    models = [item if isinstance(item, ModelFigures) else figures_of(item) for item in reports]
+    if not models:
+        raise ReportgenError("nothing to compare: give at least one model's report")
+    check_comparable(models)
+    return Comparison(sorted(models, key=sort_key), list(failures))

@@ -1,0 +1,84 @@
+"""The comparison page of several models: `index.html` at the top of the site, and
+`data/comparison.csv`.
+
+The page shows the charts of `Comparison.charts()` against dropout, the failed models, and two
+tables: one row per model, and one per model and layer-state; each model's name links to its
+own report in `<name>/index.html`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from reportgen.analysis.comparison import Comparison
+from reportgen.analysis.distributions import NEAR_ZERO_BOUND, NEAR_ZERO_SHARE
+from reportgen.capture import state_name
+from reportgen.pages import ChartSpec, Page
+from reportgen.pages.neurons import page_spec
+
+PAGE = "index.html"
+TABLE_NAME = "comparison.csv"
+
+
+def captions(comparison: Comparison) -> dict[str, str]:
+    spread = (" The bar spans the lowest to the highest seed." if comparison.several_seeds
+              else "")
+    mean = " The line joins the means over seeds at each dropout." + spread
+    return {
+        "perplexity": "Perplexity of each model on the analysed text, one point per model."
+                      + mean,
+        "mean-abs": "Mean |activation| over every position and neuron of each layer and state."
+                    + mean,
+        "near-zero": f"Share of neurons with more than {NEAR_ZERO_SHARE:.0%} of their values "
+                     f"within ±{NEAR_ZERO_BOUND}." + mean,
+        "kl-scores": "KL(p||q) + KL(q||p) of each neuron against its layer's average: the box "
+                     "spans the first to the third quartile, the white tick is the median and "
+                     "the whiskers reach the lowest and highest score.",
+    }
+
+
+def model_rows(comparison: Comparison) -> list[dict[str, Any]]:
+    return [{
+        "name": m.name, "href": m.href, "dropout": m.dropout, "seed": m.seed,
+        "perplexity": m.perplexity, "valid_perplexity": m.valid_perplexity,
+        "test_perplexity": m.test_perplexity, "n_tokens": m.n_tokens,
+    } for m in comparison.models]
+
+
+def state_rows(comparison: Comparison) -> list[dict[str, Any]]:
+    rows = []
+    for m in comparison.models:
+        for figures in m.states:
+            kl = figures.kl_summary()
+            rows.append({
+                "name": m.name, "href": m.href, "dropout": m.dropout, "seed": m.seed,
+                "state": state_name(figures.key), "n_neurons": figures.n_neurons,
+                "mean_abs": figures.mean_abs, "n_near_zero": figures.n_near_zero,
+                "near_zero_share": figures.near_zero_share, "kl_q1": kl["q1"],
+                "kl_median": kl["median"], "kl_q3": kl["q3"],
+            })
+    return rows
+
+
+def page(comparison: Comparison, title: str) -> Page:
+    texts = captions(comparison)
+    charts = [ChartSpec(chart_id, page_spec(chart), texts[chart_id], f"comparison-{chart_id}")
+              for chart_id, chart in comparison.charts().items()]
+    first = comparison.models[0]
+    return Page(PAGE, "comparison.html", title, "comparison", {
+        "title": title,
+        "text_name": first.text_name,
+        "n_tokens": first.n_tokens,
+        "models": model_rows(comparison),
+        "states": state_rows(comparison),
+        "failures": comparison.failures,
+        "without_dropout": comparison.without_dropout,
+        "charts_by_id": {chart.id: chart for chart in charts},
+        "table_name": TABLE_NAME,
+    }, charts)
+
+
+def export(comparison: Comparison, data: Path) -> None:
+    """comparison.csv: one row per model and layer-state; see `COMPARISON_COLUMNS`."""
+    comparison.table.to_csv(data / TABLE_NAME, index=False, float_format="%.8g")
