@@ -1,0 +1,241 @@
+"""The report in a real browser: every page of a small site opened from file:// in Debian's
+chromium, with no error, no request outside file://, every chart drawn and every link whole; and
+proof that the same check fails on a site broken on purpose.
+
+One small site is built for the module (a tiny model, 1,500 tokens, 300 t-SNE points, two neuron
+pages per layer and state, the text in two pages); the browser opens each page once. The last
+test does the same on the demo report (slow: it trains the demo model).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+from collections.abc import Callable, Iterator
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from browsertools import (PageCheck, check_page, check_site, checking_context, chromium,
+                          site_pages)
+from reportgen.analysis.embedding import EmbeddingOptions
+from reportgen.pages import SiteOptions
+from reportgen.report import ReportConfig, build_report
+
+MAX_TOKENS = 1500
+MAX_POINTS = 300
+TOP_NEURONS = 2
+TOKENS_PER_PAGE = 1000  # two expectancy pages, so the pager's links are checked too
+MAPS = ((1, "h"), (2, "c"))
+PAGE_LIMIT = 5 * 1024 * 1024  # bytes: browsers of report readers struggle beyond tens of MB
+SPEC = re.compile(r'(<script type="application/json" id="spec-([^"]+)">)(.*?)(</script>)', re.S)
+CHART_DIV = re.compile(r'<div class="chart" id="([^"]+)"')
+HREF = re.compile(r'(?:href|src)="([^"#][^"]*)"')
+
+
+def tiny_site_config(checkpoint: Path, data: Path, out: Path) -> ReportConfig:
+    """`reportgen report --max-tokens 1500 --max-points 300 --top-neurons 2`, on one thread."""
+    return ReportConfig(
+        checkpoint, out, data=data, quiet=True, max_tokens=MAX_TOKENS,
+        embedding=EmbeddingOptions(max_points=MAX_POINTS, n_jobs=1), embed_states=MAPS,
+        site=SiteOptions(tokens_per_page=TOKENS_PER_PAGE, top_neurons=TOP_NEURONS),
+    )
+
+
+@pytest.fixture(scope="module")
+def site(tiny_model: Path, tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("browser-site") / "report"
+    return build_report(tiny_site_config(tiny_model, tiny_corpus, out))
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with chromium() as launched:
+        yield launched
+
+
+@pytest.fixture(scope="module")
+def checks(site: Path, browser: Any) -> dict[str, PageCheck]:
+    return {check.path: check for check in check_site(browser, site)}
+
+
+def chart_ids_in_source(page: Path) -> list[str]:
+    return CHART_DIV.findall(page.read_text(encoding="utf-8"))
+
+
+@pytest.mark.browser
+def test_every_page_opens_with_no_error_request_or_broken_link(
+        site: Path, checks: dict[str, PageCheck]) -> None:
+    expected = {"index.html", "expectancy.html", "expectancy-2.html", "neurons.html",
+                "clusters.html"}
+    assert expected <= set(checks)
+    assert sum(path.startswith("neuron/") for path in checks) == TOP_NEURONS * 4
+    assert set(checks) == set(site_pages(site))
+    problems = [problem for check in checks.values() for problem in check.problems()]
+    assert problems == []
+
+
+@pytest.mark.browser
+def test_every_chart_is_drawn_with_its_marks(site: Path, checks: dict[str, PageCheck]) -> None:
+    for path, check in checks.items():
+        assert [chart.id for chart in check.charts] == chart_ids_in_source(site / path), path
+        for chart in check.charts:
+            assert (chart.rendered, chart.element) == ("true", "svg"), (path, chart)
+            assert chart.marks > 0, (path, chart)
+    neurons = pd.read_csv(site / "data" / "neurons.csv")
+    drawn = {chart.id: chart.marks for chart in checks["neurons.html"].charts}
+    for (layer, state), rows in neurons.groupby(["layer", "state"]):
+        assert drawn[f"chart-kl-L{layer}-{state}"] == len(rows)  # one point per neuron
+    assert [chart.marks for chart in checks["clusters.html"].charts] == [MAX_POINTS]
+
+
+def edit_spec(page: Path, spec_id: str, change: Callable[[dict], None]) -> None:
+    """Rewrite one chart's inline spec, escaped as the site escapes it."""
+    def replace(match: re.Match) -> str:
+        if match.group(2) != spec_id:
+            return match.group(0)
+        spec = json.loads(match.group(3))
+        change(spec)
+        text = json.dumps(spec).replace("<", "\\u003c").replace(">", "\\u003e")
+        return match.group(1) + text.replace("&", "\\u0026") + match.group(4)
+
+    source = page.read_text(encoding="utf-8")
+    edited = SPEC.sub(replace, source)
+    assert edited != source, spec_id
+    page.write_text(edited, encoding="utf-8")
+
+
+def break_mark_types(node: Any) -> None:
+    """Give every mark of a spec a type Vega-Lite does not know."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "mark" and isinstance(value, dict):
+                value["type"] = "no-such-mark"
+            elif key == "mark":
+                node[key] = "no-such-mark"
+            else:
+                break_mark_types(value)
+    elif isinstance(node, list):
+        for item in node:
+            break_mark_types(item)
+
+
+def empty_data(spec: dict) -> None:
+    """Drop every data row: the chart still renders, but draws no mark."""
+    for name in spec.get("datasets", {}):
+        spec["datasets"][name] = []
+    if isinstance(spec.get("data"), dict) and "values" in spec["data"]:
+        spec["data"]["values"] = []
+
+
+@pytest.mark.browser
+def test_the_check_fails_on_a_site_broken_on_purpose(site: Path, browser: Any,
+                                                     tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(site, broken)
+    edit_spec(broken / "neurons.html", "average-L1-h", break_mark_types)
+    edit_spec(broken / "neurons.html", "kl-L2-c", empty_data)
+    removed = sorted((broken / "neuron").glob("L1-h-*.html"))[0]
+    removed.unlink()
+    index = broken / "index.html"
+    index.write_text(index.read_text(encoding="utf-8").replace(
+        "</main>", '<img src="https://example.invalid/pixel.png" alt=""></main>'), encoding="utf-8")
+    edit_spec(broken / "clusters.html", "clusters",
+              lambda spec: spec.setdefault("usermeta", {}).update(renderer="canvas"))
+
+    context = checking_context(browser)
+    neurons = check_page(context, broken, "neurons.html")
+    front = check_page(context, broken, "index.html")
+    clusters = check_page(context, broken, "clusters.html")
+    context.close()
+
+    problems = neurons.problems()
+    assert "neurons.html: chart chart-average-L1-h: data-rendered='error'" in problems
+    assert "neurons.html: chart chart-kl-L2-c: its svg draws no data mark" in problems
+    assert any("console error" in problem and "average-L1-h" in problem for problem in problems)
+    assert any("broken link" in problem and removed.name in problem for problem in problems)
+    assert any("chart data" in problem and removed.name in problem for problem in problems)
+    charts_blamed = {chart for problem in problems for chart in re.findall(r"chart (chart-\S+):",
+                                                                           problem)}
+    assert charts_blamed == {"chart-average-L1-h", "chart-kl-L2-c"}
+    assert "index.html: request outside file://: https://example.invalid/pixel.png" in (
+        front.problems())
+    # The canvas renderer draws the same points, counted from Vega's scene graph.
+    assert clusters.problems() == []
+    assert [(chart.element, chart.marks) for chart in clusters.charts] == [("canvas", MAX_POINTS)]
+
+
+def test_no_page_is_over_5_mb(site: Path) -> None:
+    sizes = {page: (site / page).stat().st_size for page in site_pages(site)}
+    assert len(sizes) > 5
+    assert max(sizes.values()) <= PAGE_LIMIT, max(sizes.items(), key=lambda item: item[1])
+
+
+def test_the_site_is_ready_for_github_pages_and_zips(site: Path) -> None:
+    """`.nojekyll`, and every link of every page names a file: no folder, no absolute path."""
+    assert (site / ".nojekyll").is_file()
+    for page in site_pages(site):
+        for link in HREF.findall((site / page).read_text(encoding="utf-8")):
+            assert not link.startswith("/") and "://" not in link, (page, link)
+            target = (site / page).parent / link.split("#")[0]
+            assert target.is_file(), (page, link)
+            assert target.suffix in {".html", ".css", ".js", ".json", ".csv"}, (page, link)
+
+
+def visible_text(page: Path) -> str:
+    """The page's text without tags, with white space collapsed."""
+    text = re.sub(r"<[^>]+>", " ", page.read_text(encoding="utf-8"))
+    return " ".join(text.split())
+
+
+def test_the_overview_says_what_was_sampled_and_paged(site: Path) -> None:
+    text = visible_text(site / "index.html")
+    pages = len(list(site.glob("expectancy*.html")))
+    assert pages == -(-MAX_TOKENS // TOKENS_PER_PAGE)
+    assert f"split into {pages} pages of at most {TOKENS_PER_PAGE:,} tokens" in text
+    assert f"{MAX_POINTS:,} of {MAX_TOKENS:,} positions sampled for the t-SNE maps" in text
+    neurons = pd.read_csv(site / "data" / "neurons.csv")
+    per_state = neurons.groupby(["layer", "state"]).size().max()
+    assert f"top {TOP_NEURONS} neurons of each layer and state, of {per_state}" in text
+    assert f"the first {MAX_TOKENS:,} only" in text
+
+
+def test_the_overview_shows_hashes_versions_and_options(site: Path, tiny_model: Path,
+                                                        tiny_corpus: Path) -> None:
+    text = visible_text(site / "index.html")
+    assert hashlib.sha256(tiny_model.read_bytes()).hexdigest() in text
+    assert hashlib.sha256((tiny_corpus / "test.txt").read_bytes()).hexdigest() in text
+    for name in ("torch", "numpy", "openTSNE", "vl-convert-python"):
+        assert f"{name} {metadata.version(name)}" in text
+    assert f"embedding.max_points {MAX_POINTS}" in text
+    assert f"site.top_neurons {TOP_NEURONS}" in text
+    summary = json.loads((site / "data" / "report.json").read_text(encoding="utf-8"))
+    assert summary["model"]["checkpoint_sha256"] in text
+    assert {"load", "capture", "distributions"} <= set(summary["timings_seconds"])
+    assert 'href="data/report.json"' in (site / "index.html").read_text(encoding="utf-8")
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_the_demo_report_in_the_browser(demo_model: tuple[Path, Path], tmp_path: Path) -> None:
+    """The demo as `reportgen demo` renders it: every page checked, none over 5 MB."""
+    corpus, checkpoint = demo_model
+    out = build_report(ReportConfig(checkpoint, tmp_path / "demo", data=corpus, quiet=True,
+                                    name="demo LSTM on the built-in corpus"))
+    with chromium() as launched:
+        checks = check_site(launched, out)
+    assert [problem for check in checks for problem in check.problems()] == []
+    assert all(chart.marks > 0 for check in checks for chart in check.charts)
+    assert max((out / check.path).stat().st_size for check in checks) <= PAGE_LIMIT
+    figures = {path.name for path in (out / "img").iterdir()}
+    for check in checks:
+        for chart in check.charts:
+            if check.path == "neurons.html":
+                stem = chart.id.removeprefix("chart-")
+                kind, state = stem.split("-", 1)
+                assert {f"{state}-{kind}.svg", f"{state}-{kind}.png"} <= figures

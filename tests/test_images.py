@@ -1,0 +1,158 @@
+"""Figures for papers under img/: each named chart as SVG and PNG, drawn from the page's own spec,
+and heatmap excerpts as SVG that show what the page's spans show; `--no-images` skips them."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import struct
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import vl_convert
+
+from reportgen.cli import build_parser, main
+from reportgen.heatmap import TokenCell
+from reportgen.images import FIGURE_WIDTH, PNG_SCALE, layout_heatmap, render_heatmap_svg
+from reportgen.site import make_environment
+
+SVG = "{http://www.w3.org/2000/svg}"
+EXCERPT_TOKENS = 300
+SPEC = re.compile(r'<script type="application/json" id="spec-([^"]+)">(.*?)</script>', re.S)
+SPAN = re.compile(r'<span class="tok[^"]*" style="background:([^"]+)" title="([^"]*)" '
+                  r'data-pos="(\d+)">([^<]*)</span>')
+EXCERPT = re.compile(r'<div class="heatmap excerpt">(.*?)</div>', re.S)
+CENTRE = re.compile(r'<span class="tok[^"]* centre"[^>]*data-pos="(\d+)"')
+
+
+def report_args(checkpoint: Path, data: Path, out: Path, *flags: str) -> list[str]:
+    return [str(checkpoint), "--data", str(data), "--out", str(out), "--max-tokens", "700",
+            "--top-neurons", "2", "--no-clusters", "--quiet", *flags]
+
+
+@pytest.fixture(scope="module")
+def site(tiny_model: Path, tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("images") / "report"
+    assert main(["report", *report_args(tiny_model, tiny_corpus, out)]) == 0
+    return out
+
+
+def page_specs(page: Path) -> dict[str, dict]:
+    return {name: json.loads(text) for name, text in SPEC.findall(page.read_text(encoding="utf-8"))}
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", path
+    return struct.unpack(">II", data[16:24])
+
+
+def svg_size(root: ET.Element) -> tuple[float, float]:
+    return float(root.get("width")), float(root.get("height"))
+
+
+def chart_figures(site: Path) -> set[str]:
+    return {path.stem for path in (site / "img").glob("*.png")} - {"expectancy-excerpt"}
+
+
+def test_each_neurons_chart_has_its_figure_drawn_from_the_page_spec(site: Path) -> None:
+    """Every chart of neurons.html, converted here from the page's spec, is one of the SVGs."""
+    specs = page_specs(site / "neurons.html")
+    assert len(specs) == 8  # average and KL scatter for L1-h, L1-c, L2-h, L2-c
+    figures = {stem: (site / "img" / f"{stem}.svg").read_text(encoding="utf-8")
+               for stem in chart_figures(site)}
+    matched = set()
+    for name, spec in specs.items():
+        svg = vl_convert.vegalite_to_svg(spec)
+        found = [stem for stem, text in figures.items() if text == svg]
+        assert len(found) == 1, name
+        matched.update(found)
+    assert matched == set(figures)  # no figure of a chart that no page shows
+
+
+def test_each_png_is_its_svg_at_the_print_scale(site: Path) -> None:
+    stems = chart_figures(site) | {"expectancy-excerpt"}
+    for stem in stems:
+        width, height = svg_size(ET.parse(site / "img" / f"{stem}.svg").getroot())
+        assert png_size(site / "img" / f"{stem}.png") == (round(width * PNG_SCALE),
+                                                          round(height * PNG_SCALE)), stem
+
+
+def figure_tokens(path: Path) -> list[dict]:
+    """The token boxes of a heatmap figure, parsed as XML."""
+    tokens = []
+    for group in ET.parse(path).getroot().iter(f"{SVG}g"):
+        rect, text = group.find(f"{SVG}rect"), group.find(f"{SVG}text")
+        tokens.append({
+            "text": text.text, "title": group.find(f"{SVG}title").text, "fill": rect.get("fill"),
+            "x": float(rect.get("x")), "y": float(rect.get("y")),
+            "width": float(rect.get("width")), "centre": "centre" in group.get("class").split(),
+        })
+    return tokens
+
+
+def page_spans(fragment: str) -> list[dict]:
+    return [{"text": html.unescape(text), "title": html.unescape(title), "fill": color,
+             "position": int(position)} for color, title, position, text in SPAN.findall(fragment)]
+
+
+def assert_laid_out_in_lines(tokens: list[dict]) -> None:
+    """Boxes stay inside the figure, go left to right in a line, and lines go down."""
+    for before, after in zip(tokens, tokens[1:]):
+        assert after["y"] > before["y"] or after["x"] >= before["x"] + before["width"]
+        assert after["y"] >= before["y"]
+    assert all(0 < token["x"] and token["x"] + token["width"] < FIGURE_WIDTH for token in tokens)
+
+
+def test_expectancy_excerpt_shows_the_first_tokens_as_the_page_does(site: Path) -> None:
+    spans = page_spans((site / "expectancy.html").read_text(encoding="utf-8"))[:EXCERPT_TOKENS]
+    tokens = figure_tokens(site / "img" / "expectancy-excerpt.svg")
+    assert [span["position"] for span in spans] == list(range(EXCERPT_TOKENS))
+    assert [(t["text"], t["title"], t["fill"]) for t in tokens] == [
+        (s["text"], s["title"], s["fill"]) for s in spans]
+    assert_laid_out_in_lines(tokens)
+
+
+def test_each_neuron_page_has_its_highest_excerpt_as_a_figure(site: Path) -> None:
+    pages = sorted((site / "neuron").glob("*.html"))
+    assert len(pages) == 2 * 4
+    for page in pages:
+        source = page.read_text(encoding="utf-8")
+        first = EXCERPT.search(source).group(1)
+        spans = page_spans(first)
+        tokens = figure_tokens(site / "img" / f"{page.stem}-excerpt.svg")
+        assert [(t["text"], t["fill"]) for t in tokens] == [(s["text"], s["fill"]) for s in spans]
+        centre = int(CENTRE.search(first).group(1))
+        outlined = [span["position"] for span, token in zip(spans, tokens) if token["centre"]]
+        assert outlined == [centre], page.name
+        assert_laid_out_in_lines(tokens)
+
+
+def test_a_figure_keeps_any_token_as_text_and_stays_valid_xml() -> None:
+    texts = ["<b>&amp;", "\x01bell\x08", "a" * 400, "漢字漢字", "<eos>"]
+    cells = [TokenCell(text, "rgb(33,102,172)", f"{text}: tip", i, text == "<eos>", True)
+             for i, text in enumerate(texts)]
+    svg = render_heatmap_svg(make_environment(), layout_heatmap(cells, "caption <i>"))
+    root = ET.fromstring(svg)  # raises on unescaped markup or characters XML forbids
+    shown = [group.find(f"{SVG}text").text for group in root.iter(f"{SVG}g")]
+    assert shown[0] == "<b>&amp;"
+    assert shown[1] == "\ufffdbell\ufffd"
+    assert shown[2].endswith("…") and len(shown[2]) < 400
+    assert shown[3:] == ["漢字漢字", "⏎"]
+    assert root.find(f"{SVG}title").text == "caption <i>"
+    boxes = [group.find(f"{SVG}rect") for group in root.iter(f"{SVG}g")]
+    assert all(float(box.get("x")) + float(box.get("width")) < FIGURE_WIDTH for box in boxes)
+    # Four wide characters take the room of eight narrow ones, as in a monospace font.
+    assert float(boxes[3].get("width")) == float(boxes[0].get("width"))
+
+
+def test_no_images_skips_the_figures(tiny_model: Path, tiny_corpus: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    assert main(["report", *report_args(tiny_model, tiny_corpus, out, "--no-images")]) == 0
+    assert (out / "neurons.html").is_file() and not (out / "img").exists()
+    summary = json.loads((out / "data" / "report.json").read_text(encoding="utf-8"))
+    assert summary["options"]["site"]["images"] is False
+    assert "img/" not in (out / "index.html").read_text(encoding="utf-8")
+    assert build_parser().parse_args(["demo", "--no-images"]).no_images is True
