@@ -1,0 +1,414 @@
+"""The catalogue of bad inputs: each mistake a user can make, run through the real command.
+
+Every case runs the CLI in a child process of its own and must end with a non-zero status and
+exactly one line on stderr, `reportgen: error: ...`, that names what is wrong and what to do,
+with no traceback. Command lines argparse cannot parse exit with 2, the rest with 1. A failed
+run changes nothing in its working folder.
+
+The catalogue's children are forked from one process that imported the CLI once (see
+`clitools.CliServer`): forty fresh interpreters would spend a minute of two cores importing
+torch. `test_forked_runs_match_fresh_interpreters` checks that a fork says exactly what
+`python -m reportgen.cli` says, and the tests of debugging, malicious pickles and Ctrl-C run
+fresh interpreters.
+
+The checkpoints here are untrained: every error comes before the weights would matter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import signal
+import tracemalloc
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+from clitools import (
+    CliServer,
+    assert_one_line_error,
+    file_digests,
+    finish,
+    run_cli,
+    start_cli,
+    temporary_folders,
+    wait_for,
+)
+from reportgen.cli import main
+from reportgen.corpus import EOS, tokenize, vocabulary_from_folder
+from reportgen.model import RNNModel, save_checkpoint
+from reportgen.pages import SiteOptions
+from reportgen.report import ReportConfig, build_report
+from reportgen.site import SITE_MARKER
+from test_model import save_with_examples_module
+
+LINE = "the cat sat on the mat .\n"
+LATIN1_LINE = 3  # the line of latin1.txt that holds the byte 0xe9
+
+
+def untrained_model(vocabulary_size: int, nlayers: int = 2) -> RNNModel:
+    torch.manual_seed(0)
+    return RNNModel("LSTM", vocabulary_size, 4, 6, nlayers, 0.0)
+
+
+def write_folder(folder: Path, files: dict[str, str | bytes]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, content in files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of good and bad inputs; every case runs with it as the working folder."""
+    root = tmp_path_factory.mktemp("bad-input")
+    splits = {name: LINE for name in ("train.txt", "valid.txt", "test.txt")}
+    write_folder(root / "data", splits)
+    write_folder(root / "other-data", {name: "a b c d e f g h\n" for name in splits})
+    vocabulary = vocabulary_from_folder(root / "data")  # 6 words and <eos>, no <unk>
+    model = untrained_model(len(vocabulary))
+    save_checkpoint(model, root / "model.pt", vocabulary.words)
+    torch.save(model.state_dict(), root / "state.pt")
+    partial = dict(model.state_dict())
+    del partial["rnn.weight_ih_l1"]
+    torch.save(partial, root / "missing-keys.pt")
+    torch.save({"weight": torch.zeros(3, 3)}, root / "foreign-state.pt")
+    whole = (root / "model.pt").read_bytes()
+    (root / "truncated.pt").write_bytes(whole[: len(whole) // 2])
+    (root / "empty.pt").write_bytes(b"")
+    torch.save(torch.nn.Sequential(torch.nn.Linear(2, 2)), root / "sequential.pt")
+    torch.save(torch.nn.LSTM(4, 6), root / "bare-lstm.pt")
+    save_with_examples_module(root, "model.TransformerModel()", "transformer.pt")
+    latin1 = (LINE * (LATIN1_LINE - 1) + "the café\n").encode("latin-1")
+    write_folder(root, {
+        "text.txt": LINE * 3,
+        "empty.txt": "",
+        "only-eos.txt": f"{EOS}\n\n   \n{EOS} {EOS}\n",
+        "latin1.txt": latin1,
+        "zebra.txt": LINE + "the zebra sat .\n",
+        "notes.txt": "not a report folder\n",
+        "thesis/chapter1.tex": "\\chapter{Results}\n",
+        "old-report/" + SITE_MARKER: "reportgen\n",
+        "old-report/mine.txt": LINE,
+    })
+    return root
+
+
+@dataclass(frozen=True)
+class Case:
+    """One mistake: the command line, and what its one line of stderr must say."""
+
+    name: str
+    args: tuple[str, ...]
+    says: tuple[str, ...]
+    status: int = 1
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def report(*args: str) -> tuple[str, ...]:
+    return ("report", *args, "--quiet")
+
+
+OUT = "--out", "new-report"  # never created: every case fails before writing
+
+CASES = [
+    Case("checkpoint missing", report("absent.pt", "--text", "text.txt", *OUT),
+         ("absent.pt: no such checkpoint file",)),
+    Case("checkpoint is a folder", report("data", "--text", "text.txt", *OUT),
+         ("data: is a folder, expected a checkpoint file",)),
+    Case("checkpoint empty", report("empty.pt", "--text", "text.txt", *OUT),
+         ("empty.pt: not a readable PyTorch checkpoint: the file is empty",)),
+    Case("checkpoint truncated", report("truncated.pt", "--text", "text.txt", *OUT),
+         ("truncated.pt: not a readable PyTorch checkpoint", "cut short")),
+    Case("checkpoint is a text file", report("text.txt", "--text", "text.txt", *OUT),
+         ("text.txt: not a readable PyTorch checkpoint", "neither a torch.save zip")),
+    Case("checkpoint of the examples' Transformer",
+         report("transformer.pt", "--text", "text.txt", *OUT),
+         ("names model.TransformerModel", "--allow-unsafe-pickle")),
+    Case("checkpoint of a plain nn.Module", report("sequential.pt", "--text", "text.txt", *OUT),
+         ("names torch.nn.modules.container.Sequential",)),
+    Case("checkpoint of a bare nn.LSTM", report("bare-lstm.pt", "--text", "text.txt", *OUT),
+         ("holds a LSTM, not an RNNModel",)),
+    Case("state dict with missing keys", report("missing-keys.pt", "--data", "data", *OUT),
+         ("does not fit the model", "rnn.weight_ih_l1")),
+    Case("state dict of another model", report("foreign-state.pt", "--data", "data", *OUT),
+         ("lacks encoder.weight", "not an RNNModel's")),
+    Case("vocabulary size differs", report("state.pt", "--data", "other-data", *OUT),
+         ("has 9 words but the model has 7",)),
+    Case("word outside a vocabulary without <unk>",
+         report("model.pt", "--text", "zebra.txt", *OUT),
+         ("zebra.txt:2: word 'zebra' is not in the vocabulary",)),
+    Case("no vocabulary anywhere", report("state.pt", "--text", "text.txt", *OUT),
+         ("stores no vocabulary", "give --data DIR")),
+    Case("no text given", report("model.pt", *OUT), ("say which text to analyse",)),
+    Case("data folder missing", report("state.pt", "--data", "absent", *OUT),
+         ("absent: no such data folder",)),
+    Case("data is a file", report("state.pt", "--data", "text.txt", *OUT),
+         ("text.txt: --data expects a folder",)),
+    Case("text missing", report("model.pt", "--text", "absent.txt", *OUT),
+         ("absent.txt: no such file",)),
+    Case("text is a folder", report("model.pt", "--text", "data", *OUT),
+         ("data: is a folder, expected a text file",)),
+    Case("text empty", report("model.pt", "--text", "empty.txt", *OUT),
+         ("empty.txt: the text is empty",)),
+    Case("text of only <eos> and blank lines", report("model.pt", "--text", "only-eos.txt", *OUT),
+         ("only-eos.txt: the text has no words", "only blank lines or <eos>")),
+    Case("text not UTF-8", report("model.pt", "--text", "latin1.txt", *OUT),
+         (f"latin1.txt:{LATIN1_LINE}: not UTF-8 text (byte 0xe9)", "iconv")),
+    Case("binary file as text", report("model.pt", "--text", "model.pt", *OUT),
+         ("model.pt: looks like a binary file, not a text",)),
+    Case("--max-tokens 0", report("model.pt", "--text", "text.txt", "--max-tokens", "0", *OUT),
+         ("argument --max-tokens: must be at least 1, not 0",), status=2),
+    Case("--max-tokens 1", report("model.pt", "--text", "text.txt", "--max-tokens", "1", *OUT),
+         ("--max-tokens must be at least 2, not 1",)),
+    Case("--max-tokens not a number",
+         report("model.pt", "--text", "text.txt", "--max-tokens", "lots", *OUT),
+         ("must be a whole number, not 'lots'",), status=2),
+    Case("--tokens-per-page 0",
+         report("model.pt", "--text", "text.txt", "--tokens-per-page", "0", *OUT),
+         ("argument --tokens-per-page: must be at least 1",), status=2),
+    Case("unknown --rank-by", report("model.pt", "--text", "text.txt", "--rank-by", "loud", *OUT),
+         ("argument --rank-by: invalid choice: 'loud'",), status=2),
+    Case("--max-points 0", report("model.pt", "--text", "text.txt", "--max-points", "0", *OUT),
+         ("--max-points must be at least 1, got 0",)),
+    Case("negative --perplexity",
+         report("model.pt", "--text", "text.txt", "--perplexity=-1", *OUT),
+         ("--perplexity must be positive, got -1.0",)),
+    Case("negative --cell-interval",
+         report("model.pt", "--text", "text.txt", "--cell-interval=-1", *OUT),
+         ("--cell-interval must be a number in (0, 50], got -1.0",)),
+    Case("unknown option", report("model.pt", "--text", "text.txt", "--colour", "red", *OUT),
+         ("unrecognized arguments: --colour red",), status=2),
+    Case("--out missing", report("model.pt", "--text", "text.txt"),
+         ("the following arguments are required: --out",), status=2),
+    Case("unknown --device", report("model.pt", "--text", "text.txt", "--device", "gpu0", *OUT),
+         ("--device 'gpu0' is not a device name",)),
+    Case("--out inside the data folder", report("state.pt", "--data", "data", "--out", "data/r"),
+         ("--out data/r lies inside the --data folder data",)),
+    Case("--out holds an input",
+         report("model.pt", "--text", "old-report/mine.txt", "--out", "old-report"),
+         ("--out old-report holds the --text old-report/mine.txt",)),
+    Case("--out is a folder that is not a report",
+         report("model.pt", "--text", "text.txt", "--out", "thesis"),
+         ("thesis: exists, is not empty and is not a reportgen report",)),
+    Case("--out is a file", report("model.pt", "--text", "text.txt", "--out", "notes.txt"),
+         ("notes.txt: exists and is not a folder",)),
+    Case("train --epochs 0", ("train", "--data", "data", "--out", "run", "--epochs", "0"),
+         ("--epochs must be at least 1, not 0",)),
+    Case("train negative --dropout", ("train", "--data", "data", "--out", "run", "--dropout=-0.5"),
+         ("--dropout must be in [0, 1), not -0.5",)),
+    Case("train without a data folder", ("train", "--data", "absent", "--out", "run"),
+         ("absent: no such data folder",)),
+    Case("demo into a folder that is not a report", ("demo", "--out", "thesis", "--work", "w"),
+         ("thesis: exists, is not empty and is not a reportgen report",)),
+]
+
+
+@pytest.fixture(scope="module")
+def cli() -> Iterator[CliServer]:
+    server = CliServer()
+    yield server
+    server.close()
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_bad_input_ends_in_one_clear_line(case: Case, cli: CliServer, workspace: Path) -> None:
+    before = file_digests(workspace)
+    result = cli.run(list(case.args), workspace)
+    assert_one_line_error(result, *case.says, status=case.status)
+    assert file_digests(workspace) == before, "a failed run changed the working folder"
+
+
+def test_forked_runs_match_fresh_interpreters(cli: CliServer, workspace: Path) -> None:
+    """The catalogue's cheap forked children say exactly what `python -m reportgen.cli` says."""
+    cases = [case for case in CASES if case.name in ("--max-tokens 0", "checkpoint truncated")]
+    with ThreadPoolExecutor(max_workers=len(cases)) as pool:
+        fresh = list(pool.map(lambda case: run_cli(list(case.args), workspace), cases))
+    for case, result in zip(cases, fresh):
+        forked = cli.run(list(case.args), workspace)
+        assert (forked.returncode, forked.stdout, forked.stderr) == (
+            result.returncode, result.stdout, result.stderr)
+
+
+def test_catalogue_is_large_and_its_cases_distinct() -> None:
+    assert len(CASES) >= 20
+    assert len({case.name for case in CASES}) == len({case.args for case in CASES}) == len(CASES)
+
+
+def test_debug_shows_the_traceback(workspace: Path) -> None:
+    result = run_cli(list(report("absent.pt", "--text", "text.txt", *OUT, "--debug")), workspace)
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr
+    assert result.stderr_lines[-1] == (
+        "reportgen.errors.ReportgenError: absent.pt: no such checkpoint file; check the path")
+
+
+class CreatesFile:
+    """Unpickling this runs a shell command: the classic code-in-a-checkpoint attack."""
+
+    def __init__(self, target: Path):
+        self.target = target
+
+    def __reduce__(self):
+        return (os.system, (f"touch '{self.target}'",))
+
+
+def test_malicious_checkpoint_never_runs_through_the_command(cli: CliServer, workspace: Path,
+                                                             tmp_path: Path) -> None:
+    """torch.save's own pickle and a raw protocol-2 pickle are refused by the class they name;
+    a protocol-5 pickle already by its framing. The file the payload would create never is."""
+    target = tmp_path / "pwned"
+    torch.save({"state_dict": CreatesFile(target)}, tmp_path / "evil.pt")
+    (tmp_path / "evil-2.pkl").write_bytes(pickle.dumps(CreatesFile(target), protocol=2))
+    (tmp_path / "evil-5.pkl").write_bytes(pickle.dumps(CreatesFile(target), protocol=5))
+    system = f"names {os.system.__module__}.system"
+    fresh = run_cli(list(report(str(tmp_path / "evil.pt"), "--data", "data", *OUT)), workspace)
+    assert_one_line_error(fresh, system, "--allow-unsafe-pickle runs the pickle's code")
+    forked = cli.run(list(report(str(tmp_path / "evil-2.pkl"), "--data", "data", *OUT)), workspace)
+    assert_one_line_error(forked, system)
+    forked = cli.run(list(report(str(tmp_path / "evil-5.pkl"), "--data", "data", *OUT)), workspace)
+    assert_one_line_error(forked, "not a readable PyTorch checkpoint")
+    assert not target.exists()
+
+
+def test_unsafe_pickle_flag_says_what_it_risks(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["report", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    flag = help_text[help_text.index("--allow-unsafe-pickle"):]
+    assert "DANGEROUS" in flag and "runs any code" in flag and "trust" in flag
+
+
+@pytest.fixture(scope="module")
+def first_report(workspace: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("first") / "report"
+    return build_report(ReportConfig(workspace / "model.pt", out, text=workspace / "text.txt",
+                                     quiet=True, embed_states=(), site=SiteOptions(top_neurons=1)))
+
+
+@pytest.fixture
+def earlier_report(first_report: Path, tmp_path: Path) -> Path:
+    """A finished report of the workspace model, which a failed run must leave as it was."""
+    return Path(shutil.copytree(first_report, tmp_path / "report"))
+
+
+def rerun_args(workspace: Path, out: Path) -> list[str]:
+    return list(report("model.pt", "--text", "text.txt", "--top-neurons", "1", "--no-clusters",
+                       "--out", str(out)))
+
+
+@pytest.mark.parametrize("fault, says", [
+    ("enospc", "reportgen: error: no space left on the device; free some space or write --out "
+               "on another disk"),
+    ("eacces", f"{SITE_MARKER}: permission denied; check the file's permissions"),
+])
+def test_full_or_forbidden_disk_keeps_the_earlier_report(cli: CliServer, workspace: Path,
+                                                         earlier_report: Path, fault: str,
+                                                         says: str) -> None:
+    before = file_digests(earlier_report)
+    result = cli.run(rerun_args(workspace, earlier_report), workspace, fault=fault)
+    assert says in assert_one_line_error(result)
+    assert file_digests(earlier_report) == before
+    assert temporary_folders(earlier_report) == []
+
+
+def test_ctrl_c_in_mid_render_keeps_the_earlier_report(workspace: Path, earlier_report: Path,
+                                                       tmp_path: Path) -> None:
+    before = file_digests(earlier_report)
+    marker = tmp_path / "stalled"
+    process = start_cli(rerun_args(workspace, earlier_report), workspace, f"stall:{marker}")
+    wait_for(marker.exists, process)
+    assert len(temporary_folders(earlier_report)) == 1  # the half-written site
+    process.send_signal(signal.SIGINT)
+    result = finish(process)
+    assert result.returncode == 130
+    assert result.stderr_lines == ["reportgen: interrupted; no report was written or changed"]
+    assert file_digests(earlier_report) == before
+    assert temporary_folders(earlier_report) == []
+
+
+# Limits: inputs far beyond what the tests above use must work, or fail clearly, with memory
+# that does not grow with them where --max-tokens says it should not.
+
+LIMIT_SECONDS = 60  # a limits run takes seconds; one that takes minutes has gone quadratic
+
+
+def report_of(cli: CliServer, folder: Path, vocabulary: list[str] | None) -> Path:
+    """Render an untrained model over folder/data, the first 300 tokens of test.txt."""
+    size = len(vocabulary) if vocabulary else len(vocabulary_from_folder(folder / "data"))
+    save_checkpoint(untrained_model(size, 1), folder / "model.pt", vocabulary)
+    args = report("model.pt", "--data", "data", "--max-tokens", "300", "--no-clusters",
+                  "--top-neurons", "1", "--out", "site")
+    result = cli.run(list(args), folder, timeout=LIMIT_SECONDS)
+    assert result.returncode == 0, result.stderr or f"killed after {LIMIT_SECONDS} s"
+    return folder / "site"
+
+
+def test_token_of_ten_thousand_characters_is_reported(cli: CliServer, tmp_path: Path) -> None:
+    long_word = "x" * 10_000
+    write_folder(tmp_path / "data", {name: f"a {long_word} b .\n" * 20
+                                     for name in ("train.txt", "valid.txt", "test.txt")})
+    site = report_of(cli, tmp_path, None)
+    page = (site / "expectancy.html").read_text(encoding="utf-8")
+    assert long_word in page
+    tokens = (site / "data" / "tokens.csv").read_text(encoding="utf-8")
+    assert tokens.count(long_word) == 2 * 20  # as token and as next token, once a line
+
+
+def test_line_of_a_hundred_thousand_tokens_costs_only_what_is_analysed(cli: CliServer,
+                                                                       tmp_path: Path) -> None:
+    words = [f"w{i % 50}" for i in range(100_000)]
+    line = " ".join(words) + "\n"
+    write_folder(tmp_path / "data", {"train.txt": line, "valid.txt": "w0\n", "test.txt": line})
+    vocabulary = vocabulary_from_folder(tmp_path / "data")
+    full = tokenize(tmp_path / "data" / "test.txt", vocabulary)
+    assert full.tokens == words + [EOS]
+
+    def peak_bytes(max_tokens: int | None) -> int:
+        tracemalloc.start()
+        text = tokenize(tmp_path / "data" / "test.txt", vocabulary, max_tokens)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert len(text) == (max_tokens or len(words) + 1)
+        return peak
+
+    assert peak_bytes(300) * 4 < peak_bytes(None)
+    site = report_of(cli, tmp_path, vocabulary.words)
+    assert (site / "data" / "tokens.csv").read_text(encoding="utf-8").count("\n") == 1 + 300
+
+
+def test_vocabulary_of_a_hundred_thousand_words_keeps_memory_and_pages_bounded(
+        cli: CliServer, tmp_path: Path) -> None:
+    """Each capture chunk holds a (chunk, V) matrix of log-probabilities. Thirteen times more
+    tokens must not cost more memory; before chunks were sized by V, 4,000 tokens took 1.4 GB
+    more than 300. The long run stops at its first write, once the capture and analyses are
+    done, so that it does not spend seconds rendering 4,000 tokens."""
+    words = [f"word{i}" for i in range(100_000)]
+    lines = "".join(" ".join(words[i:i + 20]) + "\n" for i in range(0, len(words), 20))
+    write_folder(tmp_path / "data", {"train.txt": lines, "valid.txt": "word1\n",
+                                     "test.txt": lines})
+    save_checkpoint(untrained_model(len(words) + 1, 1), tmp_path / "model.pt")  # and <eos>
+    args = list(report("model.pt", "--data", "data", "--no-clusters", "--top-neurons", "1"))
+    short = cli.run(args + ["--max-tokens", "300", "--out", "site"], tmp_path,
+                    timeout=LIMIT_SECONDS)
+    assert short.returncode == 0, short.stderr
+    long = cli.run(args + ["--max-tokens", "4000", "--out", "long"], tmp_path, fault="eacces",
+                   timeout=LIMIT_SECONDS)
+    assert_one_line_error(long, "permission denied")
+    assert long.peak_rss_kb - short.peak_rss_kb < 200_000
+    summary = json.loads((tmp_path / "site" / "data" / "report.json").read_text(encoding="utf-8"))
+    assert summary["model"]["vocabulary_size"] == len(words) + 1
+    pages = list((tmp_path / "site").rglob("*.html"))
+    assert pages and max(page.stat().st_size for page in pages) < 1_000_000
