@@ -7,10 +7,13 @@ The whole report is `build_report(ReportConfig(...))`; every stage is public on 
     cap = capture(load_checkpoint("model.pt").model, text.ids, text.tokens, vocabulary.words)
     neurons = analyse_distributions(cap)
     neurons.states[(1, "h")].kl_chart()   # an Altair chart, shown inline in a notebook
+    embed(cap, 1, "h").chart("ward")        # t-SNE map of layer 1's hidden state, clustered
 """
 
+from reportgen.analysis.comparison import compare
 from reportgen.analysis.concepts import analyse_concepts
 from reportgen.analysis.distributions import analyse_distributions
+from reportgen.analysis.embedding import EmbeddingOptions, embed
 from reportgen.capture import Capture, CaptureOptions, capture
 from reportgen.corpus import Vocabulary, tokenize, vocabulary_from_file, vocabulary_from_folder
 from reportgen.demo import run_demo
@@ -19,14 +22,15 @@ from reportgen.features import token_features
 from reportgen.model import load_checkpoint
 from reportgen.pages import SiteOptions
 from reportgen.report import NeuronOptions, ReportConfig, build_report
+from reportgen.sweep import ModelSpec, build_reports, train_sweep
 from reportgen.train import TrainConfig, train
 from reportgen.versions import reportgen_version
 
 __version__ = reportgen_version()
 
 __all__ = [
-    "Capture", "CaptureOptions", "NeuronOptions", "ReportConfig", "ReportgenError",
+    "Capture", "CaptureOptions", "EmbeddingOptions", "ModelSpec", "NeuronOptions", "ReportConfig", "ReportgenError",
     "SiteOptions", "TrainConfig", "Vocabulary", "analyse_concepts", "analyse_distributions",
-    "build_report", "capture", "load_checkpoint", "run_demo", "token_features", "tokenize",
-    "train", "vocabulary_from_file", "vocabulary_from_folder",
+    "build_report", "build_reports", "capture", "compare", "embed", "load_checkpoint", "run_demo", "token_features", "tokenize",
+    "train", "train_sweep", "vocabulary_from_file", "vocabulary_from_folder",
 ]

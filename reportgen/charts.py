@@ -8,6 +8,7 @@ null, since JSON has no NaN. Nothing here writes a page: the site embeds `chart.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -15,9 +16,13 @@ from typing import TYPE_CHECKING
 import altair as alt
 import numpy as np
 
+from reportgen.capture import StateKey, state_name
+from reportgen.errors import ReportgenError
+
 if TYPE_CHECKING:
     from reportgen.analysis.concepts import NeuronConcepts
     from reportgen.analysis.distributions import NeuronStats
+    from reportgen.analysis.embedding import EmbeddingResult
 
 MAX_BARS = 250  # 200 bins of h stay whole; a wide cell interval is merged down to this
 WIDTH = 420
@@ -135,3 +140,162 @@ def _edge(value: np.floating) -> float:
 
 def _finite_or_none(value: float) -> float | None:
     return float(value) if np.isfinite(value) else None
+
+
+def embedding_chart(result: EmbeddingResult, linkage: str = "ward") -> alt.Chart:
+    """The t-SNE map coloured by `linkage` cluster, with token and context in the tooltip.
+
+    Axes are hidden: t-SNE coordinates have no units, only neighbourhoods.
+    """
+    if linkage not in result.labels:
+        raise ReportgenError(f"unknown linkage {linkage!r}; choose one of {', '.join(result.labels)}")
+    values = [
+        {
+            "x": round(float(x), 3),
+            "y": round(float(y), 3),
+            "position": int(position),
+            "token": token,
+            "context": context,
+            "cluster": int(cluster),
+        }
+        for (x, y), position, token, context, cluster in zip(
+            result.xy, result.positions, result.tokens, result.contexts, result.labels[linkage]
+        )
+    ]
+    return (
+        alt.Chart(alt.Data(values=values))
+        .mark_circle(size=12, opacity=0.7)
+        .encode(
+            x=alt.X("x:Q", axis=None),
+            y=alt.Y("y:Q", axis=None),
+            color=alt.Color(
+                "cluster:N",
+                scale=alt.Scale(scheme="category20"),
+                legend=alt.Legend(title=f"{linkage} cluster", columns=2),
+            ),
+            tooltip=[
+                alt.Tooltip("token:N", title="token"),
+                alt.Tooltip("context:N", title="context"),
+                alt.Tooltip("cluster:N", title="cluster"),
+                alt.Tooltip("position:Q", title="position"),
+            ],
+        )
+        .properties(
+            title=f"{state_name(result.key)}: t-SNE of {result.n_points} tokens, "
+            f"{linkage} linkage",
+            width=560,
+            height=560,
+        )
+    )
+
+
+# The explorer's Vega signals; the page's script listens to the first two and sets the third.
+STATE_PARAM = "layer_state"
+LINKAGE_PARAM = "linkage"
+MIN_SIZE_PARAM = "min_size"
+HIGHLIGHT_PARAM = "highlight"
+CANVAS_ABOVE = 5000  # points in a spec above which the page draws on canvas rather than SVG
+MAP_DECIMALS = 2  # t-SNE units: the maps span about 100, so 0.01 is below a pixel
+
+
+def cluster_explorer_chart(
+    results: Sequence[EmbeddingResult], linkage: str = "ward", size: int = 560
+) -> alt.Chart:
+    """Every layer and state's t-SNE map in one scatter, with selectors for layer and linkage.
+
+    The points of all maps are one inline dataset in long form, one row per point and map:
+    its map's name, position, x, y and its cluster under each linkage. Tokens and contexts are
+    a second dataset keyed by position and joined by a lookup, since the maps usually share
+    their sampled positions and would otherwise repeat the text once per map. Two params bound
+    to select inputs pick the map and the linkage; `min_size` (unbound, set by the page) hides
+    clusters smaller than it; a point selection bound to the legend, and to clicks on points,
+    highlights one cluster (shift-click adds more, double-click clears).
+    """
+    if not results:
+        raise ReportgenError("the cluster explorer needs at least one t-SNE map")
+    names = [state_name(result.key) for result in results]
+    linkages = list(results[0].labels)
+    if linkage not in linkages:
+        raise ReportgenError(f"unknown linkage {linkage!r}; choose one of {', '.join(linkages)}")
+    points = explorer_points(results)
+    map_param = alt.param(
+        name=STATE_PARAM, value=names[0],
+        bind=alt.binding_select(options=names, labels=[map_label(r.key) for r in results],
+                                name="layer and state "),
+    )
+    linkage_param = alt.param(
+        name=LINKAGE_PARAM, value=linkage,
+        bind=alt.binding_select(options=linkages, labels=[f"{name} linkage" for name in linkages],
+                                name="clusters "),
+    )
+    min_size = alt.param(name=MIN_SIZE_PARAM, value=1)
+    highlight = alt.selection_point(name=HIGHLIGHT_PARAM, fields=["cluster"], bind="legend",
+                                    on="click", clear="dblclick")
+    cluster_of_linkage = " : ".join(
+        [f"{LINKAGE_PARAM} === {json.dumps(name)} ? datum[{json.dumps(name)}]"
+         for name in linkages[:-1]] + [f"datum[{json.dumps(linkages[-1])}]"]
+    )
+    return (
+        alt.Chart(alt.Data(values=points))
+        .transform_filter(alt.datum.map == map_param)
+        .transform_lookup(
+            lookup="position",
+            from_=alt.LookupData(alt.Data(values=explorer_words(results)), key="position",
+                                 fields=["token", "context"]),
+        )
+        .transform_calculate(cluster=cluster_of_linkage)
+        .transform_joinaggregate(size="count()", groupby=["cluster"])
+        .transform_filter(alt.datum.size >= min_size)
+        .mark_circle(size=14)
+        .encode(
+            x=alt.X("x:Q", axis=None, scale=alt.Scale(zero=False)),
+            y=alt.Y("y:Q", axis=None, scale=alt.Scale(zero=False)),
+            color=alt.Color("cluster:N", scale=alt.Scale(scheme="category20"),
+                            legend=alt.Legend(title="cluster", columns=2, symbolLimit=0)),
+            opacity=alt.condition(highlight, alt.value(0.75), alt.value(0.06)),
+            tooltip=[
+                alt.Tooltip("token:N", title="token"),
+                alt.Tooltip("context:N", title="context"),
+                alt.Tooltip("cluster:N", title="cluster"),
+                alt.Tooltip("size:Q", title="cluster size"),
+                alt.Tooltip("position:Q", title="position"),
+            ],
+        )
+        .add_params(map_param, linkage_param, min_size, highlight)
+        .properties(
+            width=size, height=size,
+            usermeta={"renderer": "canvas" if len(points) > CANVAS_ABOVE else "svg"},
+        )
+    )
+
+
+def map_label(key: StateKey) -> str:
+    """`(1, "h")` -> "L1-h: layer 1, hidden state", the text of a selector's option."""
+    layer, state = key
+    kind = {"h": "hidden state", "c": "cell state"}.get(state, state)
+    return f"{state_name(key)}: layer {layer}, {kind}"
+
+
+def explorer_points(results: Sequence[EmbeddingResult]) -> list[dict[str, object]]:
+    """One record per point and map: map, position, x, y and the cluster under each linkage."""
+    records: list[dict[str, object]] = []
+    for result in results:
+        name = state_name(result.key)
+        xy = np.round(result.xy.astype(np.float64), MAP_DECIMALS).tolist()  # (N, 2)
+        labels = {linkage: values.tolist() for linkage, values in result.labels.items()}
+        for index, position in enumerate(result.positions.tolist()):
+            record: dict[str, object] = {"map": name, "position": position,
+                                         "x": xy[index][0], "y": xy[index][1]}
+            record.update({linkage: values[index] for linkage, values in labels.items()})
+            records.append(record)
+    return records
+
+
+def explorer_words(results: Sequence[EmbeddingResult]) -> list[dict[str, object]]:
+    """One record per sampled position over all maps: its token and its context."""
+    words: dict[int, dict[str, object]] = {}
+    for result in results:
+        for position, token, context in zip(result.positions.tolist(), result.tokens,
+                                            result.contexts):
+            words.setdefault(position, {"position": position, "token": token, "context": context})
+    return [words[position] for position in sorted(words)]

@@ -7,19 +7,28 @@ Every problem the user can fix ends the run with one line on stderr and a non-ze
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from collections.abc import Sequence
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
+from typing import NoReturn
 
+from reportgen.analysis.distributions import RANK_BY_CHOICES
+from reportgen.analysis.embedding import EmbeddingOptions
 from reportgen.capture import CaptureOptions
 from reportgen.errors import ReportgenError
-from reportgen.report import ReportConfig, build_report
+from reportgen.report import NeuronOptions, ReportConfig, build_report
 from reportgen.pages import SiteOptions
+from reportgen.site import check_output_folder
+from reportgen.sweep import (ModelSpec, ModelsFile, build_reports, parse_model_argument,
+                             read_models_file, select_models, train_sweep)
 from reportgen.train import TrainConfig
 
 EXIT_ERROR = 1
+EXIT_USAGE = 2  # argparse's status for a command line it cannot parse
 EXIT_INTERRUPTED = 130
+SWEPT_SETTINGS = ("dropout", "seed")  # train flags that take several values: a sweep
 
 DESCRIPTION = """\
 Turn a trained word-level LSTM language model and a text into a static HTML report of what its
@@ -36,22 +45,42 @@ examples:
   reportgen report runs/lstm/model.pt --data wikitext-2 --out report
       report on a checkpoint; the text is wikitext-2/test.txt unless --text says otherwise
   reportgen report model.pt --data wikitext-2 --text my.txt --max-tokens 20000 --out report
+  reportgen train --data wikitext-2 --out runs --dropout 0 0.2 0.4 --seed 1 2
+      a sweep: one model per dropout and seed, in runs/lstm-d0.2-s1/ and so on
+  reportgen report runs/*/model.pt --data wikitext-2 --out comparison
+      one report per model and a comparison page; name=PATH:dropout=0.5:seed=2 gives
+      settings the checkpoint lacks, and --config models.toml lists the models instead
 
 Run `reportgen COMMAND --help` for each command's options.
 """
 
 
 def positive_int(value: str) -> int:
-    number = int(value)
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {value!r}") from None
     if number < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {number}")
     return number
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Command-line mistakes end as every other error does: one line on stderr (status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"reportgen: error: {message}; see `{self.prog} --help`\n")
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.add_argument("--debug", action="store_true",
                         help="show the full traceback when something fails")
+
+
+def add_images_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-images", action="store_true",
+                        help="skip the PNG and SVG figures under img/, which take a few seconds")
 
 
 def add_demo_parser(commands: argparse._SubParsersAction) -> None:
@@ -68,6 +97,7 @@ def add_demo_parser(commands: argparse._SubParsersAction) -> None:
                              "(default: ~/.cache/reportgen/demo-v1-seedN)")
     parser.add_argument("--retrain", action="store_true",
                         help="train again even when the work folder has the model")
+    add_images_flag(parser)
     add_common(parser)
 
 
@@ -99,9 +129,51 @@ def add_train_parser(commands: argparse._SubParsersAction) -> None:
                                 help="tie the word embedding and softmax weights")
             continue
         kind = type(default) if default is not None else int
+        if item.name in SWEPT_SETTINGS:
+            parser.add_argument(flag, type=kind, nargs="+", default=[default],
+                                metavar=item.name.upper(),
+                                help=f"{helps[item.name]} (default: {default}); several values "
+                                     "train one model per combination into OUT/NAME/")
+            continue
         parser.add_argument(flag, type=kind, default=default,
                             help=f"{helps[item.name]} (default: {default})")
     add_common(parser)
+
+
+def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of the t-SNE maps and their clusters (clusters.html); checked by EmbeddingOptions."""
+    defaults = EmbeddingOptions()
+    group = parser.add_argument_group("t-SNE maps and clusters")
+    group.add_argument("--max-points", type=int, default=defaults.max_points, metavar="N",
+                       help="token positions sampled for each map (default: %(default)s)")
+    group.add_argument("--exclude", nargs="+", action="extend", default=[], metavar="WORD",
+                       help="leave these tokens out of the maps, e.g. --exclude '<eos>' the")
+    group.add_argument("--clusters", type=int, metavar="K",
+                       help=f"clusters per map and linkage (default: {defaults.n_clusters})")
+    group.add_argument("--distance-threshold", type=float, metavar="D",
+                       help="cut the cluster trees at this height instead of into K clusters")
+    group.add_argument("--min-cluster-size", type=int, default=defaults.min_cluster_size,
+                       metavar="N",
+                       help="single linkage only splits off clusters of at least this many "
+                            "points (default: %(default)s; 1 is the classical cut)")
+    group.add_argument("--perplexity", type=float, default=defaults.perplexity, metavar="P",
+                       help="t-SNE perplexity (default: %(default)s)")
+    group.add_argument("--seed", type=int, default=defaults.seed,
+                       help="seed of the sample and of t-SNE (default: %(default)s)")
+    group.add_argument("--no-clusters", action="store_true",
+                       help="skip the maps and the clusters page, which take most of the time")
+
+
+def embedding_options(args: argparse.Namespace) -> EmbeddingOptions:
+    """--clusters and --distance-threshold are alternatives; without either, the default K."""
+    n_clusters = args.clusters
+    if n_clusters is None and args.distance_threshold is None:
+        n_clusters = EmbeddingOptions.n_clusters
+    return EmbeddingOptions(
+        max_points=args.max_points, seed=args.seed, exclude=tuple(args.exclude),
+        perplexity=args.perplexity, n_clusters=n_clusters,
+        distance_threshold=args.distance_threshold, min_cluster_size=args.min_cluster_size,
+    )
 
 
 def add_report_parser(commands: argparse._SubParsersAction) -> None:
@@ -109,9 +181,19 @@ def add_report_parser(commands: argparse._SubParsersAction) -> None:
         "report", help="render the report of a trained model",
         description="Load CHECKPOINT (a pytorch/examples model.pt pickle, a state dict or a "
                     "reportgen checkpoint), read the text with the model's vocabulary, capture "
-                    "every layer's states and render the report folder.",
+                    "every layer's states and render the report folder. Several MODELs, or "
+                    "--config, compare models read on the same text: OUT/NAME/ is each one's "
+                    "report and OUT/index.html compares them against dropout.",
     )
-    parser.add_argument("checkpoint", type=Path, help="the model file")
+    parser.add_argument("models", nargs="*", metavar="MODEL",
+                        help="the model file; several compare the models: each is "
+                             "[NAME=]PATH[:dropout=X][:seed=N], reported in OUT/NAME/ with "
+                             "OUT/index.html comparing them. With --config: names of the "
+                             "file's models to report (default: all)")
+    parser.add_argument("--config", type=Path, metavar="FILE.toml",
+                        help="a TOML file listing the models to compare ([[models]] tables "
+                             "with checkpoint, and optionally name, dropout and seed) and "
+                             "optionally their shared data, text and vocabulary")
     parser.add_argument("--data", type=Path,
                         help="the folder the model was trained from: its train, valid and test "
                              "files rebuild the vocabulary exactly as data.Corpus does")
@@ -121,22 +203,33 @@ def add_report_parser(commands: argparse._SubParsersAction) -> None:
                         help="a word-per-line vocabulary file, instead of --data")
     parser.add_argument("--out", type=Path, required=True,
                         help="report folder; replaced atomically when the run succeeds")
-    parser.add_argument("--name", help="title of the report (default: the checkpoint's name)")
+    parser.add_argument("--name", help="title of the report (default: the checkpoint's name; "
+                                       "for several models, of the comparison page)")
     parser.add_argument("--max-tokens", type=positive_int,
                         help="analyse only the first N tokens of the text")
     parser.add_argument("--tokens-per-page", type=positive_int, default=SiteOptions.tokens_per_page,
                         help="tokens per expectancy page (default: %(default)s)")
+    parser.add_argument("--top-neurons", type=positive_int, default=SiteOptions.top_neurons,
+                        help="neuron pages per layer and state (default: %(default)s)")
+    parser.add_argument("--cell-interval", type=float, metavar="A",
+                        help="bin cell states over [-A, A] (default: the 99.9th percentile of "
+                             "|c| of each layer, rounded up to 0.01)")
+    parser.add_argument("--rank-by", choices=RANK_BY_CHOICES, default="score",
+                        help="rank neurons by KL(p||q) + KL(q||p) (score), or by one of them "
+                             "(default: %(default)s)")
+    add_cluster_arguments(parser)
     parser.add_argument("--dtype", choices=("float32", "float16"), default="float32",
                         help="how the states are stored in memory (default: %(default)s)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
     parser.add_argument("--allow-unsafe-pickle", action="store_true",
                         help="DANGEROUS: unpickle the checkpoint without the class allowlist, "
                              "which runs any code it contains; only for files you trust")
+    add_images_flag(parser)
     add_common(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="reportgen", description=DESCRIPTION, epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -150,29 +243,83 @@ def build_parser() -> argparse.ArgumentParser:
 def run_demo_command(args: argparse.Namespace) -> None:
     from reportgen.demo import run_demo
 
-    out = run_demo(args.out, args.work, args.seed, args.retrain, args.quiet)
+    check_output_folder(args.out)  # before minutes of training, not after
+    out = run_demo(args.out, args.work, args.seed, args.retrain, args.quiet,
+                   SiteOptions(images=not args.no_images))
     print(f"report written to {out}/index.html")
 
 
 def run_train_command(args: argparse.Namespace) -> None:
     from reportgen.train import train
 
-    config = TrainConfig(**{item.name: getattr(args, item.name) for item in fields(TrainConfig)})
+    settings = {item.name: getattr(args, item.name) for item in fields(TrainConfig)}
+    config = TrainConfig(**{**settings, "dropout": args.dropout[0], "seed": args.seed[0]})
+    if len(args.dropout) * len(args.seed) > 1:
+        run_train_sweep(args, config)
+        return
     result = train(args.data, args.out, config, progress=False if args.quiet else None)
     print(f"model written to {result.checkpoint}")
     print(f"valid perplexity {result.valid_perplexity:.2f}, test perplexity "
           f"{result.test_perplexity:.2f} (unigram: {result.unigram_test_perplexity:.2f})")
 
 
+def run_train_sweep(args: argparse.Namespace, base: TrainConfig) -> None:
+    """One model per (dropout, seed) into OUT/NAME/; non-zero at the end if any failed."""
+    sweep = train_sweep(args.data, args.out, base, args.dropout, args.seed, args.quiet,
+                        progress=False if args.quiet else None)
+    print(sweep.format_table())
+    if sweep.failed:
+        raise ReportgenError(
+            f"{len(sweep.failed)} of {len(sweep.runs)} models failed "
+            f"({', '.join(run.name for run in sweep.failed)}); the others are in {args.out}, "
+            "see the table above"
+        )
+
+
+def report_models(args: argparse.Namespace) -> tuple[list[ModelSpec], ModelsFile | None]:
+    """The models to report: from --config (selected by name), or the MODEL arguments."""
+    if args.config is not None:
+        models_file = read_models_file(args.config)
+        return select_models(models_file, args.models), models_file
+    if not args.models:
+        raise ReportgenError("give the checkpoint to report on, several checkpoints to compare, "
+                             "or --config FILE.toml")
+    return [parse_model_argument(argument) for argument in args.models], None
+
+
+def shared_input(args: argparse.Namespace, models_file: ModelsFile | None,
+                 name: str) -> Path | None:
+    """--data, --text or --vocabulary: the flag, else the config file's, else none."""
+    given = getattr(args, name)
+    return given if given is not None or models_file is None else getattr(models_file, name)
+
+
 def run_report_command(args: argparse.Namespace) -> None:
+    models, models_file = report_models(args)
+    comparing = models_file is not None or len(models) > 1
+    if not comparing and (models[0].dropout is not None or models[0].seed is not None):
+        raise ReportgenError("dropout= and seed= are for comparing several models; give "
+                             "more than one MODEL or --config")
     config = ReportConfig(
-        checkpoint=args.checkpoint, out=args.out, data=args.data, text=args.text,
-        vocabulary=args.vocabulary, name=args.name, max_tokens=args.max_tokens,
+        checkpoint=models[0].checkpoint, out=args.out,
+        data=shared_input(args, models_file, "data"), text=shared_input(args, models_file, "text"),
+        vocabulary=shared_input(args, models_file, "vocabulary"),
+        name=args.name or models[0].name, max_tokens=args.max_tokens,
         allow_unsafe_pickle=args.allow_unsafe_pickle,
         capture=CaptureOptions(dtype=args.dtype, device=args.device,
                                progress=False if args.quiet else None),
-        site=SiteOptions(tokens_per_page=args.tokens_per_page), quiet=args.quiet,
+        neurons=NeuronOptions(cell_interval=args.cell_interval, rank_by=args.rank_by),
+        embedding=embedding_options(args), embed_states=() if args.no_clusters else None,
+        site=SiteOptions(tokens_per_page=args.tokens_per_page, top_neurons=args.top_neurons,
+                         images=not args.no_images),
+        quiet=args.quiet,
     )
+    if comparing:
+        run = build_reports(models, replace(config, name=args.name))
+        print(f"comparison written to {run.out}/index.html")
+        if run.failures:
+            raise ReportgenError(run.failure_message())
+        return
     out = build_report(config)
     print(f"report written to {out}/index.html")
 
@@ -189,12 +336,33 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"reportgen: error: {error}", file=sys.stderr)
         return EXIT_ERROR
+    except OSError as error:
+        if args.debug:
+            raise
+        print(f"reportgen: error: {describe_os_error(error)}", file=sys.stderr)
+        return EXIT_ERROR
     except KeyboardInterrupt:
         if args.debug:
             raise
         print("reportgen: interrupted; no report was written or changed", file=sys.stderr)
         return EXIT_INTERRUPTED
     return 0
+
+
+OS_ERROR_ADVICE = {
+    errno.ENOSPC: "no space left on the device; free some space or write --out on another disk",
+    errno.EDQUOT: "disk quota exceeded; free some space or write --out on another disk",
+    errno.EACCES: "permission denied; check the file's permissions or choose another path",
+    errno.EPERM: "operation not permitted; check the file's permissions or choose another path",
+    errno.EROFS: "read-only file system; write --out somewhere writable",
+}
+
+
+def describe_os_error(error: OSError) -> str:
+    """One line for a file-system failure; an unfinished report was already thrown away."""
+    where = f"{error.filename}: " if error.filename else ""
+    advice = OS_ERROR_ADVICE.get(error.errno, f"{error.strerror or error}; check the path")
+    return where + advice
 
 
 if __name__ == "__main__":

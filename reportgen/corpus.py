@@ -8,6 +8,7 @@ only way to recover the model's word ids is to rebuild it the same way.
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,7 +66,7 @@ def read_lines(path: Path) -> Iterator[tuple[int, str]]:
     """Yield (1-based line number, line) of a UTF-8 text, with clear errors for bad files."""
     path = Path(path)
     if not path.exists():
-        raise ReportgenError(f"{path}: no such file")
+        raise ReportgenError(f"{path}: no such file; check the path")
     if path.is_dir():
         raise ReportgenError(f"{path}: is a folder, expected a text file")
     try:
@@ -77,16 +78,50 @@ def read_lines(path: Path) -> Iterator[tuple[int, str]]:
                         "not a text"
                     )
                 yield number, line
-    except UnicodeDecodeError as error:
-        raise ReportgenError(
-            f"{path}: not UTF-8 text (bad byte at offset {error.start}); convert it with "
-            "`iconv -t utf-8`"
-        ) from None
+    except UnicodeDecodeError:
+        raise ReportgenError(describe_undecodable(path)) from None
 
 
-def line_tokens(line: str) -> list[str]:
-    """Split a line as `data.Corpus` does: on whitespace, then `<eos>`."""
-    return line.split() + [EOS]
+def describe_undecodable(path: Path) -> str:
+    """The error line for a file that is not UTF-8: binary, or the line of its first bad byte.
+
+    The text decoder reads ahead in blocks, so its error cannot say which line failed; this
+    second pass can, one MiB at a time.
+    """
+    with path.open("rb") as handle:
+        if b"\x00" in handle.read(8192):
+            return (f"{path}: looks like a binary file, not a text (it holds NUL bytes); give a "
+                    "UTF-8 text")
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line = 1
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            pending = decoder.getstate()[0]  # the start of a character cut by the last block
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as error:
+                data = pending + block
+                line += data[: error.start].count(b"\n")
+                byte = f"byte 0x{data[error.start]:02x}"
+                break
+            line += block.count(b"\n")
+        else:
+            byte = "an incomplete character at the end"
+    return (
+        f"{path}:{line}: not UTF-8 text ({byte}); convert it, e.g. "
+        f"`iconv -f latin1 -t utf-8 {path.name} > {path.stem}.utf8.txt`"
+    )
+
+
+def line_tokens(line: str, limit: int | None = None) -> list[str]:
+    """Split a line as `data.Corpus` does: on whitespace, then `<eos>`; at most `limit` tokens.
+
+    With a limit, the split stops early, so a line of a million words costs no more than its
+    first `limit` when only those are analysed.
+    """
+    if limit is None:
+        return line.split() + [EOS]
+    return (line.split(None, limit)[:limit] + [EOS])[:limit]
 
 
 def add_file_to_vocabulary(vocabulary: Vocabulary, path: Path) -> None:
@@ -99,7 +134,10 @@ def vocabulary_from_folder(folder: Path) -> Vocabulary:
     """Rebuild the dictionary of `data.Corpus(folder)`: train, then valid, then test."""
     folder = Path(folder)
     if not folder.exists():
-        raise ReportgenError(f"{folder}: no such data folder")
+        raise ReportgenError(
+            f"{folder}: no such data folder; --data expects the folder with train.txt, "
+            "valid.txt and test.txt"
+        )
     if not folder.is_dir():
         raise ReportgenError(
             f"{folder}: --data expects a folder with train.txt, valid.txt and test.txt"
@@ -147,7 +185,7 @@ def tokenize(path: Path, vocabulary: Vocabulary, max_tokens: int | None = None) 
     for number, line in read_lines(path):
         if max_tokens is not None and len(ids) >= max_tokens:
             break
-        for word in line_tokens(line)[: None if max_tokens is None else max_tokens - len(ids)]:
+        for word in line_tokens(line, None if max_tokens is None else max_tokens - len(ids)):
             word_id = vocabulary.index.get(word)
             if word_id is None:
                 if unk_id is None:
@@ -159,6 +197,13 @@ def tokenize(path: Path, vocabulary: Vocabulary, max_tokens: int | None = None) 
                 n_unknown += 1
             ids.append(word_id)
             tokens.append(word)
-    if not any(token != EOS for token in tokens):
-        raise ReportgenError(f"{path}: the text has no words to analyse")
+    if not tokens:
+        raise ReportgenError(
+            f"{path}: the text is empty, no words to analyse; give a text with words"
+        )
+    if all(token == EOS for token in tokens):
+        raise ReportgenError(
+            f"{path}: the text has no words to analyse, only blank lines or {EOS}; give a text "
+            "with words"
+        )
     return Text(np.asarray(ids, dtype=np.int64), tokens, path.name, n_unknown)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import pickle
 import re
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,9 +96,12 @@ class Hyperparameters:
     tied: bool
 
     def build(self) -> RNNModel:
-        return RNNModel(
-            self.rnn_type, self.ntoken, self.emsize, self.nhid, self.nlayers, self.dropout, self.tied
-        )
+        with warnings.catch_warnings():  # torch warns that one layer ignores dropout; so does eval
+            warnings.simplefilter("ignore", UserWarning)
+            return RNNModel(
+                self.rnn_type, self.ntoken, self.emsize, self.nhid, self.nlayers, self.dropout,
+                self.tied,
+            )
 
 
 @dataclass
@@ -169,12 +173,32 @@ def _unsupported_global(error: Exception) -> str | None:
     return match.group(1) if match else None
 
 
+def _why_unreadable(path: Path, error: Exception) -> str:
+    """A short reason from the file's first bytes: torch's own messages run to many lines."""
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    if not head:
+        return "the file is empty"
+    if head.startswith(b"PK\x03\x04"):
+        return "its zip archive is damaged or cut short"
+    if not head.startswith(b"\x80"):
+        return "it is neither a torch.save zip archive nor a pickle"
+    detail = re.search(r"WeightsUnpickler error:\s*(.+)", str(error))
+    if detail:
+        return f"its pickle uses what safe loading refuses ({detail.group(1).strip()})"
+    first_line = str(error).strip().splitlines()[0][:80] if str(error).strip() else ""
+    summary = f"{type(error).__name__}: {first_line}" if first_line else type(error).__name__
+    return f"the pickle is damaged or cut short ({summary})"
+
+
 def _read_pickle(path: Path, allow_unsafe_pickle: bool) -> Any:
     try:
-        if allow_unsafe_pickle:
-            return torch.load(path, map_location="cpu", weights_only=False)
-        with torch.serialization.safe_globals(_safe_globals()):
-            return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns on stderr about pickle protocols
+            warnings.simplefilter("ignore")
+            if allow_unsafe_pickle:
+                return torch.load(path, map_location="cpu", weights_only=False)
+            with torch.serialization.safe_globals(_safe_globals()):
+                return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         name = _unsupported_global(error)
         if name:
@@ -183,13 +207,34 @@ def _read_pickle(path: Path, allow_unsafe_pickle: bool) -> Any:
                 "pytorch/examples RNNModel pickles, state dicts and its own checkpoints "
                 "(--allow-unsafe-pickle runs the pickle's code, only for files you trust)"
             ) from None
-        raise ReportgenError(f"{path}: not a PyTorch checkpoint ({error})") from None
-    except Exception as error:  # torch.load fails on garbage in many ways (KeyError, EOFError...)
-        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise ReportgenError(
-            f"{path}: not a readable PyTorch checkpoint ({detail}); is it truncated or another "
-            "kind of file?"
+            f"{path}: not a readable PyTorch checkpoint: {_why_unreadable(path, error)}; give "
+            "the whole file that torch.save wrote"
         ) from None
+    except Exception as error:  # torch.load fails on garbage in many ways (KeyError, EOFError...)
+        raise ReportgenError(
+            f"{path}: not a readable PyTorch checkpoint: {_why_unreadable(path, error)}; give "
+            "the whole file that torch.save wrote"
+        ) from None
+
+
+def resolve_device(name: str) -> torch.device:
+    """`--device` as torch reads it, refused in one line when this machine has no such device."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ReportgenError(f"--device {name!r} is not a device name; use cpu or cuda") from None
+    available = {"cpu": True, "cuda": torch.cuda.is_available(),
+                 "mps": torch.backends.mps.is_available()}
+    if not available.get(device.type, False):
+        raise ReportgenError(
+            f"--device {name}: PyTorch finds no such device here; use --device cpu"
+        )
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ReportgenError(
+            f"--device {name}: there are {torch.cuda.device_count()} CUDA devices; use cuda:0"
+        )
+    return device
 
 
 def infer_hyperparameters(state_dict: dict[str, torch.Tensor], rnn_type: str | None = None,
@@ -199,7 +244,8 @@ def infer_hyperparameters(state_dict: dict[str, torch.Tensor], rnn_type: str | N
     missing = [key for key in required if key not in state_dict]
     if missing:
         raise ReportgenError(
-            f"the state dict lacks {', '.join(missing)}; it is not an RNNModel's"
+            f"the state dict lacks {', '.join(missing)}; it is not an RNNModel's: give the "
+            "checkpoint of a pytorch/examples word_language_model RNNModel"
         )
     ntoken, emsize = state_dict["encoder.weight"].shape
     gates_times_nhid, nhid = state_dict["rnn.weight_hh_l0"].shape
@@ -220,7 +266,10 @@ def model_from_state_dict(state_dict: dict[str, torch.Tensor], hyper: Hyperparam
         model.load_state_dict(state_dict)
     except RuntimeError as error:
         first = str(error).splitlines()[1].strip() if "\n" in str(error) else str(error)
-        raise ReportgenError(f"{path}: the state dict does not fit the model ({first})") from None
+        raise ReportgenError(
+            f"{path}: the state dict does not fit the model ({first}); give the checkpoint of "
+            "a whole pytorch/examples RNNModel"
+        ) from None
     return model
 
 
@@ -232,7 +281,7 @@ def load_checkpoint(path: Path, allow_unsafe_pickle: bool = False,
     """
     path = Path(path)
     if not path.exists():
-        raise ReportgenError(f"{path}: no such checkpoint")
+        raise ReportgenError(f"{path}: no such checkpoint file; check the path")
     if path.is_dir():
         raise ReportgenError(f"{path}: is a folder, expected a checkpoint file (.pt)")
     sha256 = file_sha256(path)

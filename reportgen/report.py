@@ -9,20 +9,23 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from reportgen.analysis.concepts import LABEL_THRESHOLD, analyse_concepts
 from reportgen.analysis.distributions import analyse_distributions
-from reportgen.capture import Capture, CaptureOptions, capture
-from reportgen.corpus import SPLITS, Text, Vocabulary, load_vocabulary, tokenize
+from reportgen.analysis.embedding import (MIN_TSNE_POINTS, EmbeddingOptions, EmbeddingResult,
+                                          embed)
+from reportgen.capture import Capture, CaptureOptions, StateKey, capture, state_name
+from reportgen.corpus import (SPLITS, Text, Vocabulary, load_vocabulary, tokenize,
+                              vocabulary_from_folder)
 from reportgen.errors import ReportgenError
 from reportgen.features import token_features
-from reportgen.model import LoadedModel, file_sha256, load_checkpoint
+from reportgen.model import LoadedModel, file_sha256, load_checkpoint, resolve_device
 from reportgen.progress import note
 from reportgen.results import ModelReport, ModelSummary
 from reportgen.pages import SiteOptions
-from reportgen.site import write_site
+from reportgen.site import check_output_folder, write_site
 
 
 @dataclass
@@ -48,6 +51,8 @@ class ReportConfig:
     allow_unsafe_pickle: bool = False
     capture: CaptureOptions = field(default_factory=CaptureOptions)
     neurons: NeuronOptions = field(default_factory=NeuronOptions)
+    embedding: EmbeddingOptions = field(default_factory=EmbeddingOptions)
+    embed_states: tuple[StateKey, ...] | None = None  # t-SNE maps: None all states, () none
     site: SiteOptions = field(default_factory=SiteOptions)
     quiet: bool = False
 
@@ -92,7 +97,7 @@ def resolve_vocabulary(config: ReportConfig, loaded: LoadedModel) -> Vocabulary:
         vocabulary = load_vocabulary(config.vocabulary)
         origin = str(config.vocabulary)
     elif config.data is not None:
-        vocabulary = load_vocabulary(config.data)
+        vocabulary = vocabulary_from_folder(config.data)
         origin = f"{config.data}/{{{','.join(SPLITS)}}}"
     elif loaded.vocabulary is not None:
         return Vocabulary.from_words(loaded.vocabulary)
@@ -151,15 +156,65 @@ def options_record(config: ReportConfig) -> dict[str, object]:
         "max_tokens": config.max_tokens,
         "capture": asdict(config.capture),
         "neurons": asdict(config.neurons),
+        "embedding": asdict(config.embedding),
+        "embed_states": (None if config.embed_states is None
+                         else [state_name(key) for key in config.embed_states]),
         "site": asdict(config.site),
     }
+
+
+def embedded_keys(config: ReportConfig, captured: Capture) -> list[StateKey]:
+    """The layers and states to map with t-SNE: the configured ones, or all of the capture's.
+
+    Empty when the text is too short for a map, so that a short text still gets its report.
+    """
+    if captured.n_tokens < MIN_TSNE_POINTS:
+        return []
+    return captured.keys if config.embed_states is None else list(config.embed_states)
+
+
+def sampling_notes(tokens: list[str], options: EmbeddingOptions,
+                   results: list[EmbeddingResult]) -> list[str]:
+    """What the t-SNE maps leave out, for the overview: positions not sampled, tokens excluded.
+
+    Every map samples the same positions, since sampling depends only on the tokens and options.
+    """
+    if len(tokens) < MIN_TSNE_POINTS:
+        return [f"the text's {len(tokens)} tokens are too few for t-SNE maps, which need "
+                f"{MIN_TSNE_POINTS}; the clusters page is left out"]
+    if not results:
+        return []
+    excluded = set(options.exclude)
+    eligible = sum(token not in excluded for token in tokens)
+    notes = []
+    if results[0].n_points < eligible:
+        notes.append(f"{results[0].n_points:,} of {eligible:,} positions sampled for the t-SNE "
+                     f"maps (seed {options.seed}); --max-points sets how many")
+    if eligible < len(tokens):
+        notes.append(f"{len(tokens) - eligible:,} positions of excluded tokens "
+                     f"({', '.join(sorted(excluded))}) left out of the t-SNE maps")
+    return notes
+
+
+LOG_PROBS_PER_CHUNK = 1 << 24  # floats of decoder output the capture holds at once: 64 MB
+
+
+def capture_options_for(options: CaptureOptions, vocabulary_size: int) -> CaptureOptions:
+    """Shorter capture chunks for large vocabularies, so memory does not grow with them.
+
+    Each chunk holds a (chunk, V) matrix of log-probabilities and its temporaries: 2048 tokens
+    of a 100,000-word vocabulary peaked at 2.0 GB, against 0.7 GB for chunks of 256.
+    """
+    chunk_size = max(1, min(options.chunk_size, LOG_PROBS_PER_CHUNK // vocabulary_size))
+    return replace(options, chunk_size=chunk_size)
 
 
 def analyse(config: ReportConfig, inputs: Inputs, timings: dict[str, float]) -> ModelReport:
     """Capture and every analysis, for one model; the result holds no model."""
     with timed(timings, "capture", config.quiet):
         captured = capture(inputs.loaded.model, inputs.text.ids, inputs.text.tokens,
-                           inputs.vocabulary.words, config.capture)
+                           inputs.vocabulary.words,
+                           capture_options_for(config.capture, len(inputs.vocabulary)))
     report = ModelReport(summarise(config, inputs, captured), captured,
                          options=options_record(config), timings=timings)
     with timed(timings, "features", config.quiet):
@@ -170,11 +225,40 @@ def analyse(config: ReportConfig, inputs: Inputs, timings: dict[str, float]) -> 
     with timed(timings, "concepts", config.quiet):
         report.concepts = analyse_concepts(captured, report.features,
                                            config.neurons.label_threshold)
+    for key in embedded_keys(config, captured):
+        with timed(timings, f"t-SNE {state_name(key)}", config.quiet):
+            report.embeddings.append(embed(captured, *key, config.embedding))
+    report.notes += sampling_notes(captured.tokens, config.embedding, report.embeddings)
     return report
+
+
+def check_output_path(config: ReportConfig) -> None:
+    """Refuse an --out that would destroy or pollute the inputs, before any slow stage runs.
+
+    A run replaces the whole OUT folder, so no input may lie inside it; and OUT may not lie
+    inside --data, whose folder is the model's corpus and should hold nothing else.
+    """
+    out = config.out.resolve()
+    if config.data is not None and out.is_relative_to(config.data.resolve()):
+        raise ReportgenError(
+            f"--out {config.out} lies inside the --data folder {config.data}; write the report "
+            "outside the data folder"
+        )
+    inputs = {"checkpoint": config.checkpoint, "--data folder": config.data,
+              "--text": config.text, "--vocabulary": config.vocabulary}
+    for what, path in inputs.items():
+        if path is not None and path.resolve().is_relative_to(out):
+            raise ReportgenError(
+                f"--out {config.out} holds the {what} {path}, and a run replaces that whole "
+                "folder; choose another --out"
+            )
+    check_output_folder(config.out)
 
 
 def build_report(config: ReportConfig) -> Path:
     """Checkpoint and text in, report folder out; returns the folder."""
+    check_output_path(config)
+    resolve_device(config.capture.device)
     timings: dict[str, float] = {}
     with timed(timings, "load", config.quiet):
         inputs = load_inputs(config)

@@ -8,6 +8,7 @@ complete, so a failed or interrupted run never leaves a half-written report.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 from collections.abc import Iterator
@@ -19,15 +20,18 @@ from types import ModuleType
 import jinja2
 import vl_convert
 
+from reportgen.analysis.comparison import Comparison
 from reportgen.errors import ReportgenError
-from reportgen.pages import Page, Section, SiteOptions, expectancy, overview
+from reportgen.images import IMAGE_FOLDER, write_images, write_svg_and_png
+from reportgen.pages import comparison as comparison_page
+from reportgen.pages import Page, Section, SiteOptions, clusters, expectancy, neurons, overview
 from reportgen.results import ModelReport
 from reportgen.versions import reportgen_version
 
 SITE_MARKER = ".reportgen-site"  # marks a folder as ours, so a re-run may replace it
 
 
-SECTIONS: list[ModuleType] = [expectancy]  # nav order; each a module of reportgen.pages
+SECTIONS: list[ModuleType] = [expectancy, neurons, clusters]  # nav order; each a module of reportgen.pages
 
 
 def templates_dir() -> Path:
@@ -73,6 +77,8 @@ def render_page(env: jinja2.Environment, page: Page, report: ModelReport, home: 
     depth = page.path.count("/")
     up = "../" * depth
     nav = [{"title": "Overview", "href": up + "index.html", "current": page.section == "index"}]
+    if home:  # a model of a comparison site: the way back to the comparison
+        nav.insert(0, {"title": "All models", "href": up + home + "index.html", "current": False})
     nav += [
         {"title": s.title, "href": up + s.href, "current": page.section == s.key}
         for s in sections_of(report)
@@ -90,11 +96,17 @@ def render_page(env: jinja2.Environment, page: Page, report: ModelReport, home: 
     )
 
 
+@functools.cache
+def vega_bundle() -> str:
+    """Vega, Vega-Lite and vega-embed in one offline script; building it takes about 4 s."""
+    return vl_convert.javascript_bundle()
+
+
 def write_assets(root: Path) -> None:
     """The one shared Vega bundle and our stylesheet and script, so no page needs a network."""
     assets = root / "assets"
     assets.mkdir(parents=True, exist_ok=True)
-    (assets / "vega.js").write_text(vl_convert.javascript_bundle(), encoding="utf-8")
+    (assets / "vega.js").write_text(vega_bundle(), encoding="utf-8")
     for name in ("style.css", "report.js"):
         shutil.copyfile(templates_dir() / "assets" / name, assets / name)
     (root / ".nojekyll").write_text("", encoding="utf-8")
@@ -105,10 +117,13 @@ def write_model_folder(report: ModelReport, folder: Path, home: str = "",
     """Write one model's pages and exports into `folder`; assets live at `folder/home`."""
     options = options or SiteOptions()
     env = make_environment()
-    for page in all_pages(report, options):
+    pages = all_pages(report, options)
+    for page in pages:
         target = folder / page.path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(render_page(env, page, report, home), encoding="utf-8")
+    if options.images:
+        write_images(report, pages, folder / IMAGE_FOLDER, env, options)
     data = folder / "data"
     data.mkdir(parents=True, exist_ok=True)
     for module in [overview, *SECTIONS]:
@@ -128,7 +143,14 @@ def check_output_folder(out: Path) -> None:
 
 
 def clean_leftovers(out: Path) -> None:
-    """Remove the temporary folders of an earlier run that was killed before it could."""
+    """Remove the temporary folders of an earlier run that was killed before it could.
+
+    A run killed between its two renames left the earlier report as `.OUT.old-PID` and no OUT:
+    that report is put back first.
+    """
+    earlier = sorted(out.parent.glob(f".{out.name}.old-*"))
+    if earlier and not out.exists():
+        earlier[0].rename(out)
     for leftover in out.parent.glob(f".{out.name}.tmp-*"):
         shutil.rmtree(leftover, ignore_errors=True)
     for leftover in out.parent.glob(f".{out.name}.old-*"):
@@ -144,8 +166,8 @@ def atomic_folder(out: Path) -> Iterator[Path]:
     clean_leftovers(out)
     temporary = out.parent / f".{out.name}.tmp-{os.getpid()}"
     temporary.mkdir()
-    (temporary / SITE_MARKER).write_text("reportgen\n", encoding="utf-8")
     try:
+        (temporary / SITE_MARKER).write_text("reportgen\n", encoding="utf-8")
         yield temporary
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
@@ -163,3 +185,27 @@ def write_site(report: ModelReport, out: Path, options: SiteOptions | None = Non
         write_assets(folder)
         write_model_folder(report, folder, "", options)
     return Path(out)
+
+
+def write_comparison(comparison: Comparison, folder: Path, title: str,
+                     options: SiteOptions | None = None) -> None:
+    """The top of a comparison site: `index.html`, `data/comparison.csv` and `img/` figures.
+
+    The models' own folders are written beside it by `write_model_folder(..., home="../")`.
+    """
+    options = options or SiteOptions()
+    page = comparison_page.page(comparison, title)
+    html = make_environment().get_template(page.template).render(
+        page_title=page.title, site_title=title, root="", home="",
+        nav=[{"title": "Comparison", "href": page.path, "current": True}],
+        charts=page.charts, version=reportgen_version(), **page.context,
+    )
+    (folder / page.path).write_text(html, encoding="utf-8")
+    data = folder / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    comparison_page.export(comparison, data)
+    if options.images:
+        images = folder / IMAGE_FOLDER
+        images.mkdir(parents=True, exist_ok=True)
+        for chart in page.charts:
+            write_svg_and_png(vl_convert.vegalite_to_svg(chart.spec), images, chart.image_name)

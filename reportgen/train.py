@@ -19,7 +19,7 @@ import torch.nn as nn
 
 from reportgen.corpus import SPLITS, Vocabulary, tokenize, vocabulary_from_folder, write_vocabulary
 from reportgen.errors import ReportgenError
-from reportgen.model import RNN_TYPES, RNNModel, save_checkpoint
+from reportgen.model import RNN_TYPES, RNNModel, resolve_device, save_checkpoint
 from reportgen.progress import Progress
 
 CHECKPOINT_NAME = "model.pt"
@@ -58,6 +58,7 @@ class TrainConfig:
             raise ReportgenError(f"--lr must be positive, not {self.lr}")
         if self.tied and self.emsize != self.nhid:
             raise ReportgenError("--tied needs --emsize equal to --nhid")
+        resolve_device(self.device)
 
 
 @dataclass

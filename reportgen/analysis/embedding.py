@@ -42,6 +42,7 @@ from scipy.spatial import Delaunay
 from sklearn.decomposition import PCA
 
 from reportgen.capture import Capture, StateKey, state_name
+from reportgen.charts import embedding_chart
 from reportgen.errors import ReportgenError
 
 LINKAGES = ("single", "ward")
@@ -523,50 +524,3 @@ def cluster_tables(labels: np.ndarray, tokens: list[str]) -> list[ClusterRow]:
         )
         for label, counter in sorted(counters.items())
     ]
-
-
-def embedding_chart(result: EmbeddingResult, linkage: str = "ward") -> alt.Chart:
-    """The t-SNE map coloured by `linkage` cluster, with token and context in the tooltip.
-
-    Axes are hidden: t-SNE coordinates have no units, only neighbourhoods.
-    """
-    if linkage not in result.labels:
-        raise ReportgenError(f"unknown linkage {linkage!r}; choose one of {', '.join(LINKAGES)}")
-    values = [
-        {
-            "x": round(float(x), 3),
-            "y": round(float(y), 3),
-            "position": int(position),
-            "token": token,
-            "context": context,
-            "cluster": int(cluster),
-        }
-        for (x, y), position, token, context, cluster in zip(
-            result.xy, result.positions, result.tokens, result.contexts, result.labels[linkage]
-        )
-    ]
-    return (
-        alt.Chart(alt.Data(values=values))
-        .mark_circle(size=12, opacity=0.7)
-        .encode(
-            x=alt.X("x:Q", axis=None),
-            y=alt.Y("y:Q", axis=None),
-            color=alt.Color(
-                "cluster:N",
-                scale=alt.Scale(scheme="category20"),
-                legend=alt.Legend(title=f"{linkage} cluster", columns=2),
-            ),
-            tooltip=[
-                alt.Tooltip("token:N", title="token"),
-                alt.Tooltip("context:N", title="context"),
-                alt.Tooltip("cluster:N", title="cluster"),
-                alt.Tooltip("position:Q", title="position"),
-            ],
-        )
-        .properties(
-            title=f"{state_name(result.key)}: t-SNE of {result.n_points} tokens, "
-            f"{linkage} linkage",
-            width=560,
-            height=560,
-        )
-    )

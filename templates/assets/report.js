@@ -22,3 +22,87 @@
       });
   });
 })();
+
+// Sortable tables: a header's button sorts the body's rows by that column's data-value, in the
+// header's data-first direction, then the other way on the next click. Rows are moved, never
+// rebuilt, so no markup is parsed; rows without a number go last either way.
+(function () {
+  "use strict";
+  function cellNumber(row, index) {
+    var value = parseFloat(row.cells[index].getAttribute("data-value"));
+    return isNaN(value) ? null : value;
+  }
+  function sortRows(table, index, descending) {
+    var body = table.tBodies[0];
+    var rows = Array.prototype.slice.call(body.rows);
+    rows.sort(function (a, b) {
+      var x = cellNumber(a, index);
+      var y = cellNumber(b, index);
+      if (x === null || y === null) return (x === null) - (y === null);
+      return descending ? y - x : x - y;
+    });
+    rows.forEach(function (row) { body.appendChild(row); });
+  }
+  document.querySelectorAll("table.sortable").forEach(function (table) {
+    var headers = Array.prototype.slice.call(table.tHead.rows[0].cells);
+    headers.forEach(function (th, index) {
+      var button = th.querySelector("button.sort");
+      if (!button) return;
+      button.addEventListener("click", function () {
+        var current = th.getAttribute("aria-sort");
+        var first = th.getAttribute("data-first") || "descending";
+        var order = current ? (current === "descending" ? "ascending" : "descending") : first;
+        headers.forEach(function (other) { other.removeAttribute("aria-sort"); });
+        th.setAttribute("aria-sort", order);
+        sortRows(table, index, order === "descending");
+      });
+    });
+  });
+})();
+
+// Cluster explorer (clusters.html): show the cluster table of the map and linkage picked in the
+// chart's selectors, and hide clusters below the size typed in the filter, in the tables and in
+// the chart. Rows are only shown or hidden through `hidden`; no markup is ever built.
+(function () {
+  "use strict";
+  var box = document.querySelector("[data-cluster-explorer]");
+  if (!box) return;
+  var tables = Array.prototype.slice.call(box.querySelectorAll("table.cluster-table"));
+  var input = box.querySelector("input.min-cluster-size");
+  var shown = { map: box.dataset.map, linkage: box.dataset.linkage };
+  var view = null;
+  function minimumSize() {
+    var value = parseInt(input.value, 10);
+    return isNaN(value) || value < 1 ? 1 : value;
+  }
+  function update() {
+    var limit = minimumSize();
+    tables.forEach(function (table) {
+      table.hidden = table.dataset.map !== shown.map || table.dataset.linkage !== shown.linkage;
+      Array.prototype.forEach.call(table.tBodies[0].rows, function (row) {
+        row.hidden = parseInt(row.dataset.size, 10) < limit;
+      });
+    });
+  }
+  box.addEventListener("chart-rendered", function (event) {
+    if (event.target.id !== box.dataset.chart) return;
+    view = event.detail.view;
+    shown.map = view.signal(box.dataset.mapParam);
+    shown.linkage = view.signal(box.dataset.linkageParam);
+    view.addSignalListener(box.dataset.mapParam, function (name, value) {
+      shown.map = value;
+      update();
+    });
+    view.addSignalListener(box.dataset.linkageParam, function (name, value) {
+      shown.linkage = value;
+      update();
+    });
+    view.signal(box.dataset.minSizeParam, minimumSize()).runAsync();
+    update();
+  });
+  input.addEventListener("input", function () {
+    update();
+    if (view) view.signal(box.dataset.minSizeParam, minimumSize()).runAsync();
+  });
+  update();
+})();
