@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import fields, replace
@@ -63,6 +64,15 @@ def positive_int(value: str) -> int:
     if number < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {number}")
     return number
+
+
+def state_key(value: str) -> tuple[int, str]:
+    """`L1-h` -> (1, "h"): layers are 1-based, states `h` (hidden) or `c` (cell)."""
+    match = re.fullmatch(r"L([1-9][0-9]*)-([hc])", value)
+    if not match:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a layer and state; write them as L1-h or L2-c")
+    return int(match.group(1)), match.group(2)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -160,6 +170,9 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
                        help="t-SNE perplexity (default: %(default)s)")
     group.add_argument("--seed", type=int, default=defaults.seed,
                        help="seed of the sample and of t-SNE (default: %(default)s)")
+    group.add_argument("--maps", nargs="+", type=state_key, metavar="STATE",
+                       help="the layers and states to map, named as L1-h, L2-c "
+                            "(default: every layer and state)")
     group.add_argument("--no-clusters", action="store_true",
                        help="skip the maps and the clusters page, which take most of the time")
 
@@ -309,7 +322,7 @@ def run_report_command(args: argparse.Namespace) -> None:
         capture=CaptureOptions(dtype=args.dtype, device=args.device,
                                progress=False if args.quiet else None),
         neurons=NeuronOptions(cell_interval=args.cell_interval, rank_by=args.rank_by),
-        embedding=embedding_options(args), embed_states=() if args.no_clusters else None,
+        embedding=embedding_options(args), embed_states=() if args.no_clusters else (tuple(args.maps) if args.maps else None),
         site=SiteOptions(tokens_per_page=args.tokens_per_page, top_neurons=args.top_neurons,
                          images=not args.no_images),
         quiet=args.quiet,

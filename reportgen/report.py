@@ -168,9 +168,17 @@ def embedded_keys(config: ReportConfig, captured: Capture) -> list[StateKey]:
 
     Empty when the text is too short for a map, so that a short text still gets its report.
     """
-    if captured.n_tokens < MIN_TSNE_POINTS:
-        return []
-    return captured.keys if config.embed_states is None else list(config.embed_states)
+    if config.embed_states is None:
+        wanted = captured.keys
+    else:
+        wanted = list(config.embed_states)
+        unknown = [state_name(key) for key in wanted if key not in captured.states]
+        if unknown:
+            raise ReportgenError(
+                f"--maps names {', '.join(unknown)}, which this model does not have; it has "
+                f"{', '.join(state_name(key) for key in captured.keys)}"
+            )
+    return [] if captured.n_tokens < MIN_TSNE_POINTS else wanted
 
 
 def sampling_notes(tokens: list[str], options: EmbeddingOptions,
