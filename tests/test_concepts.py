@@ -5,24 +5,14 @@ import pytest
 from scipy.stats import rankdata
 from sklearn.metrics import roc_auc_score
 
+from captures import make_capture
+
 from reportgen.analysis.concepts import analyse_concepts, average_ranks, label_neurons, neuron_aurocs
 from reportgen.analysis.distributions import analyse_distributions
-from reportgen.capture import Capture
 from reportgen.errors import ReportgenError
 from reportgen.features import token_features
 
 
-def make_capture(states, tokens):
-    n_tokens = len(tokens)
-    return Capture(
-        token_ids=np.zeros(n_tokens, dtype=np.int64),
-        tokens=tokens,
-        states=states,
-        log_prob_next=np.zeros(n_tokens, dtype=np.float32),
-        top_ids=np.zeros((n_tokens, 5), dtype=np.int64),
-        top_log_probs=np.zeros((n_tokens, 5), dtype=np.float32),
-        vocabulary=sorted(set(tokens)),
-    )
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])

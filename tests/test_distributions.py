@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy.stats import entropy
 
+from captures import make_capture
 from reportgen.analysis.distributions import (
     NEURON_COLUMNS,
     analyse_distributions,
@@ -16,22 +17,9 @@ from reportgen.analysis.distributions import (
     observed_cell_interval,
     rank_neurons,
 )
-from reportgen.capture import Capture
 from reportgen.errors import ReportgenError
 
 
-def make_capture(states, tokens=None):
-    n_tokens = next(iter(states.values())).shape[0]
-    tokens = tokens if tokens is not None else ["w"] * n_tokens
-    return Capture(
-        token_ids=np.zeros(n_tokens, dtype=np.int64),
-        tokens=tokens,
-        states=states,
-        log_prob_next=np.zeros(n_tokens, dtype=np.float32),
-        top_ids=np.zeros((n_tokens, 5), dtype=np.int64),
-        top_log_probs=np.zeros((n_tokens, 5), dtype=np.float32),
-        vocabulary=["w"],
-    )
 
 
 def values_on_and_near_edges(half_width, shape, dtype, seed=0):
