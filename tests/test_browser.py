@@ -222,13 +222,17 @@ def test_the_overview_shows_hashes_versions_and_options(site: Path, tiny_model: 
 
 @pytest.mark.slow
 @pytest.mark.browser
-def test_the_demo_report_in_the_browser(demo_model: tuple[Path, Path], tmp_path: Path) -> None:
-    """The demo as `reportgen demo` renders it: every page checked, none over 5 MB."""
+def test_the_demo_report_in_the_browser(demo_model: tuple[Path, Path], tmp_path: Path,
+                                        browser: Any) -> None:
+    """The demo as `reportgen demo` renders it: every page checked, none over 5 MB.
+
+    It shares the module's browser: playwright's sync API cannot start a second one while the
+    first is open.
+    """
     corpus, checkpoint = demo_model
     out = build_report(ReportConfig(checkpoint, tmp_path / "demo", data=corpus, quiet=True,
                                     name="demo LSTM on the built-in corpus"))
-    with chromium() as launched:
-        checks = check_site(launched, out)
+    checks = check_site(browser, out)
     assert [problem for check in checks for problem in check.problems()] == []
     assert all(chart.marks > 0 for check in checks for chart in check.charts)
     assert max((out / check.path).stat().st_size for check in checks) <= PAGE_LIMIT
