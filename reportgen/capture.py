@@ -7,17 +7,15 @@ pages and exports, written as `L1-h`.
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
 
 from reportgen.errors import ReportgenError
-from reportgen.model import RNNModel
+from reportgen.model import RNNModel, resolve_device
 from reportgen.progress import Progress
 
 StateKey = tuple[int, str]  # (layer 1-based, "h" | "c")
@@ -46,6 +44,8 @@ class Capture:
     top_ids: np.ndarray  # (T, TOP_K) int64, the model's most likely next tokens
     top_log_probs: np.ndarray  # (T, TOP_K) float32
     vocabulary: list[str] = field(repr=False)  # id -> word, to name `top_ids`
+    decoder_dtype: str = "float32"  # the decoder's precision that gave the log probabilities
+    decoder_error: float | None = None  # largest |log p| error of bfloat16, where it was tried
 
     @property
     def n_tokens(self) -> int:
@@ -62,19 +62,35 @@ class Capture:
         return float(np.exp(-valid.mean())) if valid.size else float("nan")
 
 
+DECODER_DTYPES = ("float32", "bfloat16")
+DECODER_TOLERANCE = 1e-3  # largest |log p| error a bfloat16 decoder may make and still be used
+DECODER_CHECK_ROWS = 64  # positions the bfloat16 decoder is checked on against float32
+LOG_PROBS_PER_BLOCK = 1 << 23  # decoder outputs held at once: 32 MB of float32 logits
+
+
 @dataclass
 class CaptureOptions:
     """How to run the capture; none of these change the numbers beyond float rounding."""
 
-    chunk_size: int = 2048  # tokens per forward pass; the state carries across chunks
+    chunk_size: int = 2048  # tokens per recurrent pass; the state carries across chunks
     dtype: str = "float32"  # storage of the states: "float32" or "float16"
-    device: str = "cpu"
+    decoder_dtype: str = "float32"  # "bfloat16" is used only where it stays within 1e-3
+    device: str = "auto"  # "auto" (a GPU when there is one), "cpu" or "cuda"
     progress: bool | None = None  # None: only when stderr is a terminal
+
+    def __post_init__(self) -> None:
+        if self.dtype not in ("float32", "float16"):
+            raise ReportgenError(f"capture dtype must be float32 or float16, not {self.dtype!r}")
+        if self.decoder_dtype not in DECODER_DTYPES:
+            raise ReportgenError(
+                f"decoder dtype must be float32 or bfloat16, not {self.decoder_dtype!r}")
+        if self.chunk_size < 1:
+            raise ReportgenError(f"capture chunk size must be positive, not {self.chunk_size}")
 
 
 def single_layer_modules(model: RNNModel) -> list[nn.RNNBase]:
     """One single-layer copy of the recurrent module per layer, so each layer's whole h
-    sequence comes out of one fast cuDNN/MKL call instead of only the top layer's."""
+    sequence comes out of one fast cuDNN/oneDNN call instead of only the top layer's."""
     rnn = model.rnn
     layers = []
     for layer in range(rnn.num_layers):
@@ -88,10 +104,32 @@ def single_layer_modules(model: RNNModel) -> list[nn.RNNBase]:
     return layers
 
 
+@dataclass
+class CellGates:
+    """The input, forget and cell-candidate rows of one LSTM layer's weights, transposed.
+
+    The output gate is left out: c_t = f_t * c_{t-1} + i_t * g_t never needs it, which saves a
+    quarter of the matrix products that recover c.
+    """
+
+    w_ih_t: torch.Tensor  # (in, 3H)
+    w_hh_t: torch.Tensor  # (H, 3H)
+    bias: torch.Tensor  # (3H,)
+
+    @classmethod
+    def of(cls, layer: nn.LSTM) -> CellGates:
+        rows = 3 * layer.hidden_size  # torch's gate order is i, f, g, o
+        return cls(
+            w_ih_t=layer.weight_ih_l0[:rows].T.contiguous(),
+            w_hh_t=layer.weight_hh_l0[:rows].T.contiguous(),
+            bias=(layer.bias_ih_l0[:rows] + layer.bias_hh_l0[:rows]).contiguous(),
+        )
+
+
 def lstm_cell_states(
-    layer: nn.LSTM, inputs: torch.Tensor, hs: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor
+    gates: CellGates, inputs: torch.Tensor, hs: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor
 ) -> torch.Tensor:
-    """Recover every c_t of one LSTM layer from its input and h sequences.
+    """Recover every c_t (S, H) of one LSTM layer from its input (S, in) and h (S, H) sequences.
 
     The gates depend on h_{t-1}, which `nn.LSTM` already gave us, so they come out of one
     batched matrix product; only c_t = f_t * c_{t-1} + i_t * g_t is left as a recurrence, one
@@ -99,29 +137,15 @@ def lstm_cell_states(
     as cells saturate and cannot recover |c| above about 8.7 in float32.
     """
     h_prev = torch.cat([h0, hs[:-1]])  # (S, H)
-    gates = inputs @ layer.weight_ih_l0.T + h_prev @ layer.weight_hh_l0.T
-    gates += layer.bias_ih_l0 + layer.bias_hh_l0  # (S, 4H), torch's order: i, f, g, o
-    i, f, g, o = gates.chunk(4, dim=1)
-    update = torch.sigmoid(i) * torch.tanh(g)  # (S, H)
+    pre = torch.addmm(gates.bias, inputs, gates.w_ih_t).addmm_(h_prev, gates.w_hh_t)  # (S, 3H)
+    i, f, g = pre.chunk(3, dim=1)
+    update = torch.sigmoid(i).mul_(torch.tanh(g))  # (S, H)
     forget = torch.sigmoid(f)  # (S, H)
     cs = torch.empty_like(update)
     previous = c0
     for t in range(update.shape[0]):
         previous = torch.addcmul(update[t], forget[t], previous, out=cs[t])
     return cs
-
-
-@contextmanager
-def without_onednn() -> Iterator[None]:
-    """Run the recurrent layers on PyTorch's own CPU kernels rather than oneDNN's.
-
-    Measured for a 650-unit LSTM layer on 2048 tokens (2 cores): oneDNN takes 1.0-1.4 s a call,
-    after a first call of 4.6 s for each new sequence length; PyTorch's own kernel 0.4-0.5 s.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # a TF32 notice about Intel GPUs
-        with torch.backends.mkldnn.flags(enabled=False):
-            yield
 
 
 @dataclass
@@ -132,10 +156,11 @@ class _CarriedState:
     c: list[torch.Tensor]  # nlayers x (H,), LSTM only
 
 
-def capture_chunk(
-    model: RNNModel, layers: list[nn.RNNBase], ids: torch.Tensor, carried: _CarriedState
-) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
-    """h and c of every layer, and the decoder's log-softmax, for one chunk of ids (S,)."""
+def run_layers(
+    model: RNNModel, layers: list[nn.RNNBase], gates: list[CellGates | None], ids: torch.Tensor,
+    carried: _CarriedState,
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """h and c (each S x H) of every layer for one chunk of ids (S,)."""
     x = model.encoder(ids)  # (S, E)
     hs, cs = [], []
     for index, layer in enumerate(layers):
@@ -144,7 +169,7 @@ def capture_chunk(
             c0 = carried.c[index]
             out, (hn, cn) = layer(x.unsqueeze(1), (h0.view(1, 1, -1), c0.view(1, 1, -1)))
             h = out[:, 0]  # (S, H)
-            cs.append(lstm_cell_states(layer, x, h, h0.view(1, -1), c0))
+            cs.append(lstm_cell_states(gates[index], x, h, h0.view(1, -1), c0))
             carried.c[index] = cn.view(-1)
         else:
             out, hn = layer(x.unsqueeze(1), h0.view(1, 1, -1))
@@ -152,8 +177,104 @@ def capture_chunk(
         carried.h[index] = hn.view(-1)
         hs.append(h)
         x = h
-    log_probs = torch.log_softmax(model.decoder(x), dim=1)  # (S, V)
-    return hs, cs, log_probs
+    return hs, cs
+
+
+@dataclass
+class Predictions:
+    """What the capture keeps of the decoder's output: one block of positions at a time."""
+
+    log_prob_next: np.ndarray  # (T,) float32, NaN at the last position
+    top_ids: np.ndarray  # (T, TOP_K) int64, -1 at the last position
+    top_log_probs: np.ndarray  # (T, TOP_K) float32
+
+
+class Decoder:
+    """The output layer and its log-softmax, reduced to log p(next) and the top guesses.
+
+    The (rows, V) logits are the biggest thing the capture computes, so they go into one
+    reused buffer, and the log-softmax is never materialised: the top values give the row
+    maximum, and exp runs in place over the logits to get the log-sum-exp.
+    """
+
+    def __init__(self, decoder: nn.Linear, dtype: str) -> None:
+        self.bias = decoder.bias.detach()  # (V,)
+        self.weight_t = decoder.weight.detach().T.contiguous()  # (H, V)
+        self.vocabulary_size = self.weight_t.shape[1]
+        self.rows = max(1, LOG_PROBS_PER_BLOCK // self.vocabulary_size)
+        self.buffer = torch.empty(self.rows, self.vocabulary_size, device=self.bias.device)
+        self.dtype = dtype
+        self.weight_t_low = self.weight_t.bfloat16() if dtype == "bfloat16" else None
+        self.error: float | None = None  # measured bfloat16 error in log p, once checked
+
+    def logits(self, h: torch.Tensor, low_precision: bool) -> torch.Tensor:
+        """(S, V) logits in the buffer, S <= self.rows."""
+        out = self.buffer[: len(h)]
+        if low_precision:
+            return out.copy_(torch.mm(h.bfloat16(), self.weight_t_low)).add_(self.bias)
+        return torch.addmm(self.bias, h, self.weight_t, out=out)
+
+    def log_probs(self, h: torch.Tensor, low_precision: bool) -> torch.Tensor:
+        """Whole (S, V) log-probabilities, only for the bfloat16 check."""
+        return torch.log_softmax(self.logits(h, low_precision), dim=1)
+
+    def check_low_precision(self, h: torch.Tensor) -> None:
+        """Measure the bfloat16 decoder against float32 on the first rows; keep it only when
+        its largest log p error is within DECODER_TOLERANCE."""
+        sample = h[:DECODER_CHECK_ROWS]
+        exact = self.log_probs(sample, low_precision=False).clone()
+        approximate = self.log_probs(sample, low_precision=True)
+        self.error = float((exact - approximate).abs().max())
+        if self.error > DECODER_TOLERANCE:
+            self.dtype = "float32"
+
+    def predict(self, h: torch.Tensor, next_ids: torch.Tensor,
+                k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """log p(next) (n,), top ids (S, k) and their log p (S, k) for h (S, H); n <= S rows
+        have a next token."""
+        if self.dtype == "bfloat16" and self.error is None:
+            self.check_low_precision(h)
+        logits = self.logits(h, low_precision=self.dtype == "bfloat16")  # (S, V)
+        next_logits = logits[: len(next_ids)].gather(1, next_ids.unsqueeze(1)).squeeze(1)
+        top_values, top_ids = logits.topk(k, dim=1)  # (S, k), sorted, so column 0 is the max
+        row_max = top_values[:, :1]
+        log_sum_exp = logits.sub_(row_max).exp_().sum(dim=1, keepdim=True).log_().add_(row_max)
+        return next_logits - log_sum_exp[: len(next_ids), 0], top_ids, top_values - log_sum_exp
+
+    def store(self, h: torch.Tensor, ids: torch.Tensor, start: int,
+              predictions: Predictions) -> None:
+        """Decode h (S, H) of positions start.. in blocks that fit the buffer."""
+        k = min(TOP_K, self.vocabulary_size)
+        for offset in range(0, len(h), self.rows):
+            first = start + offset
+            block = h[offset : offset + self.rows]
+            last = first + len(block)
+            next_ids = ids[first + 1 : last + 1]  # one fewer at the text's last position
+            log_p, top_ids, top_log_p = self.predict(block, next_ids, k)
+            predictions.log_prob_next[first : first + len(next_ids)] = log_p.float().cpu().numpy()
+            n_next = len(next_ids)
+            predictions.top_ids[first : first + n_next, :k] = top_ids[:n_next].cpu().numpy()
+            predictions.top_log_probs[first : first + n_next, :k] = (
+                top_log_p[:n_next].float().cpu().numpy())
+
+
+def allocate(folder: Path | None, name: str, shape: tuple[int, ...], dtype: str,
+             fill: float | None = None) -> np.ndarray:
+    """An output array: in memory, or a `.npy` file in `folder` mapped into memory, so the
+    states of a long text live on disk and in the page cache rather than in the process."""
+    if folder is None:
+        array = np.empty(shape, dtype=dtype)
+    else:
+        array = np.lib.format.open_memmap(folder / f"{name}.npy", mode="w+", dtype=dtype,
+                                          shape=shape)
+    if fill is not None:
+        array[...] = fill
+    return array
+
+
+def state_keys(model: RNNModel) -> list[StateKey]:
+    states = ("h", "c") if model.rnn_type == "LSTM" else ("h",)
+    return [(layer, state) for layer in range(1, model.nlayers + 1) for state in states]
 
 
 def capture(
@@ -162,70 +283,52 @@ def capture(
     tokens: list[str],
     vocabulary: list[str],
     options: CaptureOptions | None = None,
+    folder: Path | None = None,
 ) -> Capture:
-    """Run the model over the text once and keep what every later stage needs."""
+    """Run the model over the text once and keep what every later stage needs.
+
+    With `folder`, every array is written there as a `.npy` file (see `capture_cache`).
+    """
     options = options or CaptureOptions()
-    if options.dtype not in ("float32", "float16"):
-        raise ReportgenError(f"capture dtype must be float32 or float16, not {options.dtype!r}")
     n = len(token_ids)
     if n < 2:
         raise ReportgenError("the text needs at least two tokens to predict one")
-    device = torch.device(options.device)
+    device = resolve_device(options.device)
     model = model.to(device).eval()
     layers = single_layer_modules(model)
-    nhid = model.nhid
-    is_lstm = model.rnn_type == "LSTM"
-    states = {
-        (layer, state): np.empty((n, nhid), dtype=options.dtype)
-        for layer in range(1, model.nlayers + 1)
-        for state in (("h", "c") if is_lstm else ("h",))
-    }
-    log_prob_next = np.full(n, np.nan, dtype=np.float32)  # (T,)
-    top_ids = np.full((n, TOP_K), -1, dtype=np.int64)  # (T, K)
-    top_log_probs = np.full((n, TOP_K), np.nan, dtype=np.float32)  # (T, K)
+    gates = [CellGates.of(layer) if isinstance(layer, nn.LSTM) else None for layer in layers]
+    decoder = Decoder(model.decoder, options.decoder_dtype)
+    states = {key: allocate(folder, state_name(key), (n, model.nhid), options.dtype)
+              for key in state_keys(model)}
+    predictions = Predictions(
+        log_prob_next=allocate(folder, "log_prob_next", (n,), "float32", np.nan),
+        top_ids=allocate(folder, "top_ids", (n, TOP_K), "int64", -1),
+        top_log_probs=allocate(folder, "top_log_probs", (n, TOP_K), "float32", np.nan),
+    )
     ids = torch.as_tensor(np.asarray(token_ids, dtype=np.int64), device=device)
-    zeros = [torch.zeros(nhid, device=device) for _ in layers]
+    zeros = [torch.zeros(model.nhid, device=device) for _ in layers]
     carried = _CarriedState(h=list(zeros), c=[z.clone() for z in zeros])
     enabled = options.progress
-    with torch.inference_mode(), without_onednn(), Progress(
+    with torch.inference_mode(), Progress(
         "capture", n, "tokens", **({} if enabled is None else {"enabled": enabled})
     ) as bar:
         for start in range(0, n, options.chunk_size):
             stop = min(start + options.chunk_size, n)
-            hs, cs, log_probs = capture_chunk(model, layers, ids[start:stop], carried)
+            hs, cs = run_layers(model, layers, gates, ids[start:stop], carried)
             for index, h in enumerate(hs, start=1):
                 states[(index, "h")][start:stop] = h.cpu().numpy()
             for index, c in enumerate(cs, start=1):
                 states[(index, "c")][start:stop] = c.cpu().numpy()
-            store_predictions(log_probs, ids, start, stop, log_prob_next, top_ids, top_log_probs)
+            decoder.store(hs[-1], ids, start, predictions)
             bar.advance(stop - start)
     return Capture(
         token_ids=np.asarray(token_ids, dtype=np.int64),
         tokens=list(tokens),
         states=states,
-        log_prob_next=log_prob_next,
-        top_ids=top_ids,
-        top_log_probs=top_log_probs,
+        log_prob_next=predictions.log_prob_next,
+        top_ids=predictions.top_ids,
+        top_log_probs=predictions.top_log_probs,
         vocabulary=list(vocabulary),
+        decoder_dtype=decoder.dtype,
+        decoder_error=decoder.error,
     )
-
-
-def store_predictions(
-    log_probs: torch.Tensor,
-    ids: torch.Tensor,
-    start: int,
-    stop: int,
-    log_prob_next: np.ndarray,
-    top_ids: np.ndarray,
-    top_log_probs: np.ndarray,
-) -> None:
-    """Keep log p of the token that really came next, and the model's top guesses."""
-    n_next = min(stop, len(ids) - 1) - start  # the text's last token has no next one
-    next_ids = ids[start + 1 : start + 1 + n_next]
-    log_prob_next[start : start + n_next] = (
-        log_probs[:n_next].gather(1, next_ids.unsqueeze(1)).squeeze(1).float().cpu().numpy()
-    )
-    k = min(TOP_K, log_probs.shape[1])
-    values, indices = log_probs[:n_next].topk(k, dim=1)
-    top_ids[start : start + n_next, :k] = indices.cpu().numpy()
-    top_log_probs[start : start + n_next, :k] = values.float().cpu().numpy()

@@ -17,7 +17,8 @@ from typing import NoReturn
 
 from reportgen.analysis.distributions import RANK_BY_CHOICES
 from reportgen.analysis.embedding import EmbeddingOptions
-from reportgen.capture import CaptureOptions
+from reportgen.capture import DECODER_DTYPES, CaptureOptions
+from reportgen.capture_cache import DEFAULT_LIMIT_GB, default_cache_folder
 from reportgen.errors import ReportgenError
 from reportgen.report import NeuronOptions, ReportConfig, build_report
 from reportgen.pages import SiteOptions
@@ -93,6 +94,27 @@ def add_images_flag(parser: argparse.ArgumentParser) -> None:
                         help="skip the PNG and SVG figures under img/, which take a few seconds")
 
 
+def add_capture_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "capture", "how the model is run over the text; the capture is cached on disk, so a "
+                   "second report of the same model, text and --dtype skips it")
+    group.add_argument("--device", default="auto",
+                       help="auto (a CUDA GPU when there is one), cpu, cuda or cuda:N "
+                            "(default: %(default)s)")
+    group.add_argument("--dtype", choices=("float32", "float16"), default="float32",
+                       help="how the states are stored; float16 halves the cache and memory "
+                            "(default: %(default)s)")
+    group.add_argument("--decoder-dtype", choices=DECODER_DTYPES, default="float32",
+                       help="bfloat16 runs the output layer about twice as fast on CPUs with "
+                            "bf16 units, and is used only when its log p error, checked on the "
+                            "first positions, stays within 1e-3 (default: %(default)s)")
+    group.add_argument("--cache", type=Path, default=default_cache_folder(), metavar="DIR",
+                       help="where captures are kept between runs; the least recently used "
+                            f"go past {DEFAULT_LIMIT_GB:g} GB (default: %(default)s)")
+    group.add_argument("--no-cache", action="store_true",
+                       help="capture into memory and keep nothing on disk")
+
+
 def add_demo_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "demo", help="render the demo report on the built-in corpus",
@@ -129,7 +151,7 @@ def add_train_parser(commands: argparse._SubParsersAction) -> None:
         "lr": "initial learning rate (plain SGD)", "clip": "gradient clipping",
         "epochs": "upper epoch limit", "batch_size": "batch size", "bptt": "sequence length",
         "dropout": "dropout applied to layers (0 = none)", "seed": "random seed",
-        "device": "cpu or cuda", "max_train_tokens": "train on the first N tokens only",
+        "device": "auto (a CUDA GPU when there is one), cpu or cuda", "max_train_tokens": "train on the first N tokens only",
     }
     for item in fields(TrainConfig):
         flag = "--" + item.name.replace("_", "-")
@@ -231,9 +253,7 @@ def add_report_parser(commands: argparse._SubParsersAction) -> None:
                         help="rank neurons by KL(p||q) + KL(q||p) (score), or by one of them "
                              "(default: %(default)s)")
     add_cluster_arguments(parser)
-    parser.add_argument("--dtype", choices=("float32", "float16"), default="float32",
-                        help="how the states are stored in memory (default: %(default)s)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
+    add_capture_arguments(parser)
     parser.add_argument("--allow-unsafe-pickle", action="store_true",
                         help="DANGEROUS: unpickle the checkpoint without the class allowlist, "
                              "which runs any code it contains; only for files you trust")
@@ -319,8 +339,9 @@ def run_report_command(args: argparse.Namespace) -> None:
         vocabulary=shared_input(args, models_file, "vocabulary"),
         name=args.name or models[0].name, max_tokens=args.max_tokens,
         allow_unsafe_pickle=args.allow_unsafe_pickle,
-        capture=CaptureOptions(dtype=args.dtype, device=args.device,
-                               progress=False if args.quiet else None),
+        capture=CaptureOptions(dtype=args.dtype, decoder_dtype=args.decoder_dtype,
+                               device=args.device, progress=False if args.quiet else None),
+        cache=None if args.no_cache else args.cache,
         neurons=NeuronOptions(cell_interval=args.cell_interval, rank_by=args.rank_by),
         embedding=embedding_options(args), embed_states=() if args.no_clusters else (tuple(args.maps) if args.maps else None),
         site=SiteOptions(tokens_per_page=args.tokens_per_page, top_neurons=args.top_neurons,

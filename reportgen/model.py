@@ -219,11 +219,16 @@ def _read_pickle(path: Path, allow_unsafe_pickle: bool) -> Any:
 
 
 def resolve_device(name: str) -> torch.device:
-    """`--device` as torch reads it, refused in one line when this machine has no such device."""
+    """`--device` as torch reads it, refused in one line when this machine has no such device.
+
+    "auto" is the first CUDA GPU when PyTorch finds one, and the CPU otherwise.
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ReportgenError(f"--device {name!r} is not a device name; use cpu or cuda") from None
+        raise ReportgenError(f"--device {name!r} is not a device name; use auto, cpu or cuda") from None
     available = {"cpu": True, "cuda": torch.cuda.is_available(),
                  "mps": torch.backends.mps.is_available()}
     if not available.get(device.type, False):

@@ -9,14 +9,16 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from reportgen.analysis.concepts import LABEL_THRESHOLD, analyse_concepts
 from reportgen.analysis.distributions import analyse_distributions
 from reportgen.analysis.embedding import (MIN_TSNE_POINTS, EmbeddingOptions, EmbeddingResult,
                                           embed)
-from reportgen.capture import Capture, CaptureOptions, StateKey, capture, state_name
+from reportgen.capture import (DECODER_CHECK_ROWS, DECODER_TOLERANCE, Capture, CaptureOptions,
+                               StateKey, state_name)
+from reportgen.capture_cache import DEFAULT_LIMIT_GB, cached_capture, default_cache_folder
 from reportgen.corpus import (SPLITS, Text, Vocabulary, load_vocabulary, tokenize,
                               vocabulary_from_folder)
 from reportgen.errors import ReportgenError
@@ -54,10 +56,12 @@ class ReportConfig:
     embedding: EmbeddingOptions = field(default_factory=EmbeddingOptions)
     embed_states: tuple[StateKey, ...] | None = None  # t-SNE maps: None all states, () none
     site: SiteOptions = field(default_factory=SiteOptions)
+    cache: Path | None = field(default_factory=default_cache_folder)  # None: no capture cache
+    cache_limit_gb: float = DEFAULT_LIMIT_GB  # least recently used captures go beyond this
     quiet: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("checkpoint", "out", "data", "text", "vocabulary"):
+        for name in ("checkpoint", "out", "data", "text", "vocabulary", "cache"):
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, Path(value))
@@ -204,27 +208,31 @@ def sampling_notes(tokens: list[str], options: EmbeddingOptions,
     return notes
 
 
-LOG_PROBS_PER_CHUNK = 1 << 24  # floats of decoder output the capture holds at once: 64 MB
-
-
-def capture_options_for(options: CaptureOptions, vocabulary_size: int) -> CaptureOptions:
-    """Shorter capture chunks for large vocabularies, so memory does not grow with them.
-
-    Each chunk holds a (chunk, V) matrix of log-probabilities and its temporaries: 2048 tokens
-    of a 100,000-word vocabulary peaked at 2.0 GB, against 0.7 GB for chunks of 256.
-    """
-    chunk_size = max(1, min(options.chunk_size, LOG_PROBS_PER_CHUNK // vocabulary_size))
-    return replace(options, chunk_size=chunk_size)
+def decoder_notes(options: CaptureOptions, captured: Capture) -> list[str]:
+    """What a bfloat16 decoder did to the log probabilities, when one was asked for."""
+    if options.decoder_dtype != "bfloat16" or captured.decoder_error is None:
+        return []
+    error = f"{captured.decoder_error:.1e}"
+    if captured.decoder_dtype == "bfloat16":
+        return [f"log probabilities from a bfloat16 decoder: largest error {error} in log p on "
+                f"the first {DECODER_CHECK_ROWS} positions, within {DECODER_TOLERANCE:g}"]
+    return [f"a bfloat16 decoder was asked for, but its error in log p ({error} on the first "
+            f"{DECODER_CHECK_ROWS} positions) exceeds {DECODER_TOLERANCE:g}; float32 was used"]
 
 
 def analyse(config: ReportConfig, inputs: Inputs, timings: dict[str, float]) -> ModelReport:
     """Capture and every analysis, for one model; the result holds no model."""
     with timed(timings, "capture", config.quiet):
-        captured = capture(inputs.loaded.model, inputs.text.ids, inputs.text.tokens,
-                           inputs.vocabulary.words,
-                           capture_options_for(config.capture, len(inputs.vocabulary)))
+        cached = cached_capture(inputs.loaded.model, inputs.text.ids, inputs.text.tokens,
+                                inputs.vocabulary.words, config.capture, inputs.loaded.sha256,
+                                config.cache, config.cache_limit_gb)
+    captured = cached.capture
+    if cached.reused:
+        note("capture: reused from the cache", not config.quiet)
     report = ModelReport(summarise(config, inputs, captured), captured,
-                         options=options_record(config), timings=timings)
+                         options=options_record(config), timings=timings,
+                         capture_reused=cached.reused)
+    report.notes += decoder_notes(config.capture, captured)
     with timed(timings, "features", config.quiet):
         report.features = token_features(captured.tokens)
     with timed(timings, "distributions", config.quiet):

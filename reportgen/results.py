@@ -46,3 +46,4 @@ class ModelReport:
     options: dict[str, Any] = field(default_factory=dict)  # the options used, for provenance
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     notes: list[str] = field(default_factory=list)  # what was sampled, paged or left out
+    capture_reused: bool = False  # the capture came from the cache of an earlier run

@@ -43,7 +43,7 @@ class TrainConfig:
     dropout: float = 0.2
     tied: bool = False
     seed: int = 1111
-    device: str = "cpu"
+    device: str = "auto"  # a CUDA GPU when there is one
     max_train_tokens: int | None = None  # train on a prefix only (not in pytorch/examples)
 
     def validate(self) -> None:
@@ -146,7 +146,7 @@ def train(data: Path, out: Path, config: TrainConfig | None = None,
     if config.max_train_tokens:
         splits["train.txt"] = splits["train.txt"][: config.max_train_tokens]
     torch.manual_seed(config.seed)
-    device = torch.device(config.device)
+    device = resolve_device(config.device)
     train_data = batchify(torch.as_tensor(splits["train.txt"]), config.batch_size).to(device)
     valid_data = batchify(torch.as_tensor(splits["valid.txt"]), 10).to(device)
     test_data = batchify(torch.as_tensor(splits["test.txt"]), 10).to(device)

@@ -19,6 +19,14 @@ TINY_TRAIN = TrainConfig(emsize=16, nhid=24, nlayers=2, epochs=1, batch_size=10,
                          dropout=0.0, seed=3)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def capture_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The capture cache of every report the tests build, kept out of the user's own."""
+    folder = tmp_path_factory.mktemp("capture-cache")
+    os.environ["REPORTGEN_CACHE"] = str(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """train/valid/test of the built-in corpus, small enough to train on in seconds."""

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from reportgen.capture import Capture, CaptureOptions, capture
+from reportgen.capture import DECODER_CHECK_ROWS, Capture, CaptureOptions, capture
 from reportgen.corpus import tokenize, vocabulary_from_folder
-from reportgen.model import RNNModel, load_checkpoint
+from reportgen.model import RNNModel, load_checkpoint, resolve_device
+
+capture_module = importlib.import_module("reportgen.capture")  # the package exports a `capture`
 
 
 def reference_capture(model: RNNModel, ids: np.ndarray) -> tuple[dict, np.ndarray]:
@@ -113,3 +116,39 @@ def test_float16_storage_halves_memory_and_stays_close(trained) -> None:
                    CaptureOptions(dtype="float16", progress=False))
     assert half.states[(1, "h")].dtype == np.float16
     np.testing.assert_allclose(half.states[(1, "h")], full.states[(1, "h")], atol=1e-3)
+
+
+def test_decoder_blocks_give_the_same_predictions(trained, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Logits held a few rows at a time, as for a large vocabulary, change nothing."""
+    model, text, vocabulary = trained
+    whole = capture(model, text.ids, text.tokens, vocabulary.words, CaptureOptions(progress=False))
+    monkeypatch.setattr(capture_module, "LOG_PROBS_PER_BLOCK", 7 * len(vocabulary))
+    blocked = capture(model, text.ids, text.tokens, vocabulary.words,
+                      CaptureOptions(chunk_size=100, progress=False))
+    np.testing.assert_allclose(blocked.log_prob_next, whole.log_prob_next, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(blocked.top_ids, whole.top_ids)
+    np.testing.assert_allclose(blocked.top_log_probs, whole.top_log_probs, rtol=1e-6, atol=1e-6)
+
+
+def test_bfloat16_decoder_is_used_only_within_its_tolerance(
+        trained, monkeypatch: pytest.MonkeyPatch) -> None:
+    model, text, vocabulary = trained
+    exact = capture(model, text.ids, text.tokens, vocabulary.words, CaptureOptions(progress=False))
+    options = CaptureOptions(decoder_dtype="bfloat16", progress=False)
+
+    monkeypatch.setattr(capture_module, "DECODER_TOLERANCE", 1.0)
+    fast = capture(model, text.ids, text.tokens, vocabulary.words, options)
+    assert fast.decoder_dtype == "bfloat16" and 0 < fast.decoder_error <= 1.0
+    difference = np.abs(fast.log_prob_next - exact.log_prob_next)[:DECODER_CHECK_ROWS]
+    assert 0 < difference.max() <= fast.decoder_error + 1e-6
+
+    monkeypatch.setattr(capture_module, "DECODER_TOLERANCE", 0.0)
+    checked = capture(model, text.ids, text.tokens, vocabulary.words, options)
+    assert checked.decoder_dtype == "float32" and checked.decoder_error == fast.decoder_error
+    np.testing.assert_array_equal(checked.log_prob_next, exact.log_prob_next)
+    np.testing.assert_array_equal(checked.top_ids, exact.top_ids)
+
+
+def test_auto_device_is_the_cpu_without_a_gpu() -> None:
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected

@@ -68,6 +68,7 @@ def export(report: ModelReport, data: Path) -> None:
         "model": asdict(report.summary),
         "options": report.options,
         "timings_seconds": report.timings,
+        "capture_reused_from_cache": report.capture_reused,
         "notes": report.notes,
         "versions": library_versions(),
     }

@@ -1,0 +1,237 @@
+"""A disk cache of captures, so a second report of the same model and text skips the model.
+
+The capture of a long text is the slow stage (minutes for a medium model on WikiText-2's test
+split) and its states are the big data (2.5 GB of float32 for 245,569 tokens x 650 units x 4
+states). An entry is a folder of `.npy` files named by a hash of everything that decides the
+numbers: the checkpoint's bytes, the tokens and their ids, the vocabulary, and the options that
+change stored values. Reading maps the files read-only, so the states live in the page cache
+and not in the process; the analyses stream over them in chunks.
+
+Entries are written under a `.pending-` name and renamed once complete, so an interrupted run
+never leaves an entry that looks whole. The least recently used entries are removed once the
+cache grows past its limit.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from reportgen.capture import TOP_K, Capture, CaptureOptions, capture, state_name
+from reportgen.errors import ReportgenError
+from reportgen.model import RNNModel
+
+CACHE_FORMAT = 1  # bump when an entry's files or their meaning change
+DEFAULT_LIMIT_GB = 20.0
+META = "meta.json"
+PENDING = ".pending-"
+
+
+def default_cache_folder() -> Path:
+    """`$REPORTGEN_CACHE`, else `$XDG_CACHE_HOME/reportgen/captures`, else
+    `~/.cache/reportgen/captures`."""
+    if os.environ.get("REPORTGEN_CACHE"):
+        return Path(os.environ["REPORTGEN_CACHE"])
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "reportgen" / "captures"
+
+
+@dataclass(frozen=True)
+class CaptureKey:
+    """What decides a capture's numbers; the entry's folder is named by its hash."""
+
+    checkpoint_sha256: str
+    tokens_sha256: str  # the token strings and their ids
+    vocabulary_sha256: str
+    dtype: str
+    decoder_dtype: str
+    format: int = CACHE_FORMAT
+
+    def digest(self) -> str:
+        text = json.dumps(asdict(self), sort_keys=True)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def _strings_sha256(strings: list[str]) -> str:
+    digest = hashlib.sha256()
+    for string in strings:
+        digest.update(string.encode("utf-8", "surrogatepass"))
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def capture_key(checkpoint_sha256: str, token_ids: np.ndarray, tokens: list[str],
+                vocabulary: list[str], options: CaptureOptions) -> CaptureKey:
+    ids = np.ascontiguousarray(token_ids, dtype=np.int64)
+    tokens_digest = hashlib.sha256(ids.tobytes())
+    tokens_digest.update(_strings_sha256(tokens).encode("ascii"))
+    return CaptureKey(
+        checkpoint_sha256=checkpoint_sha256,
+        tokens_sha256=tokens_digest.hexdigest(),
+        vocabulary_sha256=_strings_sha256(vocabulary),
+        dtype=options.dtype,
+        decoder_dtype=options.decoder_dtype,
+    )
+
+
+@dataclass
+class CacheResult:
+    capture: Capture
+    reused: bool  # True when the capture came from an earlier run
+    entry: Path | None  # the entry's folder; None when caching was off or failed
+
+
+def cached_capture(model: RNNModel, token_ids: np.ndarray, tokens: list[str],
+                   vocabulary: list[str], options: CaptureOptions, checkpoint_sha256: str,
+                   folder: Path | None, limit_gb: float = DEFAULT_LIMIT_GB) -> CacheResult:
+    """The capture from `folder` when an earlier run made it, else a new one stored there.
+
+    `folder=None` captures into memory and stores nothing.
+    """
+    if folder is None:
+        return CacheResult(capture(model, token_ids, tokens, vocabulary, options), False, None)
+    entry = folder / capture_key(checkpoint_sha256, token_ids, tokens, vocabulary,
+                                 options).digest()
+    found = load_entry(entry, tokens, vocabulary)
+    if found is not None:
+        os.utime(entry / META)
+        return CacheResult(found, True, entry)
+    store_entry(model, token_ids, tokens, vocabulary, options, entry)
+    prune(folder, int(limit_gb * 1e9), keep=entry)
+    captured = load_entry(entry, tokens, vocabulary)
+    if captured is None:
+        raise ReportgenError(f"the capture cache entry {entry} could not be read back; "
+                             "check the disk, or use --no-cache")
+    return CacheResult(captured, False, entry)
+
+
+def store_entry(model: RNNModel, token_ids: np.ndarray, tokens: list[str],
+                vocabulary: list[str], options: CaptureOptions, entry: Path) -> None:
+    """Capture straight into a pending folder, then rename it to `entry` in one step."""
+    pending = entry.with_name(f"{PENDING}{entry.name}-{os.getpid()}")
+    try:
+        remove_stale_pending(entry.parent)
+        pending.mkdir(parents=True)
+        captured = capture(model, token_ids, tokens, vocabulary, options, folder=pending)
+        for array in array_fields(captured).values():
+            if isinstance(array, np.memmap):
+                array.flush()
+        np.save(pending / "token_ids.npy", captured.token_ids)
+        meta = {"format": CACHE_FORMAT, "n_tokens": captured.n_tokens, "dtype": options.dtype,
+                "states": [state_name(key) for key in captured.keys],
+                "decoder_dtype": captured.decoder_dtype, "decoder_error": captured.decoder_error}
+        (pending / META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        del captured
+        publish(pending, entry)
+    except OSError as error:
+        raise ReportgenError(
+            f"could not write the capture cache in {entry.parent}: {error.strerror or error}; "
+            "free some space, give another --cache folder, or use --no-cache"
+        ) from None
+    finally:
+        shutil.rmtree(pending, ignore_errors=True)
+
+
+def publish(pending: Path, entry: Path) -> None:
+    """Rename the finished pending folder to its entry; if another run got there first, its
+    entry holds the same numbers and is kept."""
+    try:
+        pending.rename(entry)
+    except OSError as error:
+        if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise
+
+
+def array_fields(captured: Capture) -> dict[str, np.ndarray]:
+    """Every array of a capture under its file name."""
+    arrays = {state_name(key): values for key, values in captured.states.items()}
+    arrays.update(token_ids=captured.token_ids, log_prob_next=captured.log_prob_next,
+                  top_ids=captured.top_ids, top_log_probs=captured.top_log_probs)
+    return arrays
+
+
+def load_entry(entry: Path, tokens: list[str], vocabulary: list[str]) -> Capture | None:
+    """The entry's capture, its arrays mapped read-only; None when it is missing or damaged
+    (a damaged entry is removed, to be written again)."""
+    if not (entry / META).is_file():
+        return None
+    try:
+        meta = json.loads((entry / META).read_text(encoding="utf-8"))
+        n = len(tokens)
+        if meta.get("format") != CACHE_FORMAT or meta.get("n_tokens") != n:
+            raise ValueError("format or length differs")
+        states = {}
+        for name in meta["states"]:
+            layer, state = name[1:].split("-")
+            states[(int(layer), state)] = _mapped(entry, name, meta["dtype"], n, None)
+        captured = Capture(
+            token_ids=np.asarray(_mapped(entry, "token_ids", "int64", n)),
+            tokens=list(tokens),
+            states=states,
+            log_prob_next=_mapped(entry, "log_prob_next", "float32", n),
+            top_ids=_mapped(entry, "top_ids", "int64", n, TOP_K),
+            top_log_probs=_mapped(entry, "top_log_probs", "float32", n, TOP_K),
+            vocabulary=list(vocabulary),
+            decoder_dtype=meta["decoder_dtype"],
+            decoder_error=meta["decoder_error"],
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        shutil.rmtree(entry, ignore_errors=True)
+        return None
+    return captured
+
+
+def _mapped(entry: Path, name: str, dtype: str, n: int, width: int | None = 0) -> np.ndarray:
+    """One `.npy` file of an entry mapped read-only, checked for its dtype and length; a
+    `width` of 0 means a 1-D array, None any width."""
+    array = np.load(entry / f"{name}.npy", mmap_mode="r")
+    shape_ok = array.shape[0] == n and (
+        array.ndim == 1 if width == 0 else array.ndim == 2 and width in (None, array.shape[1]))
+    if array.dtype != np.dtype(dtype) or not shape_ok:
+        raise ValueError(f"{name}.npy has {array.dtype} {array.shape}")
+    return array
+
+
+def entry_size(entry: Path) -> int:
+    return sum(path.stat().st_size for path in entry.iterdir() if path.is_file())
+
+
+def prune(folder: Path, limit_bytes: int, keep: Path) -> None:
+    """Remove the least recently used entries until the cache fits its limit; `keep`, the
+    entry this run uses, is never removed."""
+    entries = [path for path in folder.iterdir()
+               if path.is_dir() and not path.name.startswith(".") and path != keep]
+    entries.sort(key=lambda path: (path / META).stat().st_mtime if (path / META).exists() else 0)
+    total = entry_size(keep) + sum(entry_size(path) for path in entries)
+    for path in entries:
+        if total <= limit_bytes:
+            break
+        total -= entry_size(path)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def remove_stale_pending(folder: Path) -> None:
+    """Pending folders of runs that died (their process is gone) are removed."""
+    if not folder.is_dir():
+        return
+    for path in folder.glob(f"{PENDING}*"):
+        pid = path.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not process_is_alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def process_is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

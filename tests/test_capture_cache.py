@@ -1,0 +1,133 @@
+"""The disk cache of captures: reused when everything that decides the numbers matches, written
+whole or not at all, and kept within its size limit."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from reportgen.capture import CaptureOptions, capture
+from reportgen.capture_cache import META, PENDING, cached_capture, entry_size
+from reportgen.corpus import tokenize, vocabulary_from_folder
+from reportgen.model import load_checkpoint
+from reportgen.report import ReportConfig, build_report
+from tests.clitools import run_cli
+
+OPTIONS = CaptureOptions(chunk_size=128, progress=False)
+
+
+@pytest.fixture(scope="module")
+def inputs(tiny_model: Path, tiny_corpus: Path):
+    loaded = load_checkpoint(tiny_model)
+    vocabulary = vocabulary_from_folder(tiny_corpus)
+    text = tokenize(tiny_corpus / "test.txt", vocabulary, max_tokens=500)
+    return loaded, text, vocabulary.words
+
+
+def cached(inputs, folder: Path | None, options: CaptureOptions = OPTIONS, limit_gb: float = 20):
+    loaded, text, words = inputs
+    return cached_capture(loaded.model, text.ids, text.tokens, words, options, loaded.sha256,
+                          folder, limit_gb)
+
+
+def entries(folder: Path) -> list[Path]:
+    return sorted(path for path in folder.iterdir() if not path.name.startswith("."))
+
+
+def test_a_second_capture_is_read_from_the_cache(inputs, tmp_path: Path) -> None:
+    loaded, text, words = inputs
+    first = cached(inputs, tmp_path)
+    second = cached(inputs, tmp_path)
+    assert not first.reused and second.reused and first.entry == second.entry
+    in_memory = capture(loaded.model, text.ids, text.tokens, words, OPTIONS)
+    for key, values in in_memory.states.items():
+        assert isinstance(second.capture.states[key], np.memmap)
+        assert not second.capture.states[key].flags.writeable
+        np.testing.assert_array_equal(second.capture.states[key], values)
+    np.testing.assert_array_equal(second.capture.log_prob_next, in_memory.log_prob_next)
+    np.testing.assert_array_equal(second.capture.top_ids, in_memory.top_ids)
+    np.testing.assert_array_equal(second.capture.top_log_probs, in_memory.top_log_probs)
+    np.testing.assert_array_equal(second.capture.token_ids, text.ids)
+    assert second.capture.tokens == text.tokens
+
+
+def test_what_changes_the_numbers_changes_the_entry(inputs, tmp_path: Path) -> None:
+    loaded, text, words = inputs
+    cached(inputs, tmp_path)
+    cached(inputs, tmp_path, replace(OPTIONS, dtype="float16"))
+    shorter = (loaded, replace(text, ids=text.ids[:400], tokens=text.tokens[:400]), words)
+    cached(shorter, tmp_path)
+    other_model = (replace(loaded, sha256="0" * 64), text, words)
+    cached(other_model, tmp_path)
+    assert len(entries(tmp_path)) == 4
+    again = cached(inputs, tmp_path, replace(OPTIONS, chunk_size=50, progress=None))
+    assert again.reused, "chunk size and progress do not change the numbers"
+
+
+def test_a_damaged_entry_is_captured_again(inputs, tmp_path: Path) -> None:
+    first = cached(inputs, tmp_path)
+    state_file = first.entry / "L1-h.npy"
+    del first
+    state_file.write_bytes(state_file.read_bytes()[:200])
+    again = cached(inputs, tmp_path)
+    assert not again.reused
+    assert again.capture.states[(1, "h")].shape[0] == len(inputs[1].tokens)
+
+
+def test_an_interrupted_capture_leaves_no_entry_and_is_cleaned_up(inputs, tmp_path: Path) -> None:
+    dead = tmp_path / f"{PENDING}abc-{2**22 + 12345}"  # a pid no process has
+    dead.mkdir()
+    (dead / "L1-h.npy").write_bytes(b"partial")
+    result = cached(inputs, tmp_path)
+    assert not dead.exists()
+    assert entries(tmp_path) == [result.entry]
+    assert not any(path.name.startswith(PENDING) for path in tmp_path.iterdir())
+
+
+def test_the_least_recently_used_entries_go_beyond_the_limit(inputs, tmp_path: Path) -> None:
+    loaded, text, words = inputs
+    old = cached(inputs, tmp_path).entry
+    newer = cached(inputs, tmp_path, replace(OPTIONS, dtype="float16")).entry
+    os.utime(old / META, (1, 1))
+    size = entry_size(old)
+    shorter = (loaded, replace(text, ids=text.ids[:450], tokens=text.tokens[:450]), words)
+    newest = cached(shorter, tmp_path, limit_gb=2 * size / 1e9).entry
+    assert entries(tmp_path) == sorted([newer, newest])
+
+
+def test_no_cache_folder_means_nothing_on_disk(inputs, tmp_path: Path) -> None:
+    result = cached(inputs, None)
+    assert result.entry is None and not result.reused
+    assert isinstance(result.capture.states[(1, "h")], np.ndarray)
+    assert not isinstance(result.capture.states[(1, "h")], np.memmap)
+
+
+def test_a_report_rerun_reuses_the_capture_and_says_so(tiny_model: Path, tiny_corpus: Path,
+                                                        tmp_path: Path) -> None:
+    config = ReportConfig(checkpoint=tiny_model, data=tiny_corpus, out=tmp_path / "report",
+                          max_tokens=300, cache=tmp_path / "cache", embed_states=(), quiet=True)
+    config.site.images = False
+    build_report(config)
+    first = (tmp_path / "report" / "index.html").read_bytes()
+    build_report(config)
+    record = json.loads((tmp_path / "report" / "data" / "report.json").read_text())
+    assert record["capture_reused_from_cache"] is True
+    assert (tmp_path / "report" / "index.html").read_bytes() == first
+    assert len(entries(tmp_path / "cache")) == 1
+
+
+def test_the_cli_cache_flags(tiny_model: Path, tiny_corpus: Path, tmp_path: Path) -> None:
+    common = ["report", str(tiny_model), "--data", str(tiny_corpus), "--max-tokens", "300",
+              "--no-clusters", "--no-images", "--quiet"]
+    result = run_cli([*common, "--out", "a", "--cache", "cache"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert len(entries(tmp_path / "cache")) == 1
+    result = run_cli([*common, "--out", "b", "--no-cache"], tmp_path,
+                     env={"REPORTGEN_CACHE": str(tmp_path / "other")})
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "other").exists()
