@@ -16,7 +16,7 @@ import torch.nn as nn
 
 from reportgen.errors import ReportgenError
 from reportgen.model import RNNModel, resolve_device
-from reportgen.progress import Progress
+from reportgen.progress import Progress, progress_enabled
 
 StateKey = tuple[int, str]  # (layer 1-based, "h" | "c")
 TOP_K = 5  # predictions kept per position for the expectancy tooltips
@@ -308,9 +308,8 @@ def capture(
     ids = torch.as_tensor(np.asarray(token_ids, dtype=np.int64), device=device)
     zeros = [torch.zeros(model.nhid, device=device) for _ in layers]
     carried = _CarriedState(h=list(zeros), c=[z.clone() for z in zeros])
-    enabled = options.progress
     with torch.inference_mode(), Progress(
-        "capture", n, "tokens", **({} if enabled is None else {"enabled": enabled})
+        "capture", n, "tokens", **progress_enabled(options.progress)
     ) as bar:
         for start in range(0, n, options.chunk_size):
             stop = min(start + options.chunk_size, n)

@@ -24,6 +24,7 @@ import vl_convert
 from reportgen.capture import state_name
 from reportgen.heatmap import TokenCell, expectancy_cells
 from reportgen.pages import ChartSpec, Page, SiteOptions, neurons
+from reportgen.progress import Progress, progress_enabled
 from reportgen.results import ModelReport
 
 IMAGE_FOLDER = "img"  # under the model folder
@@ -177,12 +178,15 @@ def write_svg_and_png(svg: str, folder: Path, stem: str) -> list[Path]:
 
 
 def write_images(report: ModelReport, pages: list[Page], folder: Path, env: jinja2.Environment,
-                 options: SiteOptions) -> list[Path]:
+                 options: SiteOptions, progress: bool | None = False) -> list[Path]:
     """Write every figure into `folder` (the model's `img/`) and return the files written."""
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for stem, chart in named_charts(pages).items():
-        written += write_svg_and_png(vl_convert.vegalite_to_svg(chart.spec), folder, stem)
+    charts = named_charts(pages)
+    with Progress("figures", len(charts), "charts", **progress_enabled(progress)) as bar:
+        for stem, chart in charts.items():
+            written += write_svg_and_png(vl_convert.vegalite_to_svg(chart.spec), folder, stem)
+            bar.advance()
     written += write_svg_and_png(render_heatmap_svg(env, expectancy_figure(report)), folder,
                                  "expectancy-excerpt")
     for stem, figure in neuron_figures(report, options).items():

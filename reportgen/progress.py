@@ -49,10 +49,16 @@ class Progress:
             return
         self._last_draw = now
         elapsed = now - self._start
-        rate = f", {self.done / elapsed:,.0f} {self.unit}/s" if elapsed > 0.5 and self.unit else ""
+        settled = elapsed > 0.5 or (self.done > 0 and self.done == self.total)
+        rate = f", {self.done / elapsed:,.0f} {self.unit}/s" if settled and self.unit else ""
         of = f"/{self.total:,}" if self.total else ""
         self.stream.write(f"\r{self.label}: {self.done:,}{of} {self.unit}{rate}, {elapsed:.0f} s  ")
         self.stream.flush()
+
+
+def progress_enabled(progress: bool | None) -> dict[str, bool]:
+    """`Progress` keyword for a caller's `progress` flag: None leaves it to the terminal test."""
+    return {} if progress is None else {"enabled": progress}
 
 
 def note(message: str, enabled: bool = True) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from reportgen.analysis.concepts import LABEL_THRESHOLD, analyse_concepts
@@ -85,6 +85,11 @@ def timed(timings: dict[str, float], stage: str, quiet: bool) -> Iterator[None]:
     started = time.perf_counter()
     yield
     timings[stage] = round(time.perf_counter() - started, 3)
+
+
+def progress_flag(config: ReportConfig) -> bool | None:
+    """Progress bars: never when quiet, else whenever stderr is a terminal."""
+    return False if config.quiet else None
 
 
 def resolve_text_path(config: ReportConfig) -> Path:
@@ -223,8 +228,9 @@ def decoder_notes(options: CaptureOptions, captured: Capture) -> list[str]:
 def analyse(config: ReportConfig, inputs: Inputs, timings: dict[str, float]) -> ModelReport:
     """Capture and every analysis, for one model; the result holds no model."""
     with timed(timings, "capture", config.quiet):
+        options = replace(config.capture, progress=False) if config.quiet else config.capture
         cached = cached_capture(inputs.loaded.model, inputs.text.ids, inputs.text.tokens,
-                                inputs.vocabulary.words, config.capture, inputs.loaded.sha256,
+                                inputs.vocabulary.words, options, inputs.loaded.sha256,
                                 config.cache, config.cache_limit_gb)
     captured = cached.capture
     if cached.reused:
@@ -240,10 +246,12 @@ def analyse(config: ReportConfig, inputs: Inputs, timings: dict[str, float]) -> 
             captured, config.neurons.cell_interval, config.neurons.rank_by)
     with timed(timings, "concepts", config.quiet):
         report.concepts = analyse_concepts(captured, report.features,
-                                           config.neurons.label_threshold)
+                                           config.neurons.label_threshold,
+                                           progress=progress_flag(config))
     for key in embedded_keys(config, captured):
         with timed(timings, f"t-SNE {state_name(key)}", config.quiet):
-            report.embeddings.append(embed(captured, *key, config.embedding))
+            report.embeddings.append(embed(captured, *key, config.embedding,
+                                           progress=progress_flag(config)))
     report.notes += sampling_notes(captured.tokens, config.embedding, report.embeddings)
     return report
 
@@ -280,5 +288,5 @@ def build_report(config: ReportConfig) -> Path:
         inputs = load_inputs(config)
     report = analyse(config, inputs, timings)
     with timed(timings, "render", config.quiet):
-        write_site(report, config.out, config.site)
+        write_site(report, config.out, config.site, progress_flag(config))
     return config.out

@@ -25,6 +25,7 @@ from reportgen.errors import ReportgenError
 from reportgen.images import IMAGE_FOLDER, write_images, write_svg_and_png
 from reportgen.pages import comparison as comparison_page
 from reportgen.pages import Page, Section, SiteOptions, clusters, expectancy, neurons, overview
+from reportgen.progress import Progress, progress_enabled
 from reportgen.results import ModelReport
 from reportgen.versions import reportgen_version
 
@@ -113,17 +114,22 @@ def write_assets(root: Path) -> None:
 
 
 def write_model_folder(report: ModelReport, folder: Path, home: str = "",
-                       options: SiteOptions | None = None) -> None:
-    """Write one model's pages and exports into `folder`; assets live at `folder/home`."""
+                       options: SiteOptions | None = None, progress: bool | None = False) -> None:
+    """Write one model's pages and exports into `folder`; assets live at `folder/home`.
+
+    `progress` None shows the pages and figures written on stderr when it is a terminal.
+    """
     options = options or SiteOptions()
     env = make_environment()
     pages = all_pages(report, options)
-    for page in pages:
-        target = folder / page.path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(render_page(env, page, report, home), encoding="utf-8")
+    with Progress("pages", len(pages), "pages", **progress_enabled(progress)) as bar:
+        for page in pages:
+            target = folder / page.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(render_page(env, page, report, home), encoding="utf-8")
+            bar.advance()
     if options.images:
-        write_images(report, pages, folder / IMAGE_FOLDER, env, options)
+        write_images(report, pages, folder / IMAGE_FOLDER, env, options, progress)
     data = folder / "data"
     data.mkdir(parents=True, exist_ok=True)
     for module in [overview, *SECTIONS]:
@@ -179,11 +185,12 @@ def atomic_folder(out: Path) -> Iterator[Path]:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def write_site(report: ModelReport, out: Path, options: SiteOptions | None = None) -> Path:
+def write_site(report: ModelReport, out: Path, options: SiteOptions | None = None,
+               progress: bool | None = False) -> Path:
     """A one-model site: the model's report at the top of `out`."""
     with atomic_folder(out) as folder:
         write_assets(folder)
-        write_model_folder(report, folder, "", options)
+        write_model_folder(report, folder, "", options, progress)
     return Path(out)
 
 

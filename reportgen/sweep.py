@@ -36,7 +36,7 @@ from reportgen.errors import ReportgenError
 from reportgen.model import LoadedModel, load_checkpoint, resolve_device
 from reportgen.progress import note
 from reportgen.report import (Inputs, ReportConfig, analyse, check_output_path, default_name,
-                              resolve_text_path, resolve_vocabulary, timed)
+                              progress_flag, resolve_text_path, resolve_vocabulary, timed)
 from reportgen.results import ModelReport
 from reportgen.site import atomic_folder, write_assets, write_comparison, write_model_folder
 from reportgen.train import TrainConfig, TrainResult, train
@@ -479,7 +479,7 @@ def build_reports(models: Sequence[ModelSpec], config: ReportConfig) -> Comparis
             except ReportgenError as error:
                 failures.append(ModelFailure(name, str(spec.checkpoint), str(error)))
                 continue
-            write_model_folder(report, folder / name, "../", config.site)
+            write_model_folder(report, folder / name, "../", config.site, progress_flag(config))
             figures.append(figures_of(report, href=f"{name}/index.html"))
             note(f"[{index}/{len(prepared.models)}] {name}: perplexity "
                  f"{report.summary.perplexity:.2f}, {time.perf_counter() - started:.0f} s",

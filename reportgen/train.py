@@ -20,7 +20,7 @@ import torch.nn as nn
 from reportgen.corpus import SPLITS, Vocabulary, tokenize, vocabulary_from_folder, write_vocabulary
 from reportgen.errors import ReportgenError
 from reportgen.model import RNN_TYPES, RNNModel, resolve_device, save_checkpoint
-from reportgen.progress import Progress
+from reportgen.progress import Progress, progress_enabled
 
 CHECKPOINT_NAME = "model.pt"
 VOCABULARY_NAME = "vocab.txt"
@@ -157,7 +157,7 @@ def train(data: Path, out: Path, config: TrainConfig | None = None,
     lr, best_valid, best_state, epochs = config.lr, math.inf, None, []
     for epoch in range(1, config.epochs + 1):
         with Progress(f"epoch {epoch}/{config.epochs}", train_data.numel(), "tokens",
-                      **({} if progress is None else {"enabled": progress})) as bar:
+                      **progress_enabled(progress)) as bar:
             train_epoch(model, train_data, config, lr, bar)
         valid_loss = evaluate(model, valid_data, config.bptt)
         epochs.append({"epoch": epoch, "lr": lr, "valid_perplexity": math.exp(valid_loss)})

@@ -24,6 +24,7 @@ import pandas as pd
 from reportgen import charts
 from reportgen.capture import Capture, StateKey, state_name
 from reportgen.errors import ReportgenError
+from reportgen.progress import Progress, progress_enabled
 from reportgen.features import TokenFeatures
 
 LABEL_THRESHOLD = 0.4
@@ -85,8 +86,12 @@ def analyse_concepts(
     features: TokenFeatures,
     threshold: float = LABEL_THRESHOLD,
     chunk_values: int = RANK_CHUNK_VALUES,
+    progress: bool | None = False,
 ) -> ConceptResult:
-    """AUROC of every neuron of every layer and state for every feature, and their labels."""
+    """AUROC of every neuron of every layer and state for every feature, and their labels.
+
+    `progress` None shows the neurons done on stderr when it is a terminal.
+    """
     if not 0 < threshold <= 0.5:
         raise ReportgenError(f"the concept label threshold must be in (0, 0.5], got {threshold!r}")
     if capture.n_tokens == 0:
@@ -96,10 +101,12 @@ def analyse_concepts(
     positives = features.matrix()  # (T, F) bool
     names = tuple(features.names)
     states = {}
-    for key in capture.keys:
-        auroc = neuron_aurocs(capture.states[key], positives, chunk_values)
-        label, label_auroc = label_neurons(auroc, names, threshold)
-        states[key] = NeuronConcepts(key, names, auroc, label, label_auroc)
+    total = sum(capture.states[key].shape[1] for key in capture.keys)
+    with Progress("concepts", total, "neurons", **progress_enabled(progress)) as bar:
+        for key in capture.keys:
+            auroc = neuron_aurocs(capture.states[key], positives, chunk_values, bar)
+            label, label_auroc = label_neurons(auroc, names, threshold)
+            states[key] = NeuronConcepts(key, names, auroc, label, label_auroc)
     return ConceptResult(states=states, features=names, threshold=threshold)
 
 
@@ -107,8 +114,10 @@ def neuron_aurocs(
     values: np.ndarray,  # (T, H) float32 or float16
     positives: np.ndarray,  # (T, F) bool
     chunk_values: int = RANK_CHUNK_VALUES,
+    bar: Progress | None = None,
 ) -> np.ndarray:
-    """(H, F) float64 AUROC of each neuron's activation for each feature, neurons in chunks."""
+    """(H, F) float64 AUROC of each neuron's activation for each feature, neurons in chunks;
+    `bar` is advanced by the neurons of each chunk."""
     n_tokens, n_neurons = values.shape
     n_pos = positives.sum(axis=0).astype(np.float64)  # (F,)
     n_neg = n_tokens - n_pos
@@ -124,6 +133,8 @@ def neuron_aurocs(
         chunk_auroc = np.divide(u, pairs, out=np.full(u.shape, np.nan), where=pairs > 0)
         chunk_auroc[np.isnan(chunk).any(axis=1)] = np.nan
         auroc[start : start + len(chunk)] = chunk_auroc
+        if bar is not None:
+            bar.advance(len(chunk))
     return auroc
 
 

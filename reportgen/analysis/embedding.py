@@ -44,6 +44,7 @@ from sklearn.decomposition import PCA
 from reportgen.capture import Capture, StateKey, state_name
 from reportgen.charts import embedding_chart
 from reportgen.errors import ReportgenError
+from reportgen.progress import Progress, progress_enabled
 
 LINKAGES = ("single", "ward")
 CONTEXT_TOKENS = 4  # tokens shown on each side of a point's token in its tooltip
@@ -53,6 +54,7 @@ MIN_TSNE_POINTS = 3  # openTSNE's PCA initialisation needs at least this many po
 # with one thread: 1k points take 4.9 s with Barnes-Hut and 11.9 s with FFT; 5k points 32 s and
 # 27 s (machine under load). Below this size Barnes-Hut is used.
 FFT_MIN_POINTS = 3000
+PROGRESS_EVERY_ITERATIONS = 50  # t-SNE iterations between progress updates
 COLLINEAR_TOLERANCE = 1e-10  # smaller-to-larger singular value ratio treated as a straight line
 
 
@@ -194,9 +196,13 @@ class EmbeddingResult:
 
 
 def embed(
-    capture: Capture, layer: int, state: str, options: EmbeddingOptions | None = None
+    capture: Capture, layer: int, state: str, options: EmbeddingOptions | None = None,
+    progress: bool | None = False,
 ) -> EmbeddingResult:
-    """Sample positions, map their `(layer, state)` vectors with t-SNE and cluster the map."""
+    """Sample positions, map their `(layer, state)` vectors with t-SNE and cluster the map.
+
+    `progress` None shows the t-SNE iterations on stderr when it is a terminal.
+    """
     options = options or EmbeddingOptions()
     key = (layer, state)
     if key not in capture.states:
@@ -206,7 +212,8 @@ def embed(
         capture.tokens, options.max_points, options.seed, options.exclude
     )
     vectors = np.asarray(capture.states[key][positions], dtype=np.float32)  # (N, H)
-    xy = tsne_2d(vectors, options.perplexity, options.seed, options.pca_dims, options.n_jobs)
+    xy = tsne_2d(vectors, options.perplexity, options.seed, options.pca_dims, options.n_jobs,
+                 progress, f"t-SNE {state_name(key)}")
     tokens = [capture.tokens[p] for p in positions]
     labels = cluster_labels(xy, options)
     return EmbeddingResult(
@@ -256,8 +263,12 @@ def tsne_2d(
     seed: int = 0,
     pca_dims: int | None = 50,
     n_jobs: int | None = None,
+    progress: bool | None = False,
+    progress_label: str = "t-SNE",
 ) -> np.ndarray:
     """(N, D) vectors -> (N, 2) float32 map: optional PCA, then openTSNE.
+
+    `progress` None shows the iterations on stderr when it is a terminal.
 
     openTSNE uses its FFT gradient from FFT_MIN_POINTS points up and Barnes-Hut below. The
     perplexity is capped at (N - 1) / 3, the most that N points can support. Vectors that
@@ -282,8 +293,12 @@ def tsne_2d(
         negative_gradient_method="fft" if n_points >= FFT_MIN_POINTS else "bh",
         n_jobs=n_jobs or available_cores(),
         random_state=seed,
+        callbacks_every_iters=PROGRESS_EVERY_ITERATIONS,
     )
-    return np.asarray(tsne.fit(vectors), dtype=np.float32)
+    iterations = tsne.early_exaggeration_iter + tsne.n_iter
+    with Progress(progress_label, iterations, "iterations", **progress_enabled(progress)) as bar:
+        tsne.callbacks = [lambda *_: bar.advance(PROGRESS_EVERY_ITERATIONS)]
+        return np.asarray(tsne.fit(vectors), dtype=np.float32)
 
 
 def cluster_labels(xy: np.ndarray, options: EmbeddingOptions) -> dict[str, np.ndarray]:
