@@ -29,13 +29,13 @@ CENTRE = re.compile(r'<span class="tok[^"]* centre"[^>]*data-pos="(\d+)"')
 
 def report_args(checkpoint: Path, data: Path, out: Path, *flags: str) -> list[str]:
     return [str(checkpoint), "--data", str(data), "--out", str(out), "--max-tokens", "700",
-            "--top-neurons", "2", "--no-clusters", "--quiet", *flags]
+            "--top-neurons", "2", "--quiet", *flags]
 
 
 @pytest.fixture(scope="module")
 def site(tiny_model: Path, tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("images") / "report"
-    assert main(["report", *report_args(tiny_model, tiny_corpus, out)]) == 0
+    assert main(["report", *report_args(tiny_model, tiny_corpus, out, "--maps", "L1-h")]) == 0
     return out
 
 
@@ -57,19 +57,24 @@ def chart_figures(site: Path) -> set[str]:
     return {path.stem for path in (site / "img").glob("*.png")} - {"expectancy-excerpt"}
 
 
-def test_each_neurons_chart_has_its_figure_drawn_from_the_page_spec(site: Path) -> None:
-    """Every chart of neurons.html, converted here from the page's spec, is one of the SVGs."""
-    specs = page_specs(site / "neurons.html")
-    assert len(specs) == 8  # average and KL scatter for L1-h, L1-c, L2-h, L2-c
+def test_every_chart_of_every_page_has_its_figure_drawn_from_the_page_spec(site: Path) -> None:
+    """Each chart, converted here from its page's spec, is exactly one of the SVGs under img/,
+    and each of those SVGs is some page's chart."""
     figures = {stem: (site / "img" / f"{stem}.svg").read_text(encoding="utf-8")
                for stem in chart_figures(site)}
+    charts = {f"{page.relative_to(site)}#{name}": spec
+              for page in sorted(site.rglob("*.html")) for name, spec in page_specs(page).items()}
+    # neurons.html: average and KL for 4 states; 8 neuron pages: histogram and AUROC; clusters
+    assert len(charts) == 8 + 8 * 2 + 1
     matched = set()
-    for name, spec in specs.items():
+    for name, spec in charts.items():
         svg = vl_convert.vegalite_to_svg(spec)
         found = [stem for stem, text in figures.items() if text == svg]
         assert len(found) == 1, name
         matched.update(found)
-    assert matched == set(figures)  # no figure of a chart that no page shows
+    assert matched == set(figures)
+    assert {"L1-h-average", "L2-c-kl", "clusters-L1-h-ward"} <= matched
+    assert sum(stem.endswith(("-histogram", "-auroc")) for stem in matched) == 16
 
 
 def test_each_png_is_its_svg_at_the_print_scale(site: Path) -> None:
@@ -150,7 +155,8 @@ def test_a_figure_keeps_any_token_as_text_and_stays_valid_xml() -> None:
 
 def test_no_images_skips_the_figures(tiny_model: Path, tiny_corpus: Path, tmp_path: Path) -> None:
     out = tmp_path / "report"
-    assert main(["report", *report_args(tiny_model, tiny_corpus, out, "--no-images")]) == 0
+    assert main(["report", *report_args(tiny_model, tiny_corpus, out, "--no-images",
+                                        "--no-clusters")]) == 0
     assert (out / "neurons.html").is_file() and not (out / "img").exists()
     summary = json.loads((out / "data" / "report.json").read_text(encoding="utf-8"))
     assert summary["options"]["site"]["images"] is False

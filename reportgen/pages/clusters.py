@@ -91,7 +91,8 @@ def pages(report: ModelReport, options: SiteOptions) -> list[Page]:
             "options": first,
             "top_words": TOP_WORDS,
         },
-        charts=[ChartSpec(CHART_ID, page_spec(results))],
+        charts=[ChartSpec(CHART_ID, page_spec(results), image_name=(
+            f"clusters-{state_name(results[0].key)}-{DEFAULT_LINKAGE}"))],
     )]
 
 

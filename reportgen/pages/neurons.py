@@ -310,12 +310,15 @@ def neuron_page(report: ModelReport, key: StateKey, neurons: list[int], index: i
     values = report.capture.states[key][:, neuron].astype(np.float32)  # (T,)
     scale = float(np.max(np.abs(values)))
     tokens = report.capture.tokens
+    figure = f"{name}-{neuron:04d}"  # the stem of this neuron's figures under img/
     charts = [ChartSpec("histogram", unvalidated_spec(lambda: stats.neuron_chart(neuron)),
-                        f"The share of {label}'s values in each bin, over the average of {name}.")]
+                        f"The share of {label}'s values in each bin, over the average of {name}.",
+                        f"{figure}-histogram")]
     if concepts is not None:
         charts.append(ChartSpec("auroc", unvalidated_spec(lambda: concepts.chart(neuron)),
                                 "AUROC of the neuron's activation for each token feature; "
-                                "0.5 is chance, below 0.5 the neuron is low on the feature."))
+                                "0.5 is chance, below 0.5 the neuron is low on the feature.",
+                                f"{figure}-auroc"))
     row = ranking_rows(stats, concepts, [neuron])[0]
     return Page(
         path=neuron_page_path(key, neuron),
