@@ -287,6 +287,6 @@ def build_report(config: ReportConfig) -> Path:
     with timed(timings, "load", config.quiet):
         inputs = load_inputs(config)
     report = analyse(config, inputs, timings)
-    with timed(timings, "render", config.quiet):
-        write_site(report, config.out, config.site, progress_flag(config))
+    note("render...", not config.quiet)
+    write_site(report, config.out, config.site, progress_flag(config))
     return config.out

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -118,7 +119,9 @@ def write_model_folder(report: ModelReport, folder: Path, home: str = "",
     """Write one model's pages and exports into `folder`; assets live at `folder/home`.
 
     `progress` None shows the pages and figures written on stderr when it is a terminal.
+    `report.json` is written last, so that it holds the time this rendering took.
     """
+    started = time.perf_counter()
     options = options or SiteOptions()
     env = make_environment()
     pages = all_pages(report, options)
@@ -132,9 +135,11 @@ def write_model_folder(report: ModelReport, folder: Path, home: str = "",
         write_images(report, pages, folder / IMAGE_FOLDER, env, options, progress)
     data = folder / "data"
     data.mkdir(parents=True, exist_ok=True)
-    for module in [overview, *SECTIONS]:
-        if module is overview or module.section(report) is not None:
+    for module in SECTIONS:
+        if module.section(report) is not None:
             module.export(report, data)
+    report.timings["render"] = round(time.perf_counter() - started, 3)
+    overview.export(report, data)
 
 
 def check_output_folder(out: Path) -> None:
