@@ -10,13 +10,17 @@ import argparse
 import errno
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import NoReturn
 
+import torch
+from threadpoolctl import threadpool_limits
+
 from reportgen.analysis.distributions import RANK_BY_CHOICES
-from reportgen.analysis.embedding import EmbeddingOptions
+from reportgen.analysis.embedding import EmbeddingOptions, available_cores
 from reportgen.capture import DECODER_DTYPES, CaptureOptions
 from reportgen.capture_cache import DEFAULT_LIMIT_GB, default_cache_folder
 from reportgen.errors import ReportgenError
@@ -84,6 +88,10 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=positive_int, metavar="N",
+                        help="CPU threads for PyTorch, BLAS and t-SNE (default: every core this "
+                             "process may use); on a machine busy with other work, fewer threads "
+                             "can be much faster")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.add_argument("--debug", action="store_true",
                         help="show the full traceback when something fails")
@@ -208,6 +216,7 @@ def embedding_options(args: argparse.Namespace) -> EmbeddingOptions:
         max_points=args.max_points, seed=args.seed, exclude=tuple(args.exclude),
         perplexity=args.perplexity, n_clusters=n_clusters,
         distance_threshold=args.distance_threshold, min_cluster_size=args.min_cluster_size,
+        n_jobs=args.threads or available_cores(),
     )
 
 
@@ -361,10 +370,27 @@ def run_report_command(args: argparse.Namespace) -> None:
 COMMANDS = {"demo": run_demo_command, "train": run_train_command, "report": run_report_command}
 
 
+@contextmanager
+def limited_threads(threads: int | None) -> Iterator[None]:
+    """Run with at most `threads` threads in PyTorch and in the BLAS and OpenMP pools that
+    NumPy, scikit-learn and openTSNE use; None leaves every pool as it is."""
+    if threads is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with threadpool_limits(limits=threads):
+            yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        COMMANDS[args.command](args)
+        with limited_threads(args.threads):
+            COMMANDS[args.command](args)
     except ReportgenError as error:
         if args.debug:
             raise
