@@ -1,0 +1,376 @@
+"""A whole report at the thesis's scale, stage by stage, against a thesis-style baseline.
+
+The case: the pytorch/examples "medium" model (2 layers of 650 units, vocabulary 33,278) on the
+WikiText-2 test split (245,569 tokens with `<eos>`). Give the checkpoint with --checkpoint and
+its training folder with --data; without one, a randomly initialised 2x650 model stands in,
+its vocabulary built from --data as `data.Corpus` builds it and padded with unused words to
+33,278 so that the output layer has the medium model's size. The numbers differ from a trained
+model's, the work does not.
+
+Each stage of the report runs once through the same functions `build_report` chains, and
+prints its seconds, its rate and the peak resident memory of the process while it ran (reset
+between stages through /proc/self/clear_refs). The baseline does the same work the way a
+notebook of the thesis would, on a part the baseline finishes, in the same run:
+- capture: one `LSTMCell` step per token and layer, and the decoder's log-softmax per token;
+- distributions: `np.histogram` once per neuron, and `scipy.stats.entropy` for each KL;
+- word maps: scikit-learn's `TSNE` after PCA, and `AgglomerativeClustering` (single and ward).
+Each ratio comes from this one run.
+
+The floor is the capture's arithmetic at the machine's own matrix-product rate, measured in
+this run: one LSTM pass and the decoder are 56.8 MFLOP a token for this model.
+
+    python benchmarks/bench_report.py --data ../shared/data/wikitext-2
+    python benchmarks/bench_report.py --checkpoint medium.pt --data wikitext-2 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.stats import entropy
+from sklearn.cluster import AgglomerativeClustering
+from sklearn.decomposition import PCA
+from sklearn.manifold import TSNE
+
+from reportgen.analysis.concepts import analyse_concepts
+from reportgen.analysis.distributions import KL_EPSILON, DistributionResult, analyse_distributions
+from reportgen.analysis.embedding import (EmbeddingOptions, cluster_labels, embed,
+                                          sample_positions)
+from reportgen.capture import Capture, CaptureOptions
+from reportgen.capture_cache import cached_capture
+from reportgen.corpus import SPLITS, Vocabulary, add_file_to_vocabulary, tokenize
+from reportgen.features import token_features
+from reportgen.model import RNNModel, load_checkpoint, save_checkpoint
+from reportgen.pages import SiteOptions
+from reportgen.report import Inputs, ReportConfig, options_record, summarise
+from reportgen.results import ModelReport
+from reportgen.site import write_site
+
+MEDIUM = {"ntoken": 33_278, "ninp": 650, "nhid": 650, "nlayers": 2}
+ISSUE_FLOOR = 1_850  # tokens/s: the floor the issue measured at 105 GFLOP/s
+REPORT_TARGET = 600  # seconds for the whole report
+RSS_TARGET = 6.0  # GB
+
+
+def arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Time a whole report of a medium LSTM on WikiText-2's test split, stage by "
+                    "stage, against a thesis-style baseline in the same run.")
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/wikitext-2"),
+                        help="the corpus folder: its splits make the vocabulary, and "
+                             "test.txt is the text (default: %(default)s)")
+    parser.add_argument("--checkpoint", type=Path,
+                        help="a trained model; default: a random 2x650 model")
+    parser.add_argument("--text", type=Path, help="the text (default: DATA/test.txt)")
+    parser.add_argument("--max-tokens", type=int, help="analyse only the first N tokens")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
+                        help="torch threads (default: %(default)s)")
+    parser.add_argument("--dtype", choices=("float32", "float16"), default="float32")
+    parser.add_argument("--decoder-dtype", choices=("float32", "bfloat16"), default="float32")
+    parser.add_argument("--baseline-tokens", type=int, default=1000,
+                        help="tokens the LSTMCell baseline steps through (default: %(default)s)")
+    parser.add_argument("--baseline-points", type=int, default=EmbeddingOptions().max_points,
+                        help="points of the scikit-learn map, the report's own number by "
+                             "default (default: %(default)s)")
+    parser.add_argument("--no-baseline", action="store_true", help="time only the report")
+    parser.add_argument("--no-images", action="store_true", help="render without figures")
+    parser.add_argument("--work", type=Path, help="folder for the report and the capture cache "
+                        "(default: a temporary folder, removed at the end)")
+    return parser.parse_args()
+
+
+def peak_rss_reset() -> bool:
+    """Start a new peak-RSS measurement; False where the kernel does not allow it."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_gb() -> float:
+    """The process's peak resident memory since the last reset, in GB (VmHWM)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024 / 1e9
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
+
+
+@dataclass
+class Stage:
+    name: str
+    seconds: float
+    peak_gb: float
+    rate: str = ""
+
+
+@dataclass
+class Timer:
+    stages: list[Stage] = field(default_factory=list)
+
+    def seconds(self, name: str) -> float:
+        return next(stage.seconds for stage in self.stages if stage.name == name)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[Stage]:
+        peak_rss_reset()
+        record = Stage(name, 0.0, 0.0)
+        started = time.perf_counter()
+        yield record
+        record.seconds = time.perf_counter() - started
+        record.peak_gb = peak_rss_gb()
+        self.stages.append(record)
+        print(f"  {name:<34} {record.seconds:8.1f} s  peak RSS {record.peak_gb:5.2f} GB  "
+              f"{record.rate}", flush=True)
+
+
+def median_seconds(function: Callable[[], Any], repeats: int = 3) -> float:
+    function()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - started)
+    return float(np.median(times))
+
+
+def gemm_gflops(hidden: int, vocabulary: int) -> float:
+    """The machine's float32 matrix-product rate on the decoder's own shape."""
+    a, b = torch.randn(2048, hidden), torch.randn(hidden, vocabulary)
+    return 2 * 2048 * hidden * vocabulary / median_seconds(lambda: a @ b) / 1e9
+
+
+def flops_per_token(model: RNNModel) -> float:
+    """One LSTM pass (four gates of input and recurrent products a layer) and the decoder."""
+    inputs = [model.rnn.input_size] + [model.nhid] * (model.nlayers - 1)
+    lstm = sum(2 * 4 * model.nhid * (size + model.nhid) for size in inputs)
+    return lstm + 2 * model.nhid * model.ntoken
+
+
+def padded_vocabulary(data: Path, size: int) -> Vocabulary:
+    """The words of DATA's splits in `data.Corpus` order, padded with unused words to `size`."""
+    vocabulary = Vocabulary()
+    for split in SPLITS:
+        if (data / split).is_file():
+            add_file_to_vocabulary(vocabulary, data / split)
+    if len(vocabulary) > size:
+        raise SystemExit(f"{data} has {len(vocabulary):,} words, more than the model's {size:,}")
+    for index in range(size - len(vocabulary)):
+        vocabulary.add(f"<unused-{index}>")
+    return vocabulary
+
+
+def checkpoint_and_vocabulary(args: argparse.Namespace, work: Path) -> tuple[Path, Vocabulary]:
+    """The given checkpoint, or a random 2x650 model saved as one, and its vocabulary."""
+    if args.checkpoint:
+        ntoken = load_checkpoint(args.checkpoint).hyperparameters.ntoken
+        return args.checkpoint, padded_vocabulary(args.data, ntoken)
+    torch.manual_seed(0)
+    model = RNNModel("LSTM", **MEDIUM, dropout=0.0)
+    vocabulary = padded_vocabulary(args.data, MEDIUM["ntoken"])
+    path = work / "random-2x650.pt"
+    save_checkpoint(model, path, vocabulary.words)
+    return path, vocabulary
+
+
+def lstmcell_capture(model: RNNModel, ids: np.ndarray) -> None:
+    """The baseline capture: every token through one LSTMCell per layer, then the decoder."""
+    cells = []
+    for layer in range(model.nlayers):
+        cell = torch.nn.LSTMCell(model.rnn.input_size if layer == 0 else model.nhid, model.nhid)
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(cell, name).data.copy_(getattr(model.rnn, f"{name}_l{layer}"))
+        cells.append(cell)
+    hidden = [(torch.zeros(1, model.nhid), torch.zeros(1, model.nhid)) for _ in cells]
+    states, log_p = [], []
+    with torch.no_grad():
+        for t, token in enumerate(ids[:-1]):
+            x = model.encoder(torch.tensor([int(token)]))
+            for layer, cell in enumerate(cells):
+                hidden[layer] = cell(x, hidden[layer])
+                x = hidden[layer][0]
+                states.append((hidden[layer][0].numpy().copy(), hidden[layer][1].numpy().copy()))
+            log_p.append(torch.log_softmax(model.decoder(x), dim=1)[0, int(ids[t + 1])].item())
+
+
+def baseline_distributions(distributions: DistributionResult, captured: Capture) -> None:
+    """The baseline counting over the same intervals: `np.histogram` per neuron, then
+    `scipy.stats.entropy` for each KL."""
+    for key, stats in distributions.states.items():
+        values = captured.states[key]
+        counts = np.stack([np.histogram(np.asarray(values[:, n], dtype=np.float32), stats.edges)[0]
+                           for n in range(values.shape[1])])
+        p = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+        q = p.mean(axis=0)
+        for row in p:
+            entropy(row + KL_EPSILON, q + KL_EPSILON)
+            entropy(q + KL_EPSILON, row + KL_EPSILON)
+
+
+def baseline_embedding(vectors: np.ndarray, n_clusters: int) -> tuple[float, float]:
+    """The baseline word map: scikit-learn PCA to 50 and TSNE, then both agglomerative
+    linkages; returns (t-SNE seconds, clustering seconds)."""
+    started = time.perf_counter()
+    reduced = PCA(n_components=50, random_state=0).fit_transform(vectors)
+    xy = TSNE(perplexity=30, init="pca", random_state=0).fit_transform(reduced)
+    tsne = time.perf_counter() - started
+    started = time.perf_counter()
+    for linkage in ("single", "ward"):
+        AgglomerativeClustering(n_clusters=n_clusters, linkage=linkage).fit(xy)
+    return tsne, time.perf_counter() - started
+
+
+@dataclass
+class Ours:
+    """Our side of each comparison, from the report's own stages."""
+
+    capture_rate: float  # tokens/s
+    distributions: float  # seconds, every layer and state
+    tsne: float  # seconds for one map of options.max_points points
+    clustering: float  # seconds for both linkages of one map
+
+
+def run_report(args: argparse.Namespace, checkpoint: Path, work: Path,
+               timer: Timer) -> tuple[Ours, Capture]:
+    """Every stage of `build_report`, in its order, each timed on its own; the t-SNE maps and
+    their clustering are also timed apart, to compare each with its baseline."""
+    config = ReportConfig(
+        checkpoint=checkpoint, out=work / "report", text=args.text_path,
+        name="benchmark", max_tokens=args.max_tokens,
+        capture=CaptureOptions(dtype=args.dtype, decoder_dtype=args.decoder_dtype, device="cpu"),
+        embedding=EmbeddingOptions(n_jobs=args.threads), cache=work / "cache",
+        site=SiteOptions(images=not args.no_images), quiet=True)
+    with timer.stage("load"):
+        loaded = load_checkpoint(config.checkpoint)
+        text = tokenize(config.text, args.vocabulary, config.max_tokens)
+    inputs = Inputs(loaded, args.vocabulary, text, config.text)
+    n = len(text)
+    with timer.stage("capture") as stage:
+        captured = cached_capture(loaded.model, text.ids, text.tokens, args.vocabulary.words,
+                                  config.capture, loaded.sha256, config.cache).capture
+    capture_rate = n / stage.seconds
+    stage.rate = f"{capture_rate:,.0f} tokens/s"
+    with timer.stage("capture again, from the cache") as stage:
+        captured = cached_capture(loaded.model, text.ids, text.tokens, args.vocabulary.words,
+                                  config.capture, loaded.sha256, config.cache).capture
+    report = ModelReport(summarise(config, inputs, captured), captured,
+                         options=options_record(config))
+    with timer.stage("features"):
+        report.features = token_features(captured.tokens)
+    with timer.stage("distributions") as stage:
+        report.distributions = analyse_distributions(captured)
+    values = n * sum(stats.n_neurons for stats in report.distributions.states.values())
+    stage.rate = f"{values / stage.seconds / 1e6:,.0f} M values/s"
+    with timer.stage("concepts"):
+        report.concepts = analyse_concepts(captured, report.features)
+    with timer.stage("t-SNE and clustering") as stage:
+        report.embeddings = [embed(captured, *key, config.embedding) for key in captured.keys]
+    started = time.perf_counter()
+    for result in report.embeddings:
+        cluster_labels(result.xy, config.embedding)
+    clustering = (time.perf_counter() - started) / len(report.embeddings)
+    tsne = stage.seconds / len(report.embeddings) - clustering
+    stage.rate = (f"{len(report.embeddings)} maps of {report.embeddings[0].n_points:,} points; "
+                  f"a map: t-SNE {tsne:.1f} s, clustering {clustering:.2f} s")
+    with timer.stage("render") as stage:
+        write_site(report, config.out, config.site)
+    stage.rate = f"{sum(1 for _ in config.out.rglob('*.html')):,} pages"
+    ours = Ours(capture_rate, timer.seconds("distributions"), tsne, clustering)
+    return ours, captured
+
+
+def run_baseline(args: argparse.Namespace, checkpoint: Path, captured: Capture, ours: Ours,
+                 timer: Timer) -> None:
+    model = load_checkpoint(checkpoint).model
+    ids = captured.token_ids[: args.baseline_tokens]
+    with timer.stage("baseline capture (LSTMCell loop)") as stage:
+        lstmcell_capture(model, ids)
+    baseline_rate = len(ids) / stage.seconds
+    stage.rate = f"{baseline_rate:,.0f} tokens/s over {len(ids):,} tokens"
+    distributions = analyse_distributions(captured)
+    with timer.stage("baseline distributions") as stage:
+        baseline_distributions(distributions, captured)
+    stage.rate = "np.histogram per neuron, scipy entropy"
+    baseline_counting = stage.seconds
+    positions = sample_positions(captured.tokens, args.baseline_points, 0)
+    vectors = np.asarray(captured.states[captured.keys[0]][positions], dtype=np.float32)
+    with timer.stage("baseline t-SNE and clustering") as stage:
+        tsne, clustering = baseline_embedding(vectors, EmbeddingOptions().n_clusters)
+    stage.rate = (f"scikit-learn, one map of {len(positions):,} points: t-SNE {tsne:.1f} s, "
+                  f"clustering {clustering:.2f} s")
+    n, maps = captured.n_tokens, len(captured.keys)
+    rows = [
+        ("capture", f"{ours.capture_rate:,.0f} vs {baseline_rate:,.0f} tokens/s",
+         ours.capture_rate / baseline_rate),
+        ("distributions", f"{ours.distributions:.1f} s vs {baseline_counting:.1f} s",
+         baseline_counting / ours.distributions),
+        ("t-SNE, one map", f"{ours.tsne:.1f} s vs {tsne:.1f} s", tsne / ours.tsne),
+        ("clustering, one map", f"{ours.clustering:.2f} s vs {clustering:.2f} s",
+         clustering / ours.clustering),
+    ]
+    baseline_total = n / baseline_rate + baseline_counting + maps * (tsne + clustering)
+    ours_total = n / ours.capture_rate + ours.distributions + maps * (ours.tsne + ours.clustering)
+    rows.append(("these stages together", f"{ours_total:,.0f} s vs {baseline_total:,.0f} s",
+                 baseline_total / ours_total))
+    print(f"\nreportgen against the baseline (same run; the baseline capture extrapolated "
+          f"from {len(ids):,} to {n:,} tokens):")
+    for name, figures, ratio in rows:
+        print(f"  {name:<24} {figures:<36} {ratio:6.1f}x")
+
+
+def print_summary(args: argparse.Namespace, captured: Capture, ours: Ours, timer: Timer,
+                  flops: float) -> None:
+    gflops = gemm_gflops(captured.states[captured.keys[0]].shape[1], len(captured.vocabulary))
+    floor = gflops * 1e9 / flops
+    report_stages = [stage for stage in timer.stages
+                     if not stage.name.startswith(("baseline", "capture again"))]
+    whole = sum(stage.seconds for stage in report_stages)
+    peak = max(stage.peak_gb for stage in timer.stages if not stage.name.startswith("baseline"))
+    print(f"\n{captured.n_tokens:,} tokens, {flops / 1e6:.1f} MFLOP a token")
+    print(f"  capture: {ours.capture_rate:,.0f} tokens/s; floor at this run's {gflops:.0f} GFLOP/s:"
+          f" {floor:,.0f} tokens/s ({ours.capture_rate / floor:.0%}); against the issue's "
+          f"{ISSUE_FLOOR:,}: {ours.capture_rate / ISSUE_FLOOR:.0%} (target 75%)")
+    print(f"  whole report (load, capture, analyses, maps, render): {whole:,.0f} s "
+          f"(target {REPORT_TARGET} s); peak RSS {peak:.2f} GB (target {RSS_TARGET:g} GB)")
+
+
+def main() -> None:
+    args = arguments()
+    torch.set_num_threads(args.threads)
+    work = args.work or Path(tempfile.mkdtemp(prefix="reportgen-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    args.text_path = args.text or args.data / "test.txt"
+    checkpoint, args.vocabulary = checkpoint_and_vocabulary(args, work)
+    timer = Timer()
+    described = args.checkpoint or "a random 2x650 model"
+    print(f"reportgen whole-report benchmark: {described}, vocabulary "
+          f"{len(args.vocabulary):,}, text {args.text_path}; torch threads "
+          f"{torch.get_num_threads()}; peak RSS per stage "
+          f"{'(VmHWM, reset per stage)' if peak_rss_reset() else '(since the start)'}")
+    try:
+        ours, captured = run_report(args, checkpoint, work, timer)
+        flops = flops_per_token(load_checkpoint(checkpoint).model)
+        if not args.no_baseline:
+            run_baseline(args, checkpoint, captured, ours, timer)
+        print_summary(args, captured, ours, timer, flops)
+    finally:
+        if args.work is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
