@@ -51,7 +51,7 @@ from reportgen.capture import Capture, CaptureOptions
 from reportgen.capture_cache import cached_capture
 from reportgen.corpus import SPLITS, Vocabulary, add_file_to_vocabulary, tokenize
 from reportgen.features import token_features
-from reportgen.model import RNNModel, load_checkpoint, save_checkpoint
+from reportgen.model import RNNModel, load_checkpoint, resolve_device, save_checkpoint
 from reportgen.pages import SiteOptions
 from reportgen.report import Inputs, ReportConfig, options_record, summarise
 from reportgen.results import ModelReport
@@ -76,6 +76,8 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--max-tokens", type=int, help="analyse only the first N tokens")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
                         help="torch threads (default: %(default)s)")
+    parser.add_argument("--device", default="auto",
+                        help="auto (a CUDA GPU when there is one), cpu or cuda (default: auto)")
     parser.add_argument("--dtype", choices=("float32", "float16"), default="float32")
     parser.add_argument("--decoder-dtype", choices=("float32", "bfloat16"), default="float32")
     parser.add_argument("--baseline-tokens", type=int, default=1000,
@@ -148,10 +150,17 @@ def median_seconds(function: Callable[[], Any], repeats: int = 3) -> float:
     return float(np.median(times))
 
 
-def gemm_gflops(hidden: int, vocabulary: int) -> float:
-    """The machine's float32 matrix-product rate on the decoder's own shape."""
-    a, b = torch.randn(2048, hidden), torch.randn(hidden, vocabulary)
-    return 2 * 2048 * hidden * vocabulary / median_seconds(lambda: a @ b) / 1e9
+def gemm_gflops(hidden: int, vocabulary: int, device: torch.device) -> float:
+    """The device's float32 matrix-product rate on the decoder's own shape."""
+    a = torch.randn(2048, hidden, device=device)
+    b = torch.randn(hidden, vocabulary, device=device)
+
+    def product() -> None:
+        a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    return 2 * 2048 * hidden * vocabulary / median_seconds(product) / 1e9
 
 
 def flops_per_token(model: RNNModel) -> float:
@@ -251,7 +260,8 @@ def run_report(args: argparse.Namespace, checkpoint: Path, work: Path,
     config = ReportConfig(
         checkpoint=checkpoint, out=work / "report", text=args.text_path,
         name="benchmark", max_tokens=args.max_tokens,
-        capture=CaptureOptions(dtype=args.dtype, decoder_dtype=args.decoder_dtype, device="cpu"),
+        capture=CaptureOptions(dtype=args.dtype, decoder_dtype=args.decoder_dtype,
+                               device=args.device),
         embedding=EmbeddingOptions(n_jobs=args.threads), cache=work / "cache",
         site=SiteOptions(images=not args.no_images), quiet=True)
     with timer.stage("load"):
@@ -334,7 +344,8 @@ def run_baseline(args: argparse.Namespace, checkpoint: Path, captured: Capture, 
 
 def print_summary(args: argparse.Namespace, captured: Capture, ours: Ours, timer: Timer,
                   flops: float) -> None:
-    gflops = gemm_gflops(captured.states[captured.keys[0]].shape[1], len(captured.vocabulary))
+    gflops = gemm_gflops(captured.states[captured.keys[0]].shape[1], len(captured.vocabulary),
+                         resolve_device(args.device))
     floor = gflops * 1e9 / flops
     report_stages = [stage for stage in timer.stages
                      if not stage.name.startswith(("baseline", "capture again"))]
@@ -359,7 +370,7 @@ def main() -> None:
     described = args.checkpoint or "a random 2x650 model"
     print(f"reportgen whole-report benchmark: {described}, vocabulary "
           f"{len(args.vocabulary):,}, text {args.text_path}; torch threads "
-          f"{torch.get_num_threads()}; peak RSS per stage "
+          f"{torch.get_num_threads()}, device {resolve_device(args.device)}; peak RSS per stage "
           f"{'(VmHWM, reset per stage)' if peak_rss_reset() else '(since the start)'}")
     try:
         ours, captured = run_report(args, checkpoint, work, timer)
