@@ -3,14 +3,18 @@
 The demo report and the tests train a small LSTM on this text and then check that the
 analyses recover what was planted here:
 
-- Quoted spans `" ... "` and parenthesised spans `( ... )` of 1 to 15 tokens of ordinary-looking
-  text, in about 70% of sentences. A sentence never ends inside an open span, so the model
-  can only predict the closing mark (and avoid predicting `.`) by remembering that a span is
-  open; this is what makes a dedicated "quote open" state worth learning. A quote follows an
+- Quoted spans `" ... "` and parenthesised spans `( ... )` of 1 to 15 tokens, in about 70% of
+  sentences. A sentence never ends inside an open span, so the model can only predict the
+  closing mark (and avoid predicting `.`) by knowing that a span is open. A quote follows an
   introducer (`called`, `known as`, ...), as in WikiText's `known as " European lobster "`, so
-  the word before a `"` tells whether it opens or closes. With that cue a small LSTM learns one
-  clean latch (in its second layer) that a `"` sets and the next `"` resets; without it, the
-  state was spread over units of both layers, and no unit reliably exceeded AUROC 0.9.
+  the word before a `"` tells whether it opens or closes. Parentheses hold ordinary-looking
+  text. Quotes hold titles, as most of WikiText's do (`" Crazy in Love "`): capitalised title
+  words (a class of their own, used nowhere else) joined by `of`, `in the`, `and`, ..., so the
+  quote state decides the very next word (a title word after `of the` inside, an article or
+  a noun outside). That is what gives the model's first layer its own "inside quotes" units.
+  When quotes held ordinary clauses, the quote state mattered only for the closing mark, and
+  the first layer's best quote unit stayed at AUROC 0.78-0.96 and outside the top 10% of its
+  KL ranking: the clean latch formed in the second layer only.
 - Numbers in WikiText form (`12`, `1 @,@ 500`, `3 @.@ 5`, years, `12 May 1998`), headings
   ` = Title = ` and ` = = Section = = `, and sentence ends.
 - Word classes (`WORD_CLASSES`), each word in exactly one. Sentences come from a small grammar
@@ -24,7 +28,7 @@ The file format is that of WikiText-2's tokenised text: space-separated tokens, 
 per line, each line starting and ending with a space, a blank line (a single space) around
 headings and two between articles. Words are lower case except months, names and section
 titles; sentence starts are not capitalised, so that a word is one token wherever it stands.
-The vocabulary is about 370 tokens, so a model trains in minutes on a CPU.
+The vocabulary is about 390 tokens, so a model trains in minutes on a CPU.
 """
 
 from __future__ import annotations
@@ -78,6 +82,9 @@ WORD_CLASSES: dict[str, tuple[str, ...]] = {
              "Hastings", "Ingram", "Jarrow", "Kendall", "Lyndon", "Marlowe", "Norwood", "Oakley",
              "Prescott", "Quinton", "Radcliffe", "Sterling", "Thorne", "Underwood", "Vance",
              "Whitmore", "Yardley", "Ashford"),
+    "title": ("Love", "Fire", "Night", "Dream", "Heart", "Rain", "Gold", "Stone", "Summer",
+              "Winter", "Light", "Shadow", "Sky", "Moon", "Star", "Home", "Glory", "Thunder",
+              "Angel", "Ocean"),
     "section": ("History", "Background", "Description", "Design", "Construction", "Career",
                 "Reception", "Legacy", "Release", "Aftermath", "Early", "Later", "Personal",
                 "Life", "Years", "Service", "Music", "Plot", "Production"),
@@ -89,6 +96,8 @@ _CLASS_OF_WORD: dict[str, str] = {
 
 _FINITE_BE = ("is", "was", "are", "were")  # the forms of be that follow a subject
 _QUOTE_INTRODUCERS = ("called", "named", "titled", "known as", "described as")
+_TITLE_JOINTS = ("of", "of the", "in", "in the", "on the", "and")  # between a title's words
+TITLE_CONTINUES = 0.5  # chance that a title goes on with a joint and another title word
 
 # Rates chosen so spans are frequent enough for a small LSTM to learn a dedicated state.
 QUOTE_RATE = 0.6  # share of sentences with a quoted span
@@ -97,11 +106,14 @@ MAX_SPAN_CONTENT = 15  # tokens strictly between the marks: 1 to 15
 UNK_RATE = 0.015  # share of nouns, adjectives and names written as `<unk>`
 
 # Default split sizes, in tokens (with `<eos>`). The demo recipe (2-layer LSTM, emsize 64,
-# nhid 128, 6 epochs of SGD at batch 20, bptt 35) makes 1714 steps over 200k tokens, 20-70 s
-# of training on 2 CPU cores. Measured with it on corpus seeds 0, 1 and 2: a layer-2 unit with
-# AUROC 0.96-1.00 for inside quotes (h; 1.00 for c) and a layer-1 unit with 0.97-0.99 for
-# inside parentheses. 20k tokens of valid and test give a stable perplexity and about 200
-# tokens of the rarest class for the analyses.
+# nhid 128, 6 epochs of SGD at batch 20, bptt 35) makes 1714 steps over 200k tokens, 30-40 s
+# of training on one CPU thread. Measured with it on corpus seeds 0-3 (test split): in each
+# layer and state, units with AUROC >= 0.94 or <= 0.06 for inside quotes, and in layer 1 one
+# with AUROC >= 0.965 or <= 0.035 for inside parentheses. A layer-1 unit labelled inside quotes
+# ranked in the top 10% of its layer and state's KL ranking with the demo's training seed on
+# corpus seeds 0-3, but not with corpus seed 0 and training seed 1112, where only layer 2's
+# quote units ranked that high. 20k tokens of valid and test give a stable perplexity and about
+# 200 tokens of the rarest class for the analyses.
 N_TRAIN = 200_000
 N_VALID = 20_000
 N_TEST = 20_000
@@ -406,15 +418,16 @@ class _Grammar:
     # --- span contents -----------------------------------------------------------------------
 
     def quote_content(self) -> _Chunk:
-        """A title, phrase or whole clause, 1 to 15 tokens, that reads like the text around it."""
-        return self.bounded(lambda: self.one_of(
-            (0.1, lambda: self.word(self.rng.choice(("noun", "name", "adjective")))),
-            (0.1, self.noun_phrase),
-            (0.2, lambda: self.noun_phrase() + self.prepositional_phrase()),
-            (0.3, lambda: [token for chunk in self.clause() for token in chunk]),
-            (0.3, lambda: [token for chunk in self.clause() for token in chunk]
-             + self.prepositional_phrase()),
-        ))
+        """A title such as `Fire of the Night` or `Gold and Stone`, 1 to 15 tokens."""
+        return self.bounded(self.title)
+
+    def title(self) -> _Chunk:
+        """Title words joined by `of`, `in the`, ...: half of the titles are one word."""
+        words = self.word("title")
+        while self.chance(TITLE_CONTINUES):
+            joint = self.rng.choice(_TITLE_JOINTS).split()
+            words += [_Tok(word, class_of(word)) for word in joint] + self.word("title")
+        return words
 
     def paren_content(self) -> _Chunk:
         """A quantity, date, name, phrase or clause, 1 to 15 tokens."""
