@@ -1,0 +1,52 @@
+"""The planted quote state shows up as a labelled, top-ranked neuron of the demo model's layer 1.
+
+The built-in corpus plants quoted titles whose state decides the next word (issue 3). The demo
+model trained on it must have, in layer 1 (h or c), a neuron that the concept analysis labels
+`in_quotes` with |AUROC - 0.5| >= 0.4 and that the KL ranking puts in the top 10% of its layer
+and state. A label AUROC below 0.5 is a neuron that is low inside quotes: the label's own rule
+(`analysis/concepts`) counts both directions, so this test does too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from reportgen.analysis.concepts import analyse_concepts
+from reportgen.analysis.distributions import analyse_distributions
+from reportgen.capture import capture
+from reportgen.corpus import tokenize, vocabulary_from_folder
+from reportgen.features import token_features
+from reportgen.model import load_checkpoint
+
+MIN_AUROC_DISTANCE = 0.4  # AUROC >= 0.9, or <= 0.1 for a neuron low inside quotes
+TOP_SHARE = 0.1  # of the layer and state's KL ranking
+
+
+def found_quote_neurons(distributions, concepts, layer: int) -> tuple[list[str], list[str]]:
+    """Layer `layer`'s neurons meeting the criterion, and every in_quotes neuron, as text."""
+    found, labelled = [], []
+    for state in ("h", "c"):
+        stats, state_concepts = distributions[(layer, state)], concepts[(layer, state)]
+        for neuron, label in enumerate(state_concepts.label):
+            if label != "in_quotes":
+                continue
+            auroc, rank = state_concepts.label_auroc[neuron], stats.rank[neuron]
+            line = f"{stats.name} neuron {neuron}: AUROC {auroc:.3f}, rank {rank} of {stats.n_neurons}"
+            labelled.append(line)
+            if abs(auroc - 0.5) >= MIN_AUROC_DISTANCE and rank <= TOP_SHARE * stats.n_neurons:
+                found.append(line)
+    return found, labelled
+
+
+@pytest.mark.slow
+def test_a_layer_1_neuron_is_a_top_ranked_inside_quotes_unit(demo_model: tuple[Path, Path]) -> None:
+    corpus, checkpoint = demo_model
+    vocabulary = vocabulary_from_folder(corpus)
+    text = tokenize(corpus / "test.txt", vocabulary)
+    captured = capture(load_checkpoint(checkpoint).model, text.ids, text.tokens, vocabulary.words)
+    distributions = analyse_distributions(captured)
+    concepts = analyse_concepts(captured, token_features(text.tokens))
+    found, labelled = found_quote_neurons(distributions, concepts, layer=1)
+    assert found, "no layer-1 in_quotes neuron in the top 10%:\n" + "\n".join(labelled or ["none labelled"])
