@@ -251,6 +251,7 @@ class Ours:
     distributions: float  # seconds, every layer and state
     tsne: float  # seconds for one map of options.max_points points
     clustering: float  # seconds for both linkages of one map
+    points: int  # points of each map
 
 
 def run_report(args: argparse.Namespace, checkpoint: Path, work: Path,
@@ -299,7 +300,8 @@ def run_report(args: argparse.Namespace, checkpoint: Path, work: Path,
     with timer.stage("render") as stage:
         write_site(report, config.out, config.site)
     stage.rate = f"{sum(1 for _ in config.out.rglob('*.html')):,} pages"
-    ours = Ours(capture_rate, timer.seconds("distributions"), tsne, clustering)
+    ours = Ours(capture_rate, timer.seconds("distributions"), tsne, clustering,
+                report.embeddings[0].n_points)
     return ours, captured
 
 
@@ -323,13 +325,15 @@ def run_baseline(args: argparse.Namespace, checkpoint: Path, captured: Capture, 
     stage.rate = (f"scikit-learn, one map of {len(positions):,} points: t-SNE {tsne:.1f} s, "
                   f"clustering {clustering:.2f} s")
     n, maps = captured.n_tokens, len(captured.keys)
+    points = ("" if ours.points == len(positions)
+              else f" ({ours.points:,} vs {len(positions):,} points)")
     rows = [
         ("capture", f"{ours.capture_rate:,.0f} vs {baseline_rate:,.0f} tokens/s",
          ours.capture_rate / baseline_rate),
         ("distributions", f"{ours.distributions:.1f} s vs {baseline_counting:.1f} s",
          baseline_counting / ours.distributions),
-        ("t-SNE, one map", f"{ours.tsne:.1f} s vs {tsne:.1f} s", tsne / ours.tsne),
-        ("clustering, one map", f"{ours.clustering:.2f} s vs {clustering:.2f} s",
+        (f"t-SNE, one map{points}", f"{ours.tsne:.1f} s vs {tsne:.1f} s", tsne / ours.tsne),
+        (f"clustering, one map{points}", f"{ours.clustering:.2f} s vs {clustering:.2f} s",
          clustering / ours.clustering),
     ]
     baseline_total = n / baseline_rate + baseline_counting + maps * (tsne + clustering)
@@ -339,7 +343,7 @@ def run_baseline(args: argparse.Namespace, checkpoint: Path, captured: Capture, 
     print(f"\nreportgen against the baseline (same run; the baseline capture extrapolated "
           f"from {len(ids):,} to {n:,} tokens):")
     for name, figures, ratio in rows:
-        print(f"  {name:<24} {figures:<36} {ratio:6.1f}x")
+        print(f"  {name:<26} {figures:<34} {ratio:6.1f}x")
 
 
 def print_summary(args: argparse.Namespace, captured: Capture, ours: Ours, timer: Timer,

@@ -2,9 +2,8 @@
 
 The built-in corpus plants quoted titles whose state decides the next word (issue 3). The demo
 model trained on it must have, in layer 1 (h or c), a neuron that the concept analysis labels
-`in_quotes` with |AUROC - 0.5| >= 0.4 and that the KL ranking puts in the top 10% of its layer
-and state. A label AUROC below 0.5 is a neuron that is low inside quotes: the label's own rule
-(`analysis/concepts`) counts both directions, so this test does too.
+`in_quotes` with an AUROC of at least 0.9 (high inside quotes) and that the KL ranking puts in
+the top 10% of its layer and state.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from reportgen.corpus import tokenize, vocabulary_from_folder
 from reportgen.features import token_features
 from reportgen.model import load_checkpoint
 
-MIN_AUROC_DISTANCE = 0.4  # AUROC >= 0.9, or <= 0.1 for a neuron low inside quotes
+MIN_AUROC = 0.9
 TOP_SHARE = 0.1  # of the layer and state's KL ranking
 
 
@@ -35,7 +34,7 @@ def found_quote_neurons(distributions, concepts, layer: int) -> tuple[list[str],
             auroc, rank = state_concepts.label_auroc[neuron], stats.rank[neuron]
             line = f"{stats.name} neuron {neuron}: AUROC {auroc:.3f}, rank {rank} of {stats.n_neurons}"
             labelled.append(line)
-            if abs(auroc - 0.5) >= MIN_AUROC_DISTANCE and rank <= TOP_SHARE * stats.n_neurons:
+            if auroc >= MIN_AUROC and rank <= TOP_SHARE * stats.n_neurons:
                 found.append(line)
     return found, labelled
 
