@@ -15,6 +15,7 @@ from reportgen.analysis.concepts import analyse_concepts
 from reportgen.analysis.distributions import analyse_distributions
 from reportgen.analysis.embedding import EmbeddingOptions, embed
 from reportgen.capture import Capture, CaptureOptions, capture
+from reportgen.capture_cache import cached_capture
 from reportgen.corpus import Vocabulary, tokenize, vocabulary_from_file, vocabulary_from_folder
 from reportgen.demo import run_demo
 from reportgen.errors import ReportgenError
@@ -31,6 +32,6 @@ __version__ = reportgen_version()
 __all__ = [
     "Capture", "CaptureOptions", "EmbeddingOptions", "ModelSpec", "NeuronOptions", "ReportConfig", "ReportgenError",
     "SiteOptions", "TrainConfig", "Vocabulary", "analyse_concepts", "analyse_distributions",
-    "build_report", "build_reports", "capture", "compare", "embed", "load_checkpoint", "run_demo", "token_features", "tokenize",
+    "build_report", "build_reports", "cached_capture", "capture", "compare", "embed", "load_checkpoint", "run_demo", "token_features", "tokenize",
     "train", "train_sweep", "vocabulary_from_file", "vocabulary_from_folder",
 ]

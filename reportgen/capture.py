@@ -65,7 +65,7 @@ class Capture:
 DECODER_DTYPES = ("float32", "bfloat16")
 DECODER_TOLERANCE = 1e-3  # largest |log p| error a bfloat16 decoder may make and still be used
 DECODER_CHECK_ROWS = 64  # positions the bfloat16 decoder is checked on against float32
-LOG_PROBS_PER_BLOCK = 1 << 23  # decoder outputs held at once: 32 MB of float32 logits
+LOG_PROBS_PER_BLOCK = 1 << 24  # decoder outputs held at once: 64 MB of float32 logits
 
 
 @dataclass

@@ -16,7 +16,7 @@ from reportgen.capture_cache import META, PENDING, cached_capture, entry_size
 from reportgen.corpus import tokenize, vocabulary_from_folder
 from reportgen.model import load_checkpoint
 from reportgen.report import ReportConfig, build_report
-from tests.clitools import run_cli
+from tests.clitools import assert_one_line_error, run_cli
 
 OPTIONS = CaptureOptions(chunk_size=128, progress=False)
 
@@ -131,3 +131,13 @@ def test_the_cli_cache_flags(tiny_model: Path, tiny_corpus: Path, tmp_path: Path
                      env={"REPORTGEN_CACHE": str(tmp_path / "other")})
     assert result.returncode == 0, result.stderr
     assert not (tmp_path / "other").exists()
+
+
+def test_a_cache_that_cannot_be_written_is_one_line(tiny_model: Path, tiny_corpus: Path,
+                                                    tmp_path: Path) -> None:
+    (tmp_path / "not-a-folder").write_text("a file where the cache folder should be")
+    result = run_cli(["report", str(tiny_model), "--data", str(tiny_corpus), "--out", "report",
+                      "--max-tokens", "300", "--no-clusters", "--no-images", "--quiet",
+                      "--cache", "not-a-folder"], tmp_path)
+    assert_one_line_error(result, "could not write the capture cache in not-a-folder")
+    assert not (tmp_path / "report").exists()

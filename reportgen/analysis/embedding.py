@@ -8,9 +8,10 @@ and `embed(capture, layer, state)` chains them into an `EmbeddingResult`, which 
 `points.csv` and `clusters.csv` rows and its own chart.
 
 Why these methods (DESIGN.md 3.3, measured on 2 cores):
-- openTSNE's FFT gradient beats Barnes-Hut from a few thousand points up, and takes 45 s for
-  20k points after PCA to 50 dimensions, against 146 s for scikit-learn. PCA to 50 loses
-  nothing in kNN accuracy. Smaller maps use Barnes-Hut (see FFT_MIN_POINTS).
+- openTSNE's FFT gradient beats its Barnes-Hut from about 15k points up: on a 2x650 model's
+  layer-1 states after PCA to 50, Barnes-Hut took 9-11 s for 5k points, 25 s for 10k and 56 s
+  for 20k, FFT 22 s, 32 s and 47 s. Both beat scikit-learn's TSNE at 20k (146 s). PCA to 50
+  loses nothing in kNN accuracy. The gradient is chosen by size (see FFT_MIN_POINTS).
 - Single linkage is read off the minimum spanning tree. In the plane the Euclidean MST is a
   subgraph of the Delaunay triangulation, so the MST of the triangulation's O(N) edges is exact
   and costs about 1 s for 100k points, where scikit-learn needs all O(N^2) pairs.
@@ -53,7 +54,7 @@ MIN_TSNE_POINTS = 3  # openTSNE's PCA initialisation needs at least this many po
 # openTSNE's FFT gradient has a fixed cost per iteration that dominates on small maps. Measured
 # with one thread: 1k points take 4.9 s with Barnes-Hut and 11.9 s with FFT; 5k points 32 s and
 # 27 s (machine under load). Below this size Barnes-Hut is used.
-FFT_MIN_POINTS = 3000
+FFT_MIN_POINTS = 15_000  # Barnes-Hut below, where it is faster
 PROGRESS_EVERY_ITERATIONS = 50  # t-SNE iterations between progress updates
 COLLINEAR_TOLERANCE = 1e-10  # smaller-to-larger singular value ratio treated as a straight line
 
@@ -69,8 +70,8 @@ def available_cores() -> int:
 class EmbeddingOptions:
     """How to sample, map and cluster one layer and state.
 
-    max_points: 5000 keeps t-SNE near 12 s per layer and state on 2 cores and the scatter
-        plot light enough for SVG; more points cost time roughly linearly (20k: about 45 s).
+    max_points: 5000 keeps t-SNE near 10 s per layer and state on 2 cores and the scatter
+        plot light enough for SVG; more points cost time roughly linearly (20k: about 47 s).
     exclude: tokens left out of the sample. Nothing by default, so the sample is uniform over
         the text and every row of points.csv matches tokens.csv; pass ("<eos>",) to drop line ends.
     pca_dims: PCA before t-SNE to this many dimensions; 0 or None maps the raw vectors.
