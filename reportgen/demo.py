@@ -51,7 +51,7 @@ def prepare_demo_model(work: Path, seed: int = 0, retrain: bool = False,
         note(f"writing the built-in corpus to {corpus}", not quiet)
         synthetic.write_corpus(corpus, seed=seed)
     if retrain or not cached_training_matches(model_folder, config):
-        note("training the demo model (about two minutes on two cores)", not quiet)
+        note("training the demo model (about half a minute on two cores)", not quiet)
         result = train(corpus, model_folder, config, progress=None if not quiet else False)
         note(
             f"demo model: test perplexity {result.test_perplexity:.2f} against "
