@@ -23,6 +23,7 @@ from reportgen.analysis.distributions import RANK_BY_CHOICES
 from reportgen.analysis.embedding import EmbeddingOptions, available_cores
 from reportgen.capture import DECODER_DTYPES, CaptureOptions
 from reportgen.capture_cache import DEFAULT_LIMIT_GB, default_cache_folder
+from reportgen.demo import DEMO_VERSION
 from reportgen.errors import ReportgenError
 from reportgen.report import NeuronOptions, ReportConfig, build_report
 from reportgen.pages import SiteOptions
@@ -134,7 +135,7 @@ def add_demo_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="corpus and training seed (default: 0)")
     parser.add_argument("--work", type=Path, default=None,
                         help="where the corpus and model are kept between runs "
-                             "(default: ~/.cache/reportgen/demo-v1-seedN)")
+                             f"(default: ~/.cache/reportgen/demo-v{DEMO_VERSION}-seedN)")
     parser.add_argument("--retrain", action="store_true",
                         help="train again even when the work folder has the model")
     add_images_flag(parser)
