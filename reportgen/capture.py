@@ -7,6 +7,8 @@ pages and exports, written as `L1-h`.
 
 from __future__ import annotations
 
+import errno
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -265,11 +267,29 @@ def allocate(folder: Path | None, name: str, shape: tuple[int, ...], dtype: str,
     if folder is None:
         array = np.empty(shape, dtype=dtype)
     else:
-        array = np.lib.format.open_memmap(folder / f"{name}.npy", mode="w+", dtype=dtype,
-                                          shape=shape)
+        path = folder / f"{name}.npy"
+        array = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+        reserve_disk_space(path)
     if fill is not None:
         array[...] = fill
     return array
+
+
+def reserve_disk_space(path: Path) -> None:
+    """Give a new, sparse `.npy` file all its disk blocks now.
+
+    A full disk then fails here with an OSError (ENOSPC), which the cache reports in one line,
+    instead of killing the process with SIGBUS at the first write into the mapping that finds
+    no free block. File systems without fallocate keep the file sparse.
+    """
+    if not hasattr(os, "posix_fallocate"):
+        return
+    with open(path, "r+b") as file:
+        try:
+            os.posix_fallocate(file.fileno(), 0, os.fstat(file.fileno()).st_size)
+        except OSError as error:
+            if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                raise
 
 
 def state_keys(model: RNNModel) -> list[StateKey]:

@@ -3,6 +3,7 @@ whole or not at all, and kept within its size limit."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from dataclasses import replace
@@ -14,6 +15,7 @@ import pytest
 from reportgen.capture import CaptureOptions, capture
 from reportgen.capture_cache import META, PENDING, cached_capture, entry_size
 from reportgen.corpus import tokenize, vocabulary_from_folder
+from reportgen.errors import ReportgenError
 from reportgen.model import load_checkpoint
 from reportgen.report import ReportConfig, build_report
 from tests.clitools import assert_one_line_error, run_cli
@@ -156,3 +158,16 @@ def test_a_bfloat16_decoder_request_is_reported(tiny_model: Path, tiny_corpus: P
     assert len(decoder) == 1 and "error" in decoder[0]
     assert ("float32 was used" in decoder[0]) != ("within 0.001" in decoder[0])
     assert decoder[0] in (tmp_path / "report" / "index.html").read_text(encoding="utf-8")
+
+
+def test_a_full_disk_is_one_error_and_leaves_no_entry(inputs, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Space for each state file is reserved before the capture writes into its mapping, where
+    a full disk would kill the process with SIGBUS; here the reservation finds the disk full."""
+    def disk_full(fd: int, offset: int, length: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "posix_fallocate", disk_full)
+    with pytest.raises(ReportgenError, match="could not write the capture cache in .*No space"):
+        cached(inputs, tmp_path / "cache")
+    assert list((tmp_path / "cache").iterdir()) == []
