@@ -200,7 +200,18 @@ def _mapped(entry: Path, name: str, dtype: str, n: int, width: int | None = 0) -
 
 
 def entry_size(entry: Path) -> int:
-    return sum(path.stat().st_size for path in entry.iterdir() if path.is_file())
+    """Bytes of an entry's files; 0 for one that another run removed meanwhile."""
+    try:
+        return sum(path.stat().st_size for path in entry.iterdir() if path.is_file())
+    except OSError:
+        return 0
+
+
+def last_used(entry: Path) -> float:
+    try:
+        return (entry / META).stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def prune(folder: Path, limit_bytes: int, keep: Path) -> None:
@@ -208,7 +219,7 @@ def prune(folder: Path, limit_bytes: int, keep: Path) -> None:
     entry this run uses, is never removed."""
     entries = [path for path in folder.iterdir()
                if path.is_dir() and not path.name.startswith(".") and path != keep]
-    entries.sort(key=lambda path: (path / META).stat().st_mtime if (path / META).exists() else 0)
+    entries.sort(key=last_used)
     total = entry_size(keep) + sum(entry_size(path) for path in entries)
     for path in entries:
         if total <= limit_bytes:
