@@ -90,9 +90,9 @@ class CaptureOptions:
             raise ReportgenError(f"capture chunk size must be positive, not {self.chunk_size}")
 
 
-def single_layer_modules(model: RNNModel) -> list[nn.RNNBase]:
-    """One single-layer copy of the recurrent module per layer, so each layer's whole h
-    sequence comes out of one fast cuDNN/oneDNN call instead of only the top layer's."""
+def single_layer_modules(model: RNNModel, device: torch.device) -> list[nn.RNNBase]:
+    """One single-layer copy of the recurrent module per layer, on `device`, so each layer's
+    whole h sequence comes out of one fast cuDNN/oneDNN call instead of only the top layer's."""
     rnn = model.rnn
     layers = []
     for layer in range(rnn.num_layers):
@@ -102,7 +102,7 @@ def single_layer_modules(model: RNNModel) -> list[nn.RNNBase]:
         with torch.no_grad():
             for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
                 getattr(single, f"{name}_l0").copy_(getattr(rnn, f"{name}_l{layer}"))
-        layers.append(single.to(next(rnn.parameters()).device).eval())
+        layers.append(single.to(device).eval())
     return layers
 
 
@@ -159,11 +159,12 @@ class _CarriedState:
 
 
 def run_layers(
-    model: RNNModel, layers: list[nn.RNNBase], gates: list[CellGates | None], ids: torch.Tensor,
-    carried: _CarriedState,
+    embedding: torch.Tensor, layers: list[nn.RNNBase], gates: list[CellGates | None],
+    ids: torch.Tensor, carried: _CarriedState,
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """h and c (each S x H) of every layer for one chunk of ids (S,)."""
-    x = model.encoder(ids)  # (S, E)
+    """h and c (each S x H) of every layer for one chunk of ids (S,); `embedding` is the
+    encoder's (V, E) weight."""
+    x = torch.nn.functional.embedding(ids, embedding)  # (S, E)
     hs, cs = [], []
     for index, layer in enumerate(layers):
         h0 = carried.h[index]
@@ -199,9 +200,9 @@ class Decoder:
     maximum, and exp runs in place over the logits to get the log-sum-exp.
     """
 
-    def __init__(self, decoder: nn.Linear, dtype: str) -> None:
-        self.bias = decoder.bias.detach()  # (V,)
-        self.weight_t = decoder.weight.detach().T.contiguous()  # (H, V)
+    def __init__(self, decoder: nn.Linear, dtype: str, device: torch.device) -> None:
+        self.bias = decoder.bias.detach().to(device)  # (V,)
+        self.weight_t = decoder.weight.detach().T.to(device).contiguous()  # (H, V)
         self.vocabulary_size = self.weight_t.shape[1]
         self.rows = max(1, LOG_PROBS_PER_BLOCK // self.vocabulary_size)
         self.buffer = torch.empty(self.rows, self.vocabulary_size, device=self.bias.device)
@@ -313,11 +314,11 @@ def capture(
     n = len(token_ids)
     if n < 2:
         raise ReportgenError("the text needs at least two tokens to predict one")
-    device = resolve_device(options.device)
-    model = model.to(device).eval()
-    layers = single_layer_modules(model)
+    device = resolve_device(options.device)  # the model itself is left where it is, as it is
+    embedding = model.encoder.weight.detach().to(device)  # (V, E)
+    layers = single_layer_modules(model, device)
     gates = [CellGates.of(layer) if isinstance(layer, nn.LSTM) else None for layer in layers]
-    decoder = Decoder(model.decoder, options.decoder_dtype)
+    decoder = Decoder(model.decoder, options.decoder_dtype, device)
     states = {key: allocate(folder, state_name(key), (n, model.nhid), options.dtype)
               for key in state_keys(model)}
     predictions = Predictions(
@@ -333,7 +334,7 @@ def capture(
     ) as bar:
         for start in range(0, n, options.chunk_size):
             stop = min(start + options.chunk_size, n)
-            hs, cs = run_layers(model, layers, gates, ids[start:stop], carried)
+            hs, cs = run_layers(embedding, layers, gates, ids[start:stop], carried)
             for index, h in enumerate(hs, start=1):
                 states[(index, "h")][start:stop] = h.cpu().numpy()
             for index, c in enumerate(cs, start=1):

@@ -152,3 +152,20 @@ def test_bfloat16_decoder_is_used_only_within_its_tolerance(
 def test_auto_device_is_the_cpu_without_a_gpu() -> None:
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert resolve_device("auto").type == expected
+
+
+def test_capture_leaves_the_model_as_it_was_and_ignores_dropout() -> None:
+    """A notebook's model keeps its mode and device, and a model in training mode with dropout
+    still gives the deterministic capture of its eval mode."""
+    torch.manual_seed(4)
+    model = RNNModel("LSTM", 30, 8, 12, 2, 0.5)
+    model.train()
+    ids = np.random.default_rng(2).integers(0, 30, 120)
+    tokens, words = [str(i) for i in ids], [str(i) for i in range(30)]
+    first = capture(model, ids, tokens, words, CaptureOptions(progress=False))
+    assert model.training
+    assert all(parameter.device.type == "cpu" for parameter in model.parameters())
+    second = capture(model.eval(), ids, tokens, words, CaptureOptions(progress=False))
+    for key, values in first.states.items():
+        np.testing.assert_array_equal(values, second.states[key])
+    np.testing.assert_array_equal(first.log_prob_next, second.log_prob_next)
