@@ -23,7 +23,7 @@ from reportgen.analysis.distributions import RANK_BY_CHOICES
 from reportgen.analysis.embedding import EmbeddingOptions, available_cores
 from reportgen.capture import DECODER_DTYPES, CaptureOptions
 from reportgen.capture_cache import DEFAULT_LIMIT_GB, default_cache_folder
-from reportgen.demo import DEMO_VERSION
+from reportgen.demo import DEMO_VERSION, run_demo
 from reportgen.errors import ReportgenError
 from reportgen.report import NeuronOptions, ReportConfig, build_report
 from reportgen.pages import SiteOptions
@@ -284,11 +284,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_demo_command(args: argparse.Namespace) -> None:
-    from reportgen.demo import run_demo
-
     check_output_folder(args.out)  # before minutes of training, not after
     out = run_demo(args.out, args.work, args.seed, args.retrain, args.quiet,
-                   SiteOptions(images=not args.no_images))
+                   SiteOptions(images=not args.no_images),
+                   EmbeddingOptions(n_jobs=args.threads or available_cores()))
     print(f"report written to {out}/index.html")
 
 
