@@ -85,7 +85,7 @@ def capture_key(checkpoint_sha256: str, token_ids: np.ndarray, tokens: list[str]
 class CacheResult:
     capture: Capture
     reused: bool  # True when the capture came from an earlier run
-    entry: Path | None  # the entry's folder; None when caching was off or failed
+    entry: Path | None  # the entry's folder; None when caching was off
 
 
 def cached_capture(model: RNNModel, token_ids: np.ndarray, tokens: list[str],
