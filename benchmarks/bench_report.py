@@ -47,7 +47,7 @@ from reportgen.analysis.concepts import analyse_concepts
 from reportgen.analysis.distributions import KL_EPSILON, DistributionResult, analyse_distributions
 from reportgen.analysis.embedding import (EmbeddingOptions, cluster_labels, embed,
                                           sample_positions)
-from reportgen.capture import Capture, CaptureOptions
+from reportgen.capture import Capture, CaptureOptions, stepwise_capture
 from reportgen.capture_cache import cached_capture
 from reportgen.corpus import SPLITS, Vocabulary, add_file_to_vocabulary, tokenize
 from reportgen.features import token_features
@@ -196,26 +196,6 @@ def checkpoint_and_vocabulary(args: argparse.Namespace, work: Path) -> tuple[Pat
     return path, vocabulary
 
 
-def lstmcell_capture(model: RNNModel, ids: np.ndarray) -> None:
-    """The baseline capture: every token through one LSTMCell per layer, then the decoder."""
-    cells = []
-    for layer in range(model.nlayers):
-        cell = torch.nn.LSTMCell(model.rnn.input_size if layer == 0 else model.nhid, model.nhid)
-        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-            getattr(cell, name).data.copy_(getattr(model.rnn, f"{name}_l{layer}"))
-        cells.append(cell)
-    hidden = [(torch.zeros(1, model.nhid), torch.zeros(1, model.nhid)) for _ in cells]
-    states, log_p = [], []
-    with torch.no_grad():
-        for t, token in enumerate(ids[:-1]):
-            x = model.encoder(torch.tensor([int(token)]))
-            for layer, cell in enumerate(cells):
-                hidden[layer] = cell(x, hidden[layer])
-                x = hidden[layer][0]
-                states.append((hidden[layer][0].numpy().copy(), hidden[layer][1].numpy().copy()))
-            log_p.append(torch.log_softmax(model.decoder(x), dim=1)[0, int(ids[t + 1])].item())
-
-
 def baseline_distributions(distributions: DistributionResult, captured: Capture) -> None:
     """The baseline counting over the same intervals: `np.histogram` per neuron, then
     `scipy.stats.entropy` for each KL."""
@@ -310,7 +290,7 @@ def run_baseline(args: argparse.Namespace, checkpoint: Path, captured: Capture, 
     model = load_checkpoint(checkpoint).model
     ids = captured.token_ids[: args.baseline_tokens]
     with timer.stage("baseline capture (LSTMCell loop)") as stage:
-        lstmcell_capture(model, ids)
+        stepwise_capture(model, ids)
     baseline_rate = len(ids) / stage.seconds
     stage.rate = f"{baseline_rate:,.0f} tokens/s over {len(ids):,} tokens"
     distributions = analyse_distributions(captured)

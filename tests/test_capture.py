@@ -9,35 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from reportgen.capture import DECODER_CHECK_ROWS, Capture, CaptureOptions, capture
+from reportgen.capture import (DECODER_CHECK_ROWS, Capture, CaptureOptions, capture,
+                               stepwise_capture)
 from reportgen.corpus import tokenize, vocabulary_from_folder
 from reportgen.model import RNNModel, load_checkpoint, resolve_device
 
 capture_module = importlib.import_module("reportgen.capture")  # the package exports a `capture`
-
-
-def reference_capture(model: RNNModel, ids: np.ndarray) -> tuple[dict, np.ndarray]:
-    """One token at a time through LSTMCells that copy each layer's weights."""
-    cells = []
-    for layer in range(model.nlayers):
-        cell = torch.nn.LSTMCell(model.rnn.input_size if layer == 0 else model.nhid, model.nhid)
-        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-            getattr(cell, name).data.copy_(getattr(model.rnn, f"{name}_l{layer}"))
-        cells.append(cell)
-    states = {(layer, s): [] for layer in range(1, model.nlayers + 1) for s in "hc"}
-    hidden = [(torch.zeros(1, model.nhid), torch.zeros(1, model.nhid)) for _ in cells]
-    log_probs = []
-    with torch.no_grad():
-        for token in ids:
-            x = model.encoder(torch.tensor([token]))
-            for layer, cell in enumerate(cells):
-                hidden[layer] = cell(x, hidden[layer])
-                x = hidden[layer][0]
-                states[(layer + 1, "h")].append(hidden[layer][0][0].numpy())
-                states[(layer + 1, "c")].append(hidden[layer][1][0].numpy())
-            log_probs.append(torch.log_softmax(model.decoder(x), dim=1)[0].numpy())
-    log_prob_next = np.array([log_probs[t][ids[t + 1]] for t in range(len(ids) - 1)])
-    return {k: np.stack(v) for k, v in states.items()}, log_prob_next
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +29,7 @@ def test_capture_matches_lstmcell_reference(trained) -> None:
     model, text, vocabulary = trained
     captured = capture(model, text.ids, text.tokens, vocabulary.words,
                        CaptureOptions(chunk_size=128, progress=False))
-    states, log_prob_next = reference_capture(model, text.ids)
+    states, log_prob_next = stepwise_capture(model, text.ids)
     assert set(captured.states) == set(states)
     for key, expected in states.items():
         np.testing.assert_allclose(captured.states[key], expected, rtol=1e-5, atol=1e-5)
@@ -70,7 +47,7 @@ def test_saturated_cells_are_exact_where_atanh_would_fail() -> None:
     ids = np.random.default_rng(0).integers(0, 40, 400)
     captured = capture(model, ids, [str(i) for i in ids], [str(i) for i in range(40)],
                        CaptureOptions(chunk_size=64, progress=False))
-    states, _ = reference_capture(model, ids)
+    states, _ = stepwise_capture(model, ids)
     assert np.abs(states[(1, "c")]).max() > 20
     np.testing.assert_allclose(captured.states[(1, "c")], states[(1, "c")], rtol=1e-5, atol=1e-5)
 
