@@ -12,7 +12,10 @@ from pathlib import Path
 import pytest
 
 from reportgen import synthetic
+from reportgen.capture import Capture, capture
+from reportgen.corpus import tokenize, vocabulary_from_folder
 from reportgen.demo import prepare_demo_model
+from reportgen.model import load_checkpoint
 from reportgen.train import TrainConfig, train
 
 TINY_TRAIN = TrainConfig(emsize=16, nhid=24, nlayers=2, epochs=1, batch_size=10, bptt=20,
@@ -52,3 +55,13 @@ def demo_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     kept = os.environ.get("REPORTGEN_DEMO_WORK")
     work = Path(kept) if kept else tmp_path_factory.mktemp("demo")
     return prepare_demo_model(work, seed=0, quiet=True)
+
+
+@pytest.fixture(scope="session")
+def demo_capture(demo_model: tuple[Path, Path]) -> Capture:
+    """The demo model's capture of the demo corpus's test split, shared by the slow tests that
+    look for the planted structure, so the model runs over the text once."""
+    corpus, checkpoint = demo_model
+    vocabulary = vocabulary_from_folder(corpus)
+    text = tokenize(corpus / "test.txt", vocabulary)
+    return capture(load_checkpoint(checkpoint).model, text.ids, text.tokens, vocabulary.words)

@@ -8,16 +8,12 @@ here with numpy.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from reportgen import synthetic
 from reportgen.analysis.embedding import LINKAGES, EmbeddingOptions, embed
-from reportgen.capture import capture
-from reportgen.corpus import tokenize, vocabulary_from_folder
-from reportgen.model import load_checkpoint
+from reportgen.capture import Capture
 
 MIN_PURITY = 0.7  # share of the cluster's tokens that belong to the class
 MIN_COVERAGE = 0.5  # share of the class's sampled tokens that the cluster holds
@@ -31,13 +27,9 @@ def purity_and_coverage(labels: np.ndarray, in_class: np.ndarray) -> tuple[np.nd
 
 
 @pytest.mark.slow
-def test_a_planted_class_is_one_cluster_of_layer_1_h(demo_model: tuple[Path, Path]) -> None:
-    corpus, checkpoint = demo_model
-    vocabulary = vocabulary_from_folder(corpus)
-    text = tokenize(corpus / "test.txt", vocabulary)
-    captured = capture(load_checkpoint(checkpoint).model, text.ids, text.tokens, vocabulary.words)
+def test_a_planted_class_is_one_cluster_of_layer_1_h(demo_capture: Capture) -> None:
     # the report's default sample and clusters; one thread, as the machine is shared
-    result = embed(captured, 1, "h", EmbeddingOptions(n_jobs=1))
+    result = embed(demo_capture, 1, "h", EmbeddingOptions(n_jobs=1))
     classes = np.array(synthetic.ground_truth(result.tokens).word_class)  # (N,)
     table, found = [], []
     for linkage in LINKAGES:

@@ -8,16 +8,12 @@ the top 10% of its layer and state.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from reportgen.analysis.concepts import analyse_concepts
 from reportgen.analysis.distributions import analyse_distributions
-from reportgen.capture import capture
-from reportgen.corpus import tokenize, vocabulary_from_folder
+from reportgen.capture import Capture
 from reportgen.features import token_features
-from reportgen.model import load_checkpoint
 
 MIN_AUROC = 0.9
 TOP_SHARE = 0.1  # of the layer and state's KL ranking
@@ -40,12 +36,8 @@ def found_quote_neurons(distributions, concepts, layer: int) -> tuple[list[str],
 
 
 @pytest.mark.slow
-def test_a_layer_1_neuron_is_a_top_ranked_inside_quotes_unit(demo_model: tuple[Path, Path]) -> None:
-    corpus, checkpoint = demo_model
-    vocabulary = vocabulary_from_folder(corpus)
-    text = tokenize(corpus / "test.txt", vocabulary)
-    captured = capture(load_checkpoint(checkpoint).model, text.ids, text.tokens, vocabulary.words)
-    distributions = analyse_distributions(captured)
-    concepts = analyse_concepts(captured, token_features(text.tokens))
+def test_a_layer_1_neuron_is_a_top_ranked_inside_quotes_unit(demo_capture: Capture) -> None:
+    distributions = analyse_distributions(demo_capture)
+    concepts = analyse_concepts(demo_capture, token_features(demo_capture.tokens))
     found, labelled = found_quote_neurons(distributions, concepts, layer=1)
     assert found, "no layer-1 in_quotes neuron in the top 10%:\n" + "\n".join(labelled or ["none labelled"])
