@@ -235,7 +235,7 @@ class Ours:
 
 
 def run_report(args: argparse.Namespace, checkpoint: Path, work: Path,
-               timer: Timer) -> tuple[Ours, Capture]:
+               timer: Timer) -> tuple[Ours, ModelReport]:
     """Every stage of `build_report`, in its order, each timed on its own; the t-SNE maps and
     their clustering are also timed apart, to compare each with its baseline."""
     config = ReportConfig(
@@ -282,20 +282,20 @@ def run_report(args: argparse.Namespace, checkpoint: Path, work: Path,
     stage.rate = f"{sum(1 for _ in config.out.rglob('*.html')):,} pages"
     ours = Ours(capture_rate, timer.seconds("distributions"), tsne, clustering,
                 report.embeddings[0].n_points)
-    return ours, captured
+    return ours, report
 
 
-def run_baseline(args: argparse.Namespace, checkpoint: Path, captured: Capture, ours: Ours,
+def run_baseline(args: argparse.Namespace, checkpoint: Path, report: ModelReport, ours: Ours,
                  timer: Timer) -> None:
+    captured = report.capture
     model = load_checkpoint(checkpoint).model
     ids = captured.token_ids[: args.baseline_tokens]
     with timer.stage("baseline capture (LSTMCell loop)") as stage:
         stepwise_capture(model, ids)
     baseline_rate = len(ids) / stage.seconds
     stage.rate = f"{baseline_rate:,.0f} tokens/s over {len(ids):,} tokens"
-    distributions = analyse_distributions(captured)
     with timer.stage("baseline distributions") as stage:
-        baseline_distributions(distributions, captured)
+        baseline_distributions(report.distributions, captured)
     stage.rate = "np.histogram per neuron, scipy entropy"
     baseline_counting = stage.seconds
     positions = sample_positions(captured.tokens, args.baseline_points, 0)
@@ -365,11 +365,11 @@ def main() -> None:
     device = resolve_device(args.device)
     try:
         gflops_runs = [gemm_gflops(*shape, device)]
-        ours, captured = run_report(args, checkpoint, work, timer)
+        ours, report = run_report(args, checkpoint, work, timer)
         if not args.no_baseline:
-            run_baseline(args, checkpoint, captured, ours, timer)
+            run_baseline(args, checkpoint, report, ours, timer)
         gflops_runs.append(gemm_gflops(*shape, device))
-        print_summary(captured, ours, timer, flops, gflops_runs)
+        print_summary(report.capture, ours, timer, flops, gflops_runs)
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
