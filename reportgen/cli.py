@@ -31,6 +31,7 @@ from reportgen.site import check_output_folder
 from reportgen.sweep import (ModelSpec, ModelsFile, build_reports, parse_model_argument,
                              read_models_file, select_models, train_sweep)
 from reportgen.train import TrainConfig
+from reportgen.versions import reportgen_version
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2  # argparse's status for a command line it cannot parse
@@ -276,6 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="reportgen", description=DESCRIPTION, epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"reportgen {reportgen_version()}",
+                        help="print reportgen's version and exit")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_demo_parser(commands)
     add_train_parser(commands)
