@@ -24,7 +24,8 @@ from sklearn.metrics import adjusted_rand_score
 from sklearn.neighbors import NearestNeighbors
 from threadpoolctl import threadpool_info
 
-from reportgen.analysis.embedding import available_cores, single_linkage_labels, tsne_2d
+from reportgen.analysis.clustering import single_linkage_labels
+from reportgen.analysis.embedding import available_cores, tsne_2d
 
 N_COMPONENTS = 20  # mixture components, and clusters asked for
 TSNE_DIMS = 650

@@ -45,7 +45,8 @@ from sklearn.manifold import TSNE
 
 from reportgen.analysis.concepts import analyse_concepts
 from reportgen.analysis.distributions import KL_EPSILON, DistributionResult, analyse_distributions
-from reportgen.analysis.embedding import (EmbeddingOptions, cluster_labels, embed,
+from reportgen.analysis.clustering import cut_labels
+from reportgen.analysis.embedding import (EmbeddingOptions, embed,
                                           sample_positions)
 from reportgen.capture import Capture, CaptureOptions, stepwise_capture
 from reportgen.capture_cache import cached_capture
@@ -272,11 +273,14 @@ def run_report(args: argparse.Namespace, checkpoint: Path, work: Path,
         report.embeddings = [embed(captured, *key, config.embedding) for key in captured.keys]
     started = time.perf_counter()
     for result in report.embeddings:
-        cluster_labels(result.xy, config.embedding)
+        options = config.embedding
+        cut_labels(result.xy, result.pca, tuple(k for k in options.all_cuts if k),
+                   options.min_cluster_size, options.distance_threshold)
     clustering = (time.perf_counter() - started) / len(report.embeddings)
     tsne = stage.seconds / len(report.embeddings) - clustering
     stage.rate = (f"{len(report.embeddings)} maps of {report.embeddings[0].n_points:,} points; "
-                  f"a map: t-SNE {tsne:.1f} s, clustering {clustering:.2f} s")
+                  f"a map: t-SNE {tsne:.1f} s, clustering at "
+                  f"{len(config.embedding.all_cuts)} cuts {clustering:.2f} s")
     with timer.stage("render") as stage:
         write_site(report, config.out, config.site)
     stage.rate = f"{sum(1 for _ in config.out.rglob('*.html')):,} pages"

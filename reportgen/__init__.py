@@ -19,6 +19,7 @@ from reportgen.capture_cache import cached_capture
 from reportgen.corpus import Vocabulary, tokenize, vocabulary_from_file, vocabulary_from_folder
 from reportgen.demo import run_demo
 from reportgen.errors import ReportgenError
+from reportgen.feature_files import read_feature_file
 from reportgen.features import token_features
 from reportgen.model import load_checkpoint
 from reportgen.pages import SiteOptions
@@ -32,6 +33,6 @@ __version__ = reportgen_version()
 __all__ = [
     "Capture", "CaptureOptions", "EmbeddingOptions", "ModelSpec", "NeuronOptions", "ReportConfig", "ReportgenError",
     "SiteOptions", "TrainConfig", "Vocabulary", "analyse_concepts", "analyse_distributions",
-    "build_report", "build_reports", "cached_capture", "capture", "compare", "embed", "load_checkpoint", "run_demo", "token_features", "tokenize",
+    "build_report", "build_reports", "cached_capture", "capture", "compare", "embed", "load_checkpoint", "read_feature_file", "run_demo", "token_features", "tokenize",
     "train", "train_sweep", "vocabulary_from_file", "vocabulary_from_folder",
 ]

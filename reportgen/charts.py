@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import altair as alt
 import numpy as np
 
+from reportgen.analysis.clustering import LINKAGE_TITLES
 from reportgen.capture import StateKey, state_name
 from reportgen.errors import ReportgenError
 
@@ -68,8 +69,15 @@ def neuron_histogram_chart(stats: NeuronStats, neuron: int, max_bars: int = MAX_
     ).properties(width=WIDTH, height=HEIGHT)
 
 
+KL_KINDS = ("labelled", "unlabelled", "near zero")  # the KL scatter's colours, in legend order
+KL_COLOURS = ("#b2182b", "#4c78a8", "#b8bcc4")
+
+
 def kl_scatter_chart(stats: NeuronStats, labels: Sequence[str] | None = None) -> alt.Chart:
-    """KL(p||q) against KL(q||p), one point per neuron, near-zero neurons in their own colour."""
+    """KL(p||q) against KL(q||p), one point per neuron, labelled units in their own colour.
+
+    `labels` holds each neuron's labels as one text ("" for none), as neurons.csv writes them.
+    """
     labels = labels if labels is not None else [""] * stats.n_neurons
     records = [
         {
@@ -77,40 +85,54 @@ def kl_scatter_chart(stats: NeuronStats, labels: Sequence[str] | None = None) ->
             "rank": int(stats.rank[neuron]),
             "kl_p_q": _finite_or_none(stats.kl_p_q[neuron]),
             "kl_q_p": _finite_or_none(stats.kl_q_p[neuron]),
-            "near_zero": bool(stats.near_zero[neuron]),
-            "label": labels[neuron],
+            "kind": ("near zero" if stats.near_zero[neuron]
+                     else "labelled" if labels[neuron] else "unlabelled"),
+            "labels": labels[neuron] or "none",
         }
         for neuron in range(stats.n_neurons)
     ]
     chart = alt.Chart(alt.Data(values=records), title=f"{stats.name}: KL of each neuron")
-    return chart.mark_circle(size=30).encode(
-        x=alt.X("kl_p_q:Q", title="KL(p || q)"),
-        y=alt.Y("kl_q_p:Q", title="KL(q || p)"),
-        color=alt.Color("near_zero:N", title="near zero"),
+    return chart.mark_point(size=36, filled=True).encode(
+        x=alt.X("kl_p_q:Q", title="KL(p || q), nats"),
+        y=alt.Y("kl_q_p:Q", title="KL(q || p), nats"),
+        color=alt.Color("kind:N", title="neuron",
+                        scale=alt.Scale(domain=list(KL_KINDS), range=list(KL_COLOURS))),
+        shape=alt.Shape("kind:N", title="neuron", scale=alt.Scale(
+            domain=list(KL_KINDS), range=["diamond", "circle", "circle"])),
         tooltip=[
-            alt.Tooltip("neuron:Q"),
-            alt.Tooltip("rank:Q"),
-            alt.Tooltip("label:N"),
-            alt.Tooltip("near_zero:N"),
-            alt.Tooltip("kl_p_q:Q", format=".3f"),
-            alt.Tooltip("kl_q_p:Q", format=".3f"),
+            alt.Tooltip("neuron:Q", title="neuron"),
+            alt.Tooltip("rank:Q", title="KL rank"),
+            alt.Tooltip("labels:N", title="labels (AUROC)"),
+            alt.Tooltip("kind:N", title="kind"),
+            alt.Tooltip("kl_p_q:Q", title="KL(p || q), nats", format=".3f"),
+            alt.Tooltip("kl_q_p:Q", title="KL(q || p), nats", format=".3f"),
         ],
     ).properties(width=WIDTH, height=WIDTH)
 
 
-def concept_auroc_chart(concepts: NeuronConcepts, neuron: int) -> alt.Chart:
-    """AUROC of one neuron for each feature, as bars from chance (0.5) up or down."""
+def concept_auroc_chart(concepts: NeuronConcepts, neuron: int, threshold: float) -> alt.Chart:
+    """AUROC of one neuron for each feature, as bars from chance (0.5) up or down, with the
+    within-word AUROC as a tick on each bar and the label thresholds as dashed lines."""
     records = [
-        {"feature": feature, "auroc": _finite_or_none(concepts.auroc[neuron, index])}
+        {"feature": feature, "auroc": _finite_or_none(concepts.auroc[neuron, index]),
+         "within": _finite_or_none(concepts.within[neuron, index])}
         for index, feature in enumerate(concepts.features)
     ]
-    chart = alt.Chart(alt.Data(values=records), title=f"{concepts.name} neuron {neuron}: AUROC per feature")
-    return chart.mark_bar().encode(
-        x=alt.X("feature:N", title=None, sort=list(concepts.features)),
+    base = alt.Chart(alt.Data(values=records))
+    x = alt.X("feature:N", title=None, sort=list(concepts.features))
+    bars = base.mark_bar().encode(
+        x=x,
         y=alt.Y("auroc:Q", title="AUROC", scale=alt.Scale(domain=[0, 1])),
         y2=alt.datum(0.5),
-        tooltip=[alt.Tooltip("feature:N"), alt.Tooltip("auroc:Q", format=".3f")],
-    ).properties(width=WIDTH, height=HEIGHT)
+        tooltip=[alt.Tooltip("feature:N", title="feature"),
+                 alt.Tooltip("auroc:Q", title="AUROC", format=".3f"),
+                 alt.Tooltip("within:Q", title="within-word AUROC", format=".3f")],
+    )
+    ticks = base.mark_tick(color="black", thickness=2).encode(x=x, y="within:Q")
+    lines = alt.Chart(alt.Data(values=[{"at": 0.5 - threshold}, {"at": 0.5 + threshold}]))
+    rules = lines.mark_rule(strokeDash=[4, 3], color="#5b6474").encode(y="at:Q")
+    return alt.layer(bars, ticks, rules, title=f"{concepts.name} neuron {neuron}: AUROC per feature "
+                                    "(ticks: within-word)").properties(width=WIDTH, height=HEIGHT)
 
 
 def binned_records(
@@ -170,7 +192,7 @@ def embedding_chart(result: EmbeddingResult, linkage: str = "ward") -> alt.Chart
             y=alt.Y("y:Q", axis=None),
             color=alt.Color(
                 "cluster:N",
-                scale=alt.Scale(scheme="category20"),
+                scale=alt.Scale(range=list(CLUSTER_COLOURS)),
                 legend=alt.Legend(title=f"{linkage} cluster", columns=2),
             ),
             tooltip=[
@@ -189,27 +211,34 @@ def embedding_chart(result: EmbeddingResult, linkage: str = "ward") -> alt.Chart
     )
 
 
-# The explorer's Vega signals; the page's script listens to the first two and sets the third.
+# The explorer's Vega signals; the page's script listens to the first three and sets the fourth.
 STATE_PARAM = "layer_state"
 LINKAGE_PARAM = "linkage"
+CUT_PARAM = "n_clusters"
 MIN_SIZE_PARAM = "min_size"
 HIGHLIGHT_PARAM = "highlight"
 CANVAS_ABOVE = 5000  # points in a spec above which the page draws on canvas rather than SVG
 MAP_DECIMALS = 2  # t-SNE units: the maps span about 100, so 0.01 is below a pixel
+# 20 distinct hues: Tableau 10, then its light partners shifted so that no two are alike
+CLUSTER_COLOURS = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1",
+                   "#ff9da7", "#9c755f", "#bab0ac", "#1f3f6e", "#8c510a", "#7a0177", "#00a087",
+                   "#b8e186", "#3c5488", "#f4a582", "#525252", "#c51b7d", "#80cdc1")
 
 
 def cluster_explorer_chart(
     results: Sequence[EmbeddingResult], linkage: str = "ward", size: int = 560
 ) -> alt.Chart:
-    """Every layer and state's t-SNE map in one scatter, with selectors for layer and linkage.
+    """Every layer and state's t-SNE map in one scatter, with selectors for layer, linkage and
+    number of clusters.
 
     The points of all maps are one inline dataset in long form, one row per point and map:
-    its map's name, position, x, y and its cluster under each linkage. Tokens and contexts are
-    a second dataset keyed by position and joined by a lookup, since the maps usually share
-    their sampled positions and would otherwise repeat the text once per map. Two params bound
-    to select inputs pick the map and the linkage; `min_size` (unbound, set by the page) hides
-    clusters smaller than it; a point selection bound to the legend, and to clicks on points,
-    highlights one cluster (shift-click adds more, double-click clears).
+    its map's name, position, x, y and `c`, its cluster under every (linkage, cut) in
+    `explorer_cuts` order. Tokens and contexts are a second dataset keyed by position and joined
+    by a lookup, since the maps usually share their sampled positions and would otherwise repeat
+    the text once per map. Three params bound to select inputs pick the map, the linkage and
+    the cut; `min_size` (unbound, set by the page) hides clusters smaller than it; a point
+    selection bound to the legend, and to clicks on points, highlights one cluster (shift-click
+    adds more, double-click clears).
     """
     if not results:
         raise ReportgenError("the cluster explorer needs at least one t-SNE map")
@@ -217,7 +246,8 @@ def cluster_explorer_chart(
     linkages = list(results[0].labels)
     if linkage not in linkages:
         raise ReportgenError(f"unknown linkage {linkage!r}; choose one of {', '.join(linkages)}")
-    points = explorer_points(results)
+    cuts = list(results[0].options.all_cuts)
+    default_cut = results[0].options.default_cut
     map_param = alt.param(
         name=STATE_PARAM, value=names[0],
         bind=alt.binding_select(options=names, labels=[map_label(r.key) for r in results],
@@ -225,33 +255,35 @@ def cluster_explorer_chart(
     )
     linkage_param = alt.param(
         name=LINKAGE_PARAM, value=linkage,
-        bind=alt.binding_select(options=linkages, labels=[f"{name} linkage" for name in linkages],
+        bind=alt.binding_select(options=linkages, labels=[LINKAGE_TITLES[name] for name in linkages],
                                 name="clusters "),
+    )
+    cut_param = alt.param(
+        name=CUT_PARAM, value=default_cut,
+        bind=alt.binding_select(options=cuts, labels=[cut_label(k) for k in cuts], name="cut "),
     )
     min_size = alt.param(name=MIN_SIZE_PARAM, value=1)
     highlight = alt.selection_point(name=HIGHLIGHT_PARAM, fields=["cluster"], bind="legend",
                                     on="click", clear="dblclick")
-    cluster_of_linkage = " : ".join(
-        [f"{LINKAGE_PARAM} === {json.dumps(name)} ? datum[{json.dumps(name)}]"
-         for name in linkages[:-1]] + [f"datum[{json.dumps(linkages[-1])}]"]
-    )
+    cluster_index = (f"datum.c[indexof({json.dumps(linkages)}, {LINKAGE_PARAM}) * {len(cuts)}"
+                     f" + indexof({json.dumps(cuts)}, {CUT_PARAM})]")
     return (
-        alt.Chart(alt.Data(values=points))
+        alt.Chart(alt.Data(values=explorer_points(results)))
         .transform_filter(alt.datum.map == map_param)
         .transform_lookup(
             lookup="position",
             from_=alt.LookupData(alt.Data(values=explorer_words(results)), key="position",
                                  fields=["token", "context"]),
         )
-        .transform_calculate(cluster=cluster_of_linkage)
+        .transform_calculate(cluster=cluster_index)
         .transform_joinaggregate(size="count()", groupby=["cluster"])
         .transform_filter(alt.datum.size >= min_size)
         .mark_circle(size=14)
         .encode(
             x=alt.X("x:Q", axis=None, scale=alt.Scale(zero=False)),
             y=alt.Y("y:Q", axis=None, scale=alt.Scale(zero=False)),
-            color=alt.Color("cluster:N", scale=alt.Scale(scheme="category20"),
-                            legend=alt.Legend(title="cluster", columns=2, symbolLimit=0)),
+            color=alt.Color("cluster:N", scale=alt.Scale(range=list(CLUSTER_COLOURS)),
+                            legend=alt.Legend(title="cluster", columns=2, symbolLimit=40)),
             opacity=alt.condition(highlight, alt.value(0.75), alt.value(0.06)),
             tooltip=[
                 alt.Tooltip("token:N", title="token"),
@@ -261,12 +293,17 @@ def cluster_explorer_chart(
                 alt.Tooltip("position:Q", title="position"),
             ],
         )
-        .add_params(map_param, linkage_param, min_size, highlight)
+        .add_params(map_param, linkage_param, cut_param, min_size, highlight)
         .properties(
             width=size, height=size,
-            usermeta={"renderer": "canvas" if len(points) > CANVAS_ABOVE else "svg"},
+            usermeta={"renderer": "canvas" if sum(r.n_points for r in results) > CANVAS_ABOVE
+                      else "svg"},
         )
     )
+
+
+def cut_label(k: int) -> str:
+    return "at the distance threshold" if k == 0 else f"{k} clusters"
 
 
 def map_label(key: StateKey) -> str:
@@ -277,17 +314,17 @@ def map_label(key: StateKey) -> str:
 
 
 def explorer_points(results: Sequence[EmbeddingResult]) -> list[dict[str, object]]:
-    """One record per point and map: map, position, x, y and the cluster under each linkage."""
+    """One record per point and map: map, position, x, y and `c`, its cluster under every
+    linkage (outer) and cut (inner), in the order of the explorer's selectors."""
     records: list[dict[str, object]] = []
     for result in results:
         name = state_name(result.key)
         xy = np.round(result.xy.astype(np.float64), MAP_DECIMALS).tolist()  # (N, 2)
-        labels = {linkage: values.tolist() for linkage, values in result.labels.items()}
+        columns = np.stack([result.cut_labels[(linkage, k)] for linkage in result.labels
+                            for k in result.options.all_cuts], axis=1).tolist()  # (N, L*K)
         for index, position in enumerate(result.positions.tolist()):
-            record: dict[str, object] = {"map": name, "position": position,
-                                         "x": xy[index][0], "y": xy[index][1]}
-            record.update({linkage: values[index] for linkage, values in labels.items()})
-            records.append(record)
+            records.append({"map": name, "position": position, "x": xy[index][0],
+                            "y": xy[index][1], "c": columns[index]})
     return records
 
 

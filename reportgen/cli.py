@@ -19,12 +19,14 @@ from typing import NoReturn
 import torch
 from threadpoolctl import threadpool_limits
 
+from reportgen.analysis.concepts import LABEL_THRESHOLD, WITHIN_THRESHOLD
 from reportgen.analysis.distributions import RANK_BY_CHOICES
 from reportgen.analysis.embedding import EmbeddingOptions, available_cores
 from reportgen.capture import DECODER_DTYPES, CaptureOptions
 from reportgen.capture_cache import DEFAULT_LIMIT_GB, default_cache_folder
 from reportgen.demo import DEMO_VERSION, run_demo
 from reportgen.errors import ReportgenError
+from reportgen.heatmap import SCALES
 from reportgen.report import NeuronOptions, ReportConfig, build_report
 from reportgen.pages import SiteOptions
 from reportgen.site import check_output_folder
@@ -182,6 +184,25 @@ def add_train_parser(commands: argparse._SubParsersAction) -> None:
     add_common(parser)
 
 
+def add_concept_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of the concept labels and the concepts page (concepts.html)."""
+    group = parser.add_argument_group(
+        "concept labels", "each unit's AUROC for each token feature, and the labels that pass; "
+                          "the built-in features are quotes, parentheses, next token a number or "
+                          "<eos>, headings and the closed word classes (is_pronoun, is_be, ...)")
+    group.add_argument("--features", type=Path, nargs="+", action="extend", default=[],
+                       metavar="FILE",
+                       help="your own features: a .toml file of word lists and regular "
+                            "expressions, or a .csv annotation with one 0/1 row per token of the "
+                            "text (an earlier report's data/tokens.csv plus a column will do)")
+    group.add_argument("--label-threshold", type=float, default=LABEL_THRESHOLD, metavar="D",
+                       help="a label needs |AUROC - 0.5| >= D (default: %(default)s)")
+    group.add_argument("--within-threshold", type=float, default=WITHIN_THRESHOLD, metavar="D",
+                       help="and, for a feature the current word does not decide, "
+                            "|within-word AUROC - 0.5| >= D on the same side, which shows memory "
+                            "rather than a reaction to the word (default: %(default)s)")
+
+
 def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of the t-SNE maps and their clusters (clusters.html); checked by EmbeddingOptions."""
     defaults = EmbeddingOptions()
@@ -191,7 +212,13 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--exclude", nargs="+", action="extend", default=[], metavar="WORD",
                        help="leave these tokens out of the maps, e.g. --exclude '<eos>' the")
     group.add_argument("--clusters", type=int, metavar="K",
-                       help=f"clusters per map and linkage (default: {defaults.n_clusters})")
+                       help=f"the cut the page opens at, in clusters per map and linkage "
+                            f"(default: {defaults.n_clusters}); the page's selector also offers "
+                            f"{', '.join(map(str, defaults.cuts))}")
+    group.add_argument("--cuts", type=positive_int, nargs="+", metavar="K",
+                       default=list(defaults.cuts),
+                       help="the numbers of clusters every tree is also cut at, for the "
+                            "page's selector and clusters_by_cut.csv (default: %(default)s)")
     group.add_argument("--distance-threshold", type=float, metavar="D",
                        help="cut the cluster trees at this height instead of into K clusters")
     group.add_argument("--min-cluster-size", type=int, default=defaults.min_cluster_size,
@@ -218,7 +245,7 @@ def embedding_options(args: argparse.Namespace) -> EmbeddingOptions:
         max_points=args.max_points, seed=args.seed, exclude=tuple(args.exclude),
         perplexity=args.perplexity, n_clusters=n_clusters,
         distance_threshold=args.distance_threshold, min_cluster_size=args.min_cluster_size,
-        n_jobs=args.threads or available_cores(),
+        cuts=tuple(args.cuts), n_jobs=args.threads or available_cores(),
     )
 
 
@@ -256,13 +283,18 @@ def add_report_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--tokens-per-page", type=positive_int, default=SiteOptions.tokens_per_page,
                         help="tokens per expectancy page (default: %(default)s)")
     parser.add_argument("--top-neurons", type=positive_int, default=SiteOptions.top_neurons,
-                        help="neuron pages per layer and state (default: %(default)s)")
+                        help="neuron pages per layer and state by KL rank (default: "
+                             "%(default)s); the units the concepts page lists get pages too")
+    parser.add_argument("--expectancy-scale", choices=SCALES, default=SiteOptions.expectancy_scale,
+                        help="colour p(word) by log10 p, which spreads a real model's words over "
+                             "the colours, or by p itself as the thesis did (default: %(default)s)")
     parser.add_argument("--cell-interval", type=float, metavar="A",
                         help="bin cell states over [-A, A] (default: the 99.9th percentile of "
                              "|c| of each layer, rounded up to 0.01)")
     parser.add_argument("--rank-by", choices=RANK_BY_CHOICES, default="score",
                         help="rank neurons by KL(p||q) + KL(q||p) (score), or by one of them "
                              "(default: %(default)s)")
+    add_concept_arguments(parser)
     add_cluster_arguments(parser)
     add_capture_arguments(parser)
     parser.add_argument("--allow-unsafe-pickle", action="store_true",
@@ -354,10 +386,13 @@ def run_report_command(args: argparse.Namespace) -> None:
         capture=CaptureOptions(dtype=args.dtype, decoder_dtype=args.decoder_dtype,
                                device=args.device, progress=False if args.quiet else None),
         cache=None if args.no_cache else args.cache,
-        neurons=NeuronOptions(cell_interval=args.cell_interval, rank_by=args.rank_by),
+        neurons=NeuronOptions(cell_interval=args.cell_interval, rank_by=args.rank_by,
+                              label_threshold=args.label_threshold,
+                              within_threshold=args.within_threshold),
+        feature_files=tuple(args.features),
         embedding=embedding_options(args), embed_states=() if args.no_clusters else (tuple(args.maps) if args.maps else None),
         site=SiteOptions(tokens_per_page=args.tokens_per_page, top_neurons=args.top_neurons,
-                         images=not args.no_images),
+                         expectancy_scale=args.expectancy_scale, images=not args.no_images),
         quiet=args.quiet,
     )
     if comparing:

@@ -15,16 +15,22 @@ Conventions, chosen to match how a model reads left to right:
   glue tokens `@.@` and `@,@`, which only ever join digits (`1 @,@ 000`).
 - A heading is a line, between `<eos>` marks, whose first token starts with `=` and whose last
   token ends with `=`, as in `= = Gameplay = =`. The `<eos>` ending it is not part of it.
+- `is_pronoun`, `is_be`, ... are the closed word classes of `reportgen.word_classes`: the
+  current token is a member.
+
+A researcher's own features (`reportgen.feature_files`) join these as further columns.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+
+from reportgen.word_classes import CLASS_NAMES, class_flags
 
 EOS = "<eos>"
 NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
@@ -106,13 +112,30 @@ FEATURES: tuple[tuple[str, FeatureFunction], ...] = (
     ("next_is_eos", next_is_eos),
     ("in_heading", in_heading),
 )
+WORD_CLASS_FEATURES: tuple[str, ...] = tuple(f"is_{name}" for name in CLASS_NAMES)
+BUILT_IN_FEATURES: tuple[str, ...] = (*(name for name, _ in FEATURES), *WORD_CLASS_FEATURES)
+
+DESCRIPTIONS: dict[str, str] = {
+    "in_quotes": "inside double quotes",
+    "in_parens": "inside parentheses",
+    "next_is_number": "the next token is a number",
+    "next_is_eos": "the next token ends the line (<eos>)",
+    "in_heading": "inside a = heading = line",
+    **{f"is_{name}": f"the token is a {name.replace('_', ' ')} word" for name in CLASS_NAMES},
+    "is_be": 'the token is a form of "be"',
+    "is_have": 'the token is a form of "have"',
+    "is_punctuation": "the token is a punctuation mark",
+    "is_heading_markup": "the token is heading markup (=)",
+}
 
 
 @dataclass(frozen=True)
 class TokenFeatures:
-    """Each feature's (T,) bool array, in `FEATURES` order."""
+    """Each feature's (T,) bool array: the built-in ones in `FEATURES` and word-class order,
+    then the user's own; `descriptions` says in words what each one means."""
 
     values: dict[str, np.ndarray]
+    descriptions: dict[str, str] = field(default_factory=dict)
 
     @property
     def names(self) -> list[str]:
@@ -133,6 +156,36 @@ class TokenFeatures:
         return frame
 
 
-def token_features(tokens: Sequence[str]) -> TokenFeatures:
-    """Every registered feature of a token sequence."""
-    return TokenFeatures({name: function(tokens) for name, function in FEATURES})
+    def description(self, name: str) -> str:
+        return self.descriptions.get(name, name)
+
+    def classes(self) -> dict[str, np.ndarray]:
+        """What names a cluster: the word classes ("pronoun", ...) and the user's own
+        features, each a (T,) bool array."""
+        classes = {name.removeprefix("is_"): self.values[name] for name in WORD_CLASS_FEATURES
+                   if name in self.values}
+        classes.update({name: values for name, values in self.values.items()
+                        if name not in BUILT_IN_FEATURES})
+        return classes
+
+
+def token_features(
+    tokens: Sequence[str], extra: dict[str, np.ndarray] | None = None,
+    extra_descriptions: dict[str, str] | None = None,
+) -> TokenFeatures:
+    """Every built-in feature of a token sequence, then `extra` (name -> (T,) bool) in order.
+
+    `extra` holds a researcher's own features, for example from
+    `reportgen.feature_files.read_feature_file(path).evaluate(tokens)`.
+    """
+    values = {name: function(tokens) for name, function in FEATURES}
+    values.update({f"is_{name}": flags for name, flags in class_flags(tokens).items()})
+    descriptions = dict(DESCRIPTIONS)
+    for name, flags in (extra or {}).items():
+        if name in values:
+            raise ValueError(f"feature {name!r} is built in; give your own feature another name")
+        if len(flags) != len(tokens):
+            raise ValueError(f"feature {name!r} has {len(flags)} values for {len(tokens)} tokens")
+        values[name] = np.asarray(flags, dtype=bool)
+        descriptions[name] = (extra_descriptions or {}).get(name, name)
+    return TokenFeatures(values, descriptions)

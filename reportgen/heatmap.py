@@ -2,6 +2,12 @@
 
 A heatmap is a list of `TokenCell`s; the template writes each as an inline-styled span, so the
 page needs no script to show it and a copy-pasted excerpt keeps its colours.
+
+The expectancy heatmap colours p(word) on a log scale by default: a real model gives most
+words p < 0.05, so on a linear scale most of a page is one shade of blue. log10 p is mapped
+from LOG_FLOOR (p = 1e-5, and below, deep blue) through white (p ~ 0.003) to 0 (p = 1, deep
+red); `scale="linear"` keeps the thesis's linear p. Legends are gradients drawn from the same
+colour function, with ticks, so the page and the figures cannot drift from the cells.
 """
 
 from __future__ import annotations
@@ -18,6 +24,10 @@ from reportgen.corpus import EOS
 BLUE = (33, 102, 172)
 WHITE = (247, 247, 247)
 RED = (178, 24, 43)
+SCALES = ("log", "linear")  # how p(word) is coloured on the expectancy pages
+LOG_FLOOR = -5.0  # log10 p at the blue end of the log scale
+GRADIENT_STOPS = 11  # colour stops of a legend's gradient
+SURPRISING = 25  # tokens listed as the most surprising
 
 
 @dataclass(frozen=True)
@@ -66,6 +76,57 @@ def format_predictions(capture: Capture, position: int) -> str:
     return ", ".join(guesses)
 
 
+def scale_position(prob: float, scale: str = "log") -> float:
+    """p in [0, 1] -> its place on the colour scale, 0 (blue) to 1 (red); NaN stays NaN."""
+    if math.isnan(prob):
+        return prob
+    if scale == "linear":
+        return prob
+    if prob <= 0:
+        return 0.0
+    return min(max((math.log10(prob) - LOG_FLOOR) / -LOG_FLOOR, 0.0), 1.0)
+
+
+@dataclass(frozen=True)
+class Legend:
+    """A gradient with labelled ticks, in the colours the cells use."""
+
+    gradient: str  # CSS linear-gradient(...)
+    ticks: list[tuple[float, str]]  # (percent from the left, label)
+    low: str  # what the left end means
+    high: str
+
+
+def gradient_css() -> str:
+    stops = [f"{sequential_color(i / (GRADIENT_STOPS - 1))[0]} {100 * i / (GRADIENT_STOPS - 1):g}%"
+             for i in range(GRADIENT_STOPS)]
+    return f"linear-gradient(to right, {', '.join(stops)})"
+
+
+def expectancy_legend(scale: str = "log") -> Legend:
+    if scale == "linear":
+        ticks = [(100 * p, f"{p:g}") for p in (0, 0.25, 0.5, 0.75, 1)]
+        return Legend(gradient_css(), ticks, "unexpected", "expected")
+    exponents = range(int(LOG_FLOOR), 1)
+    ticks = [(100 * scale_position(10.0 ** e), "1" if e == 0 else f"10^{e}") for e in exponents]
+    return Legend(gradient_css(), ticks, "unexpected (p ≤ 10^-5)", "expected (p = 1)")
+
+
+def activation_legend(scale: float) -> Legend:
+    ticks = [(0.0, f"−{scale:.3f}"), (50.0, "0"), (100.0, f"+{scale:.3f}")]
+    return Legend(gradient_css(), ticks, "low", "high")
+
+
+def colour_shares(probs: np.ndarray, scale: str = "log", bands: int = 10) -> np.ndarray:
+    """(bands,) share of the predicted tokens whose colour falls in each tenth of the scale:
+    how evenly a scale spreads a text's words over its colours."""
+    positions = np.array([scale_position(float(p), scale) for p in probs if not math.isnan(p)])
+    if positions.size == 0:
+        return np.zeros(bands)
+    counts = np.bincount(np.minimum((positions * bands).astype(int), bands - 1), minlength=bands)
+    return counts / positions.size
+
+
 def token_probabilities(capture: Capture) -> np.ndarray:
     """p(token t | tokens before t), NaN for the first token, which nothing predicts."""
     probs = np.full(capture.n_tokens, np.nan)  # (T,)
@@ -73,12 +134,13 @@ def token_probabilities(capture: Capture) -> np.ndarray:
     return probs
 
 
-def expectancy_cells(capture: Capture, start: int, stop: int) -> list[TokenCell]:
+def expectancy_cells(capture: Capture, start: int, stop: int,
+                     scale: str = "log") -> list[TokenCell]:
     """Tokens start..stop-1 coloured by the probability the model gave each of them."""
     probs = token_probabilities(capture)
     cells = []
     for t in range(start, stop):
-        color, dark = sequential_color(float(probs[t]))
+        color, dark = sequential_color(scale_position(float(probs[t]), scale))
         if t == 0:
             title = f"{capture.tokens[t]}: first token, not predicted"
         else:
@@ -109,3 +171,28 @@ def page_bounds(n_tokens: int, tokens_per_page: int) -> list[tuple[int, int]]:
     """Split a long text into pages of at most `tokens_per_page` tokens."""
     return [(start, min(start + tokens_per_page, n_tokens))
             for start in range(0, n_tokens, tokens_per_page)]
+
+
+@dataclass(frozen=True)
+class Surprise:
+    """One of the tokens the model expected least, and the page that shows it."""
+
+    position: int
+    token: str
+    prob: float
+    context: str  # the tokens just before it
+    href: str
+
+
+def most_surprising(capture: Capture, page_of: list[str], tokens_per_page: int,
+                    count: int = SURPRISING, before: int = 6) -> list[Surprise]:
+    """The `count` tokens with the lowest p(word), lowest first, each linked to its place on
+    the expectancy page `page_of[position // tokens_per_page]` (anchor `#t{position}`)."""
+    probs = token_probabilities(capture)  # (T,)
+    order = np.argsort(np.nan_to_num(probs, nan=np.inf), kind="stable")[:count]
+    return [
+        Surprise(int(t), capture.tokens[t], float(probs[t]),
+                 " ".join(capture.tokens[max(0, t - before) : t]),
+                 f"{page_of[t // tokens_per_page]}#t{t}")
+        for t in order if not math.isnan(probs[t])
+    ]

@@ -127,11 +127,13 @@ def render_heatmap_svg(env: jinja2.Environment, figure: HeatmapFigure) -> str:
     return env.get_template("heatmap.svg").render(figure=figure)
 
 
-def expectancy_figure(report: ModelReport) -> HeatmapFigure:
+def expectancy_figure(report: ModelReport, scale: str = "log") -> HeatmapFigure:
     stop = min(report.capture.n_tokens, EXPECTANCY_EXCERPT_TOKENS)
+    colours = ("blue p <= 1e-5 to red p = 1, log scale" if scale == "log"
+               else "blue 0 to red 1")
     caption = (f"{report.summary.name}: p(word) of tokens 0 to {stop - 1} of "
-               f"{report.summary.text_name}, blue 0 to red 1")
-    return layout_heatmap(expectancy_cells(report.capture, 0, stop), caption)
+               f"{report.summary.text_name}, {colours}")
+    return layout_heatmap(expectancy_cells(report.capture, 0, stop, scale), caption)
 
 
 def neuron_figures(report: ModelReport, options: SiteOptions) -> dict[str, HeatmapFigure]:
@@ -187,8 +189,8 @@ def write_images(report: ModelReport, pages: list[Page], folder: Path, env: jinj
         for stem, chart in charts.items():
             written += write_svg_and_png(vl_convert.vegalite_to_svg(chart.spec), folder, stem)
             bar.advance()
-    written += write_svg_and_png(render_heatmap_svg(env, expectancy_figure(report)), folder,
-                                 "expectancy-excerpt")
+    excerpt = expectancy_figure(report, options.expectancy_scale)
+    written += write_svg_and_png(render_heatmap_svg(env, excerpt), folder, "expectancy-excerpt")
     for stem, figure in neuron_figures(report, options).items():
         path = folder / f"{stem}.svg"
         path.write_text(render_heatmap_svg(env, figure), encoding="utf-8")

@@ -12,7 +12,9 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from reportgen.analysis.concepts import LABEL_THRESHOLD, analyse_concepts
+import numpy as np
+
+from reportgen.analysis.concepts import LABEL_THRESHOLD, WITHIN_THRESHOLD, analyse_concepts
 from reportgen.analysis.distributions import analyse_distributions
 from reportgen.analysis.embedding import (MIN_TSNE_POINTS, EmbeddingOptions, EmbeddingResult,
                                           embed)
@@ -22,7 +24,8 @@ from reportgen.capture_cache import DEFAULT_LIMIT_GB, cached_capture, default_ca
 from reportgen.corpus import (SPLITS, Text, Vocabulary, load_vocabulary, tokenize,
                               vocabulary_from_folder)
 from reportgen.errors import ReportgenError
-from reportgen.features import token_features
+from reportgen.feature_files import FeatureFile, read_feature_file
+from reportgen.features import BUILT_IN_FEATURES, TokenFeatures, token_features
 from reportgen.model import LoadedModel, file_sha256, load_checkpoint, resolve_device
 from reportgen.progress import note
 from reportgen.results import ModelReport, ModelSummary
@@ -37,6 +40,13 @@ class NeuronOptions:
     cell_interval: float | None = None  # half-width a of the cell-state bins; None: from data
     rank_by: str = "score"  # "score" (both KLs), "kl_p_q" or "kl_q_p"
     label_threshold: float = LABEL_THRESHOLD  # |AUROC - 0.5| a concept label needs
+    within_threshold: float = WITHIN_THRESHOLD  # and |within-word AUROC - 0.5|, same side
+
+    def __post_init__(self) -> None:
+        for flag, value in (("--label-threshold", self.label_threshold),
+                            ("--within-threshold", self.within_threshold)):
+            if not 0 < value <= 0.5:
+                raise ReportgenError(f"{flag} must be in (0, 0.5], got {value!r}")
 
 
 @dataclass
@@ -55,6 +65,7 @@ class ReportConfig:
     neurons: NeuronOptions = field(default_factory=NeuronOptions)
     embedding: EmbeddingOptions = field(default_factory=EmbeddingOptions)
     embed_states: tuple[StateKey, ...] | None = None  # t-SNE maps: None all states, () none
+    feature_files: tuple[Path, ...] = ()  # --features: the user's own token features
     site: SiteOptions = field(default_factory=SiteOptions)
     cache: Path | None = field(default_factory=default_cache_folder)  # None: no capture cache
     cache_limit_gb: float = DEFAULT_LIMIT_GB  # least recently used captures go beyond this
@@ -65,6 +76,7 @@ class ReportConfig:
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, Path(value))
+        self.feature_files = tuple(Path(path) for path in self.feature_files)
         if self.max_tokens is not None and self.max_tokens < 2:
             raise ReportgenError(f"--max-tokens must be at least 2, not {self.max_tokens}")
 
@@ -77,6 +89,7 @@ class Inputs:
     vocabulary: Vocabulary
     text: Text
     text_path: Path
+    feature_files: tuple[FeatureFile, ...] = ()
 
 
 @contextmanager
@@ -124,15 +137,45 @@ def resolve_vocabulary(config: ReportConfig, loaded: LoadedModel) -> Vocabulary:
     return vocabulary
 
 
+def read_feature_files(paths: tuple[Path, ...]) -> tuple[FeatureFile, ...]:
+    """Every --features file, read and checked; two files may not define the same feature."""
+    reserved = list(BUILT_IN_FEATURES)
+    files = []
+    for path in paths:
+        features = read_feature_file(path, reserved)
+        reserved += features.names
+        files.append(features)
+    return tuple(files)
+
+
+def check_annotations(files: tuple[FeatureFile, ...], tokens: list[str]) -> None:
+    """An annotation file must fit the text: checked before the capture, not after it."""
+    for features in files:
+        if features.annotation:
+            features.aligned_annotation(tokens)
+
+
+def own_features(files: tuple[FeatureFile, ...], tokens: list[str]) -> TokenFeatures:
+    """The built-in features of the text and those of the --features files."""
+    values: dict[str, np.ndarray] = {}
+    descriptions: dict[str, str] = {}
+    for features in files:
+        values.update(features.evaluate(tokens))
+        descriptions.update(features.descriptions())
+    return token_features(tokens, values, descriptions)
+
+
 def load_inputs(config: ReportConfig) -> Inputs:
     """Corpus and model stage: the checkpoint, its vocabulary and the tokenised text."""
+    feature_files = read_feature_files(config.feature_files)
     text_path = resolve_text_path(config)
     loaded = load_checkpoint(config.checkpoint, config.allow_unsafe_pickle)
     vocabulary = resolve_vocabulary(config, loaded)
     text = tokenize(text_path, vocabulary, config.max_tokens)
     if len(text) < 2:
         raise ReportgenError(f"{text_path}: needs at least two tokens to analyse")
-    return Inputs(loaded, vocabulary, text, text_path)
+    check_annotations(feature_files, text.tokens)
+    return Inputs(loaded, vocabulary, text, text_path, feature_files)
 
 
 def default_name(checkpoint: Path) -> str:
@@ -168,6 +211,7 @@ def options_record(config: ReportConfig) -> dict[str, object]:
         "embedding": asdict(config.embedding),
         "embed_states": (None if config.embed_states is None
                          else [state_name(key) for key in config.embed_states]),
+        "feature_files": [path.name for path in config.feature_files],
         "site": asdict(config.site),
     }
 
@@ -240,18 +284,20 @@ def analyse(config: ReportConfig, inputs: Inputs, timings: dict[str, float]) -> 
                          capture_reused=cached.reused)
     report.notes += decoder_notes(config.capture, captured)
     with timed(timings, "features", config.quiet):
-        report.features = token_features(captured.tokens)
+        report.features = own_features(inputs.feature_files, captured.tokens)
     with timed(timings, "distributions", config.quiet):
         report.distributions = analyse_distributions(
             captured, config.neurons.cell_interval, config.neurons.rank_by)
     with timed(timings, "concepts", config.quiet):
         report.concepts = analyse_concepts(captured, report.features,
                                            config.neurons.label_threshold,
-                                           progress=progress_flag(config))
+                                           progress=progress_flag(config),
+                                           within_threshold=config.neurons.within_threshold)
     for key in embedded_keys(config, captured):
         with timed(timings, f"t-SNE {state_name(key)}", config.quiet):
             report.embeddings.append(embed(captured, *key, config.embedding,
-                                           progress=progress_flag(config)))
+                                           progress=progress_flag(config),
+                                           classes=report.features.classes()))
     report.notes += sampling_notes(captured.tokens, config.embedding, report.embeddings)
     return report
 

@@ -35,8 +35,10 @@ from reportgen.corpus import Text, Vocabulary, tokenize, vocabulary_from_folder
 from reportgen.errors import ReportgenError
 from reportgen.model import LoadedModel, load_checkpoint, resolve_device
 from reportgen.progress import note
+from reportgen.feature_files import FeatureFile
 from reportgen.report import (Inputs, ReportConfig, analyse, check_output_path, default_name,
-                              progress_flag, resolve_text_path, resolve_vocabulary, timed)
+                              check_annotations, progress_flag, read_feature_files, resolve_text_path,
+                              resolve_vocabulary, timed)
 from reportgen.results import ModelReport
 from reportgen.site import atomic_folder, write_assets, write_comparison, write_model_folder
 from reportgen.train import TrainConfig, TrainResult, train
@@ -357,6 +359,7 @@ class Prepared:
     failures: list[ModelFailure]
     vocabulary: Vocabulary
     text: Text
+    feature_files: tuple[FeatureFile, ...] = ()
 
 
 def model_config(config: ReportConfig, spec: ModelSpec) -> ReportConfig:
@@ -429,7 +432,9 @@ def prepare(models: Sequence[ModelSpec], config: ReportConfig) -> Prepared:
     text = tokenize(text_path, first[1], config.max_tokens)
     if len(text) < 2:
         raise ReportgenError(f"{text_path}: needs at least two tokens to analyse")
-    return Prepared(loadable, failures, first[1], text)
+    feature_files = read_feature_files(config.feature_files)
+    check_annotations(feature_files, text.tokens)
+    return Prepared(loadable, failures, first[1], text, feature_files)
 
 
 def given_settings(report: ModelReport, spec: ModelSpec) -> None:
@@ -447,7 +452,8 @@ def analyse_model(spec: ModelSpec, config: ReportConfig, prepared: Prepared) -> 
     timings: dict[str, float] = {}
     with timed(timings, "load", config.quiet):
         loaded = load_checkpoint(spec.checkpoint, config.allow_unsafe_pickle)
-    inputs = Inputs(loaded, prepared.vocabulary, prepared.text, resolve_text_path(config))
+    inputs = Inputs(loaded, prepared.vocabulary, prepared.text, resolve_text_path(config),
+                    prepared.feature_files)
     report = analyse(model_config(config, spec), inputs, timings)
     given_settings(report, spec)
     return report

@@ -76,28 +76,37 @@ def test_neuron_chart_draws_the_neuron_against_the_average(hidden_stats):
 
 
 def test_kl_scatter_has_one_point_per_neuron_with_tooltips(hidden_stats):
-    labels = ["", "in_quotes", "", "", "", ""]
+    labels = ["", "in_quotes:0.950 in_parens:0.920", "", "", "", ""]
     spec = spec_of(kl_scatter_chart(hidden_stats, labels))
-    assert spec["mark"]["type"] == "circle"
+    assert spec["mark"]["type"] == "point"
     assert spec["encoding"]["x"]["field"] == "kl_p_q" and spec["encoding"]["y"]["field"] == "kl_q_p"
-    tooltip_fields = {item["field"] for item in spec["encoding"]["tooltip"]}
-    assert {"neuron", "label", "near_zero", "kl_p_q", "kl_q_p"} <= tooltip_fields
+    assert "nats" in spec["encoding"]["x"]["title"]
+    assert spec["encoding"]["color"]["field"] == "kind"
+    tooltip = {item["field"]: item["title"] for item in spec["encoding"]["tooltip"]}
+    assert {"neuron", "labels", "kind", "kl_p_q", "kl_q_p"} <= set(tooltip)
+    assert all(title != field for field, title in tooltip.items() if "_" in field)
     rows = spec["data"]["values"]
     assert len(rows) == hidden_stats.n_neurons
-    assert rows[1]["label"] == "in_quotes"
+    assert rows[1]["labels"] == labels[1] and rows[1]["kind"] == "labelled"
+    assert rows[0]["kind"] == "unlabelled" and rows[0]["labels"] == "none"
     assert rows[2]["kl_p_q"] is None
     assert rows[0]["kl_p_q"] == pytest.approx(hidden_stats.kl_p_q[0])
-    assert spec_of(hidden_stats.kl_chart())["data"]["values"][1]["label"] == ""
+    assert spec_of(hidden_stats.kl_chart())["data"]["values"][1]["kind"] != "labelled"
 
 
-def test_concept_chart_has_one_bar_per_feature_from_chance():
+def test_concept_chart_has_one_bar_per_feature_from_chance_and_the_thresholds():
     auroc = np.array([[0.95, np.nan, 0.3], [0.5, 0.5, 0.5]])
-    concepts = NeuronConcepts((1, "c"), ("a", "b", "c"), auroc, ["a", ""], np.array([0.95, np.nan]))
-    spec = spec_of(concept_auroc_chart(concepts, 0))
-    assert spec["mark"]["type"] == "bar"
-    assert spec["encoding"]["x"]["field"] == "feature" and spec["encoding"]["y"]["field"] == "auroc"
-    assert spec["encoding"]["y2"]["datum"] == 0.5
-    assert spec["data"]["values"] == [
-        {"feature": "a", "auroc": 0.95}, {"feature": "b", "auroc": None}, {"feature": "c", "auroc": 0.3},
+    within = np.array([[0.9, np.nan, np.nan], [0.5, 0.5, 0.5]])
+    concepts = NeuronConcepts((1, "c"), ("a", "b", "c"), auroc, within,
+                              np.array([False, False, True]), [(("a", 0.95),), ()])
+    spec = spec_of(concept_auroc_chart(concepts, 0, threshold=0.4))
+    bars, ticks, rules = spec["layer"]
+    assert bars["mark"]["type"] == "bar" and ticks["mark"]["type"] == "tick"
+    assert bars["encoding"]["x"]["field"] == "feature" and bars["encoding"]["y"]["field"] == "auroc"
+    assert bars["encoding"]["y2"]["datum"] == 0.5 and ticks["encoding"]["y"]["field"] == "within"
+    assert bars["data"]["values"] == [
+        {"feature": "a", "auroc": 0.95, "within": 0.9}, {"feature": "b", "auroc": None, "within": None},
+        {"feature": "c", "auroc": 0.3, "within": None},
     ]
-    assert spec_of(concepts.chart(1))["data"]["values"][0]["auroc"] == 0.5
+    assert [row["at"] for row in rules["data"]["values"]] == pytest.approx([0.1, 0.9])
+    assert spec_of(concepts.chart(1))["layer"][0]["data"]["values"][0]["auroc"] == 0.5

@@ -26,15 +26,19 @@ from reportgen.report import ReportConfig, build_report, embedded_keys
 
 MAX_POINTS = 300
 N_CLUSTERS = 8
+CUTS = (4, 12)
+LINKAGES = ("single", "ward", "ward_pca")
 MAPS = ((1, "h"), (2, "c"))
 POINT_COLUMNS = ["layer", "state", "position", "token", "x", "y", "cluster_single",
-                 "cluster_ward"]
-CLUSTER_COLUMNS = ["layer", "state", "linkage", "cluster", "size", "words"]
+                 "cluster_ward", "cluster_ward_pca",
+                 *[f"cluster_{linkage}_k{k}" for linkage in LINKAGES for k in (4, 8, 12)]]
+CLUSTER_COLUMNS = ["layer", "state", "linkage", "cluster", "size", "words", "class",
+                   "class_share"]
 SPEC = re.compile(r'<script type="application/json" id="spec-clusters">(.*?)</script>', re.S)
 TABLE = re.compile(r'<table class="data cluster-table" data-map="([^"]+)" '
-                   r'data-linkage="([^"]+)"( hidden)?>(.*?)</table>', re.S)
-ROW = re.compile(r'<tr data-size="(\d+)"><td class="num">(\d+)</td>.*?<td class="words">(.*?)</td>'
-                 r'</tr>', re.S)
+                   r'data-linkage="([^"]+)" data-cut="(\d+)"( hidden)?>(.*?)</table>', re.S)
+ROW = re.compile(r'<tr data-size="(\d+)"><td class="num">(\d+)</td>.*?<td class="class">(.*?)</td>'
+                 r'<td class="words">(.*?)</td></tr>', re.S)
 WORD = re.compile(r'<span class="word">(.*?)</span>&nbsp;<span class="count">(\d+)</span>')
 
 
@@ -43,7 +47,7 @@ def site(tiny_model: Path, tiny_corpus: Path, tmp_path_factory: pytest.TempPathF
     """A report with two maps of MAX_POINTS sampled positions; one thread keeps t-SNE quick."""
     out = tmp_path_factory.mktemp("cluster-sites") / "report"
     options = EmbeddingOptions(max_points=MAX_POINTS, seed=5, n_clusters=N_CLUSTERS,
-                               min_cluster_size=3, n_jobs=1)
+                               min_cluster_size=3, n_jobs=1, cuts=CUTS)
     return build_report(ReportConfig(tiny_model, out, data=tiny_corpus, quiet=True,
                                      embedding=options, embed_states=MAPS))
 
@@ -74,7 +78,7 @@ def test_exports_have_the_design_columns_for_every_map(site: Path, points, clust
     maps = sorted(points.groupby(["layer", "state"]).groups)
     assert maps == sorted(MAPS)
     assert sorted(clusters.groupby(["layer", "state"]).groups) == sorted(MAPS)
-    assert set(clusters["linkage"]) == {"single", "ward"}
+    assert set(clusters["linkage"]) == set(LINKAGES)
     tokens = pd.read_csv(site / "data" / "tokens.csv", keep_default_na=False)
     for _, rows in points.groupby(["layer", "state"]):
         assert len(rows) == MAX_POINTS
@@ -106,8 +110,10 @@ def test_chart_has_selectors_highlight_and_every_point(page: str, points) -> Non
     maps = params["layer_state"]["bind"]
     assert maps["input"] == "select" and maps["options"] == ["L1-h", "L2-c"]
     assert params["layer_state"]["value"] == "L1-h"
-    assert params["linkage"]["bind"]["options"] == ["single", "ward"]
-    assert params["linkage"]["value"] == "ward"
+    assert params["linkage"]["bind"]["options"] == list(LINKAGES)
+    assert params["linkage"]["value"] == "ward_pca"
+    assert params["n_clusters"]["bind"]["options"] == [4, 8, 12]
+    assert params["n_clusters"]["value"] == N_CLUSTERS
     highlight = params["highlight"]
     assert highlight["select"]["type"] == "point" and highlight["select"]["fields"] == ["cluster"]
     assert highlight["bind"] == "legend"
@@ -116,6 +122,11 @@ def test_chart_has_selectors_highlight_and_every_point(page: str, points) -> Non
     assert {t["field"] for t in spec["encoding"]["tooltip"]} >= {"token", "context"}
     values = spec["data"]["values"]
     assert len(values) == len(points)
+    by_point = {(f"L{row.layer}-{row.state}", row.position): row for row in points.itertuples()}
+    for value in values:  # `c` holds every linkage's cluster at every cut, in selector order
+        row = by_point[(value["map"], value["position"])]
+        assert value["c"] == [getattr(row, f"cluster_{linkage}_k{k}")
+                              for linkage in LINKAGES for k in (4, 8, 12)]
     assert {(v["map"], v["position"]) for v in values} == {
         (f"L{layer}-{state}", position)
         for layer, state, position in points[["layer", "state", "position"]].itertuples(False)
@@ -130,7 +141,7 @@ def test_chart_has_selectors_highlight_and_every_point(page: str, points) -> Non
 def test_chart_compiles_and_clicks_on_points_and_legend_highlight(page: str) -> None:
     vega = vl_convert.vegalite_to_vega(json.loads(SPEC.search(page).group(1)))
     signals = {signal["name"]: signal for signal in vega["signals"]}
-    assert {"layer_state", "linkage", "min_size"} <= set(signals)
+    assert {"layer_state", "linkage", "n_clusters", "min_size"} <= set(signals)
     assert "bind" in signals["layer_state"] and "bind" in signals["linkage"]
     tuple_events = json.dumps(signals["highlight_tuple"]["on"])
     assert '"type": "click"' in tuple_events  # a click on a point
@@ -139,22 +150,30 @@ def test_chart_compiles_and_clicks_on_points_and_legend_highlight(page: str) -> 
     assert "cluster_legend_symbols" in legend_events
 
 
-def test_tables_list_each_map_and_linkage_with_top_words(page: str, clusters) -> None:
+def test_tables_list_each_map_linkage_and_cut_with_class_and_top_words(site: Path,
+                                                                       page: str) -> None:
+    every = pd.read_csv(site / "data" / "clusters_by_cut.csv", keep_default_na=False)
     tables = TABLE.findall(page)
-    assert {(m, linkage) for m, linkage, _, _ in tables} == {
-        (f"L{layer}-{state}", linkage) for layer, state in MAPS for linkage in ("single", "ward")
+    assert {(m, linkage, int(k)) for m, linkage, k, _, _ in tables} == {
+        (f"L{layer}-{state}", linkage, k) for layer, state in MAPS for linkage in LINKAGES
+        for k in (4, 8, 12)
     }
-    assert [(m, linkage) for m, linkage, hidden, _ in tables if not hidden] == [("L1-h", "ward")]
-    for map_name, linkage, _, body in tables:
+    shown_first = [(m, linkage, int(k)) for m, linkage, k, hidden, _ in tables if not hidden]
+    assert shown_first == [("L1-h", "ward_pca", N_CLUSTERS)]
+    for map_name, linkage, k, _, body in tables:
         layer, state = int(map_name[1]), map_name[-1]
-        expected = clusters[(clusters["layer"] == layer) & (clusters["state"] == state)
-                            & (clusters["linkage"] == linkage)]
+        expected = every[(every["layer"] == layer) & (every["state"] == state)
+                         & (every["linkage"] == linkage) & (every["n_clusters"] == int(k))]
         rows = ROW.findall(body)
-        assert [(int(size), int(cluster)) for size, cluster, _ in rows] == list(
+        assert [(int(size), int(cluster)) for size, cluster, _, _ in rows] == list(
             zip(expected["size"], expected["cluster"]))
-        for (_, _, cell), words in zip(rows, expected["words"]):
+        for (_, _, shown_class, cell), row in zip(rows, expected.to_dict("records")):
             shown = [(html.unescape(word), int(count)) for word, count in WORD.findall(cell)]
-            assert shown == parse_words(words)[:10]
+            assert shown == parse_words(row["words"])[:10]
+            if float(row["class_share"]) >= 0.5:
+                assert shown_class.startswith(row["class"] + " ")
+            else:
+                assert "mixed" in shown_class
 
 
 def test_size_filter_and_exports_are_on_the_page(page: str) -> None:

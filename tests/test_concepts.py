@@ -7,7 +7,9 @@ from sklearn.metrics import roc_auc_score
 
 from captures import make_capture
 
-from reportgen.analysis.concepts import analyse_concepts, average_ranks, label_neurons, neuron_aurocs
+from reportgen import synthetic
+from reportgen.analysis.concepts import (analyse_concepts, average_ranks, label_neurons,
+                                         neuron_aurocs, neuron_aurocs_with_words)
 from reportgen.analysis.distributions import analyse_distributions
 from reportgen.errors import ReportgenError
 from reportgen.features import token_features
@@ -36,7 +38,7 @@ def test_feature_without_positives_or_negatives_has_no_auroc():
     assert np.isnan(auroc[0, 0]) and np.isnan(auroc[0, 1]) and auroc[0, 2] == 1.0
 
 
-def test_label_is_the_feature_farthest_from_chance_above_the_threshold():
+def test_labels_are_every_feature_past_the_threshold_strongest_first():
     auroc = np.array([
         [0.95, 0.5],  # high on f0
         [0.5, 0.05],  # low on f1: labelled, with its AUROC below 0.5
@@ -44,11 +46,70 @@ def test_label_is_the_feature_farthest_from_chance_above_the_threshold():
         [np.nan, 0.9],  # exactly at the threshold
         [0.1, np.nan],  # exactly at the threshold, below chance
         [np.nan, np.nan],
+        [0.92, 0.02],  # both: f1 is the stronger
     ])
-    labels, label_auroc = label_neurons(auroc, ("f0", "f1"), threshold=0.4)
-    assert labels == ["f0", "f1", "", "f1", "f0", ""]
-    np.testing.assert_array_equal(label_auroc, [0.95, 0.05, np.nan, 0.9, 0.1, np.nan])
-    assert label_neurons(np.array([[19 / 20], [1 / 20]]), ("f",), threshold=0.45)[0] == ["f", "f"]
+    decided = np.array([True, True])  # the word decides both: the AUROC alone labels
+    within = np.full_like(auroc, np.nan)
+    labels = label_neurons(auroc, within, decided, ("f0", "f1"), threshold=0.4)
+    assert labels == [(("f0", 0.95),), (("f1", 0.05),), (), (("f1", 0.9),), (("f0", 0.1),), (),
+                      (("f1", 0.02), ("f0", 0.92))]
+    exact = label_neurons(np.array([[19 / 20], [1 / 20]]), np.full((2, 1), np.nan),
+                          np.array([True]), ("f",), threshold=0.45)
+    assert [bool(item) for item in exact] == [True, True]
+
+
+def test_a_feature_the_word_does_not_decide_needs_its_within_word_auroc_too():
+    auroc = np.array([[0.95], [0.95], [0.95], [0.05], [0.95]])
+    within = np.array([[0.9], [0.6], [np.nan], [0.1], [0.1]])  # memory, word, unknown, low, flipped
+    labels = label_neurons(auroc, within, np.array([False]), ("f",), 0.4, within_threshold=0.3)
+    assert [bool(item) for item in labels] == [True, False, False, True, False]
+
+
+def test_within_word_auroc_equals_pooled_sklearn_per_word():
+    rng = np.random.default_rng(3)
+    n_tokens = 1500
+    words = rng.integers(0, 7, n_tokens)
+    values = (rng.integers(-4, 5, (n_tokens, 4)) / 4).astype(np.float32)  # many ties
+    positives = np.stack([rng.random(n_tokens) < 0.3,  # mixed in every word
+                          words == 2,  # decided by the word
+                          (rng.random(n_tokens) < 0.5) & (words < 3)], axis=1)
+    auroc, within, decided = neuron_aurocs_with_words(values, positives, words, chunk_values=3000)
+    assert decided.tolist() == [False, True, False]
+    for neuron in range(4):
+        for feature in (0, 2):
+            u = pairs = 0.0
+            for word in range(7):
+                here = words == word
+                y = positives[here, feature]
+                if y.all() or not y.any():
+                    continue
+                n_pairs = y.sum() * (~y).sum()
+                u += roc_auc_score(y, values[here, neuron]) * n_pairs
+                pairs += n_pairs
+            assert within[neuron, feature] == pytest.approx(u / pairs, abs=1e-12)
+        assert np.isnan(within[neuron, 1])
+        assert auroc[neuron, 0] == pytest.approx(roc_auc_score(positives[:, 0], values[:, neuron]))
+
+
+def test_a_quote_state_unit_passes_and_a_unit_of_the_current_word_does_not():
+    """On the built-in corpus, where title words only occur inside quotes, a unit that reads
+    the current word alone can reach a high AUROC for in_quotes; only the state unit keeps its
+    within-word AUROC."""
+    text = synthetic.generate(seed=5, n_tokens=8000)
+    tokens = text.tokens
+    features = token_features(tokens)
+    inside = features.values["in_quotes"]
+    rng = np.random.default_rng(0)
+    share_inside = {word: inside[[t == word for t in tokens]].mean() for word in set(tokens)}
+    word_unit = np.array([share_inside[t] for t in tokens])  # the best a word-only unit can do
+    state_unit = np.where(inside, 0.8, -0.3) + rng.normal(0, 0.2, len(tokens))
+    states = np.stack([state_unit, word_unit], axis=1).astype(np.float32)
+    concepts = analyse_concepts(make_capture({(1, "c"): states}, tokens), features)[(1, "c")]
+    q = features.names.index("in_quotes")
+    assert concepts.auroc[1, q] >= 0.9  # the word alone passes the plain AUROC ...
+    assert concepts.within[1, q] == pytest.approx(0.5)  # ... but not the within-word one
+    assert "in_quotes" not in dict(concepts.labels[1])
+    assert concepts.within[0, q] > 0.95 and concepts.labels[0][0][0] == "in_quotes"
 
 
 def planted_capture(seed=0, n_tokens=3000):
@@ -72,8 +133,8 @@ def test_planted_neurons_get_their_labels_and_top_the_kl_ranking():
     hidden, cell = concepts[(1, "h")], concepts[(1, "c")]
     assert hidden.label[3] == "in_quotes" and hidden.label_auroc[3] > 0.95
     assert cell.label[5] == "in_parens" and cell.label_auroc[5] < 0.05
-    assert sum(label != "" for label in hidden.label) == 1
-    assert sum(label != "" for label in cell.label) == 1
+    assert [n for n, labels in enumerate(hidden.labels) if "in_quotes" in dict(labels)] == [3]
+    assert [n for n, labels in enumerate(cell.labels) if "in_parens" in dict(labels)] == [5]
 
     distributions = analyse_distributions(capture)
     assert distributions[(1, "h")].rank[3] == 1
@@ -86,6 +147,18 @@ def test_planted_neurons_get_their_labels_and_top_the_kl_ranking():
     concept_frame = concepts.to_frame()
     assert len(concept_frame) == 22
     assert {f"auroc_{name}" for name in features.names} <= set(concept_frame.columns)
+    assert {f"within_auroc_{name}" for name in features.names} <= set(concept_frame.columns)
+    assert concept_frame.loc[3, "labels"].split()[0] == f"in_quotes:{hidden.label_auroc[3]:.3f}"
+
+
+def test_the_concept_index_lists_the_planted_units_first():
+    capture, features = planted_capture()
+    index = analyse_concepts(capture, features).index()
+    quotes = [e for e in index if e.feature == "in_quotes" and e.key == (1, "h") and e.high]
+    parens = [e for e in index if e.feature == "in_parens" and e.key == (1, "c") and not e.high]
+    assert quotes[0].neuron == 3 and quotes[0].labelled
+    assert parens[0].neuron == 5 and parens[0].auroc < 0.05
+    assert all(abs(e.auroc - 0.5) >= 0.1 for e in index)
 
 
 def test_mismatched_features_and_bad_threshold_are_refused():

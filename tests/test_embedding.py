@@ -7,18 +7,14 @@ import pytest
 from scipy.cluster.hierarchy import fcluster, linkage
 from sklearn.metrics import adjusted_rand_score
 
-from reportgen.analysis.embedding import (
-    EmbeddingOptions,
+from reportgen.analysis.clustering import (
     cluster_tables,
-    embed,
     number_by_size,
-    sample_positions,
     single_linkage_labels,
     single_linkage_tree,
-    token_context,
-    tsne_2d,
     ward_labels,
 )
+from reportgen.analysis.embedding import EmbeddingOptions, embed, sample_positions, token_context, tsne_2d
 from reportgen.capture import Capture
 from reportgen.errors import ReportgenError
 
@@ -196,18 +192,51 @@ def test_embed_is_deterministic_for_a_seed(embedded):
 def test_exports_have_the_design_columns(embedded):
     _, result = embedded
     points = result.points_frame()
+    cuts = [k for k in result.options.all_cuts if k]
     assert list(points.columns) == [
-        "layer", "state", "position", "token", "x", "y", "cluster_single", "cluster_ward"
+        "layer", "state", "position", "token", "x", "y", "cluster_single", "cluster_ward",
+        "cluster_ward_pca",
+        *[f"cluster_{linkage}_k{k}" for linkage in ("single", "ward", "ward_pca") for k in cuts],
     ]
     assert len(points) == result.n_points
     assert (points["layer"] == 1).all() and (points["state"] == "h").all()
     assert points["token"].tolist() == result.tokens
+    default = result.options.default_cut
+    assert (points["cluster_ward"] == points[f"cluster_ward_k{default}"]).all()
     clusters = result.clusters_frame()
-    assert list(clusters.columns) == ["layer", "state", "linkage", "cluster", "size", "words"]
+    assert list(clusters.columns) == ["layer", "state", "linkage", "cluster", "size", "words",
+                                      "class", "class_share"]
     for row in clusters.itertuples():
         counts = [int(item.rpartition(":")[2]) for item in row.words.split(" ")]
         assert sum(counts) == row.size
         assert (points[f"cluster_{row.linkage}"] == row.cluster).sum() == row.size
+    every = result.clusters_frame(every_cut=True)
+    assert list(every.columns)[0] == "n_clusters" and set(every["n_clusters"]) == set(cuts)
+    for (linkage, k), group in every.groupby(["linkage", "n_clusters"]):
+        assert group["size"].sum() == result.n_points
+        assert set(group["cluster"]) == set(points[f"cluster_{linkage}_k{k}"])
+
+
+def test_each_cluster_is_named_by_its_most_common_class():
+    labels = np.array([0, 0, 0, 1, 1, 2])
+    tokens = ["he", "she", "the", "is", "was", "dog"]
+    classes = {"pronoun": np.array([1, 1, 0, 0, 0, 0], bool),
+               "be": np.array([0, 0, 0, 1, 1, 0], bool)}
+    rows = cluster_tables(labels, tokens, classes)
+    assert [(row.word_class, row.class_share) for row in rows] == [
+        ("pronoun", pytest.approx(2 / 3)), ("be", 1.0), ("", 0.0)]
+
+
+def test_cuts_of_one_tree_are_nested_and_ward_pca_clusters_the_states(embedded):
+    _, result = embedded
+    cuts = [k for k in result.options.all_cuts if k]
+    for linkage in ("ward", "ward_pca"):
+        for coarse, fine in zip(cuts, cuts[1:]):
+            pairs = set(zip(result.cut_labels[(linkage, fine)].tolist(),
+                            result.cut_labels[(linkage, coarse)].tolist()))
+            assert len({f for f, _ in pairs}) == len(pairs)  # each fine cluster in one coarse
+    reference = ward_labels(result.pca, n_clusters=cuts[0])
+    assert np.array_equal(result.cut_labels[("ward_pca", cuts[0])], reference)
 
 
 def test_recluster_changes_granularity_only(embedded):

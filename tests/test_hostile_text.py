@@ -23,7 +23,8 @@ import pandas as pd
 import pytest
 
 from browsertools import PageCheck, check_page, check_site, checking_context, chromium
-from reportgen.analysis.embedding import TOP_WORDS, EmbeddingOptions
+from reportgen.analysis.clustering import TOP_WORDS
+from reportgen.analysis.embedding import EmbeddingOptions
 from reportgen.corpus import EOS, Vocabulary
 from reportgen.pages import SiteOptions
 from reportgen.report import ReportConfig, analyse, load_inputs

@@ -22,7 +22,7 @@ SVG = "{http://www.w3.org/2000/svg}"
 EXCERPT_TOKENS = 300
 SPEC = re.compile(r'<script type="application/json" id="spec-([^"]+)">(.*?)</script>', re.S)
 SPAN = re.compile(r'<span class="tok[^"]*" style="background:([^"]+)" title="([^"]*)" '
-                  r'data-pos="(\d+)">([^<]*)</span>')
+                  r'data-pos="(\d+)"(?: id="t\d+")?>([^<]*)</span>')
 EXCERPT = re.compile(r'<div class="heatmap excerpt">(.*?)</div>', re.S)
 CENTRE = re.compile(r'<span class="tok[^"]* centre"[^>]*data-pos="(\d+)"')
 
@@ -57,13 +57,24 @@ def chart_figures(site: Path) -> set[str]:
     return {path.stem for path in (site / "img").glob("*.png")} - {"expectancy-excerpt"}
 
 
+def top_pages(site: Path) -> set[str]:
+    """The neuron pages that neurons.html's ranking tables link: the top units by KL."""
+    source = (site / "neurons.html").read_text(encoding="utf-8")
+    tables = re.findall(r'<table class="data sortable ranking".*?</table>', source, re.S)
+    return {link for table in tables for link in re.findall(r'href="(neuron/[^"]+)"', table)}
+
+
 def test_every_chart_of_every_page_has_its_figure_drawn_from_the_page_spec(site: Path) -> None:
-    """Each chart, converted here from its page's spec, is exactly one of the SVGs under img/,
-    and each of those SVGs is some page's chart."""
+    """Each chart of neurons.html, clusters.html and the top units' pages, converted here from
+    its page's spec, is exactly one of the SVGs under img/, and each of those SVGs is some
+    page's chart. The pages of the concepts page's other units have no figures."""
     figures = {stem: (site / "img" / f"{stem}.svg").read_text(encoding="utf-8")
                for stem in chart_figures(site)}
+    top = top_pages(site)
+    assert len(top) == 2 * 4
     charts = {f"{page.relative_to(site)}#{name}": spec
-              for page in sorted(site.rglob("*.html")) for name, spec in page_specs(page).items()}
+              for page in sorted(site.rglob("*.html")) for name, spec in page_specs(page).items()
+              if not page.parent.name == "neuron" or f"neuron/{page.name}" in top}
     # neurons.html: average and KL for 4 states; 8 neuron pages: histogram and AUROC; clusters
     assert len(charts) == 8 + 8 * 2 + 1
     matched = set()
@@ -73,8 +84,12 @@ def test_every_chart_of_every_page_has_its_figure_drawn_from_the_page_spec(site:
         assert len(found) == 1, name
         matched.update(found)
     assert matched == set(figures)
-    assert {"L1-h-average", "L2-c-kl", "clusters-L1-h-ward"} <= matched
+    assert {"L1-h-average", "L2-c-kl", "clusters-L1-h-ward_pca"} <= matched
     assert sum(stem.endswith(("-histogram", "-auroc")) for stem in matched) == 16
+    others = {page.stem for page in (site / "neuron").glob("*.html")} - {
+        link.removeprefix("neuron/").removesuffix(".html") for link in top}
+    assert others, "the concepts page should list units beyond the top ones by KL"
+    assert not [stem for stem in figures if stem.rsplit("-", 1)[0] in others]
 
 
 def test_each_png_is_its_svg_at_the_print_scale(site: Path) -> None:
@@ -120,8 +135,8 @@ def test_expectancy_excerpt_shows_the_first_tokens_as_the_page_does(site: Path) 
     assert_laid_out_in_lines(tokens)
 
 
-def test_each_neuron_page_has_its_highest_excerpt_as_a_figure(site: Path) -> None:
-    pages = sorted((site / "neuron").glob("*.html"))
+def test_each_top_neuron_page_has_its_highest_excerpt_as_a_figure(site: Path) -> None:
+    pages = sorted(site / link for link in top_pages(site))
     assert len(pages) == 2 * 4
     for page in pages:
         source = page.read_text(encoding="utf-8")

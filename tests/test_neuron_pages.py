@@ -84,8 +84,14 @@ def expected_top(frame: pd.DataFrame, n: int) -> dict[str, list[int]]:
 
 def test_neurons_csv_has_the_design_columns_for_every_neuron(neurons: pd.DataFrame,
                                                              fresh: Capture) -> None:
-    assert list(neurons.columns) == list(NEURON_COLUMNS)
+    features = token_features(fresh.tokens).names
+    assert list(neurons.columns) == [
+        *NEURON_COLUMNS, "labels", *[f"auroc_{name}" for name in features],
+        *[f"within_auroc_{name}" for name in features]]
     assert len(neurons) == sum(values.shape[1] for values in fresh.states.values())
+    labelled = neurons[neurons["labels"].notna()]
+    strongest = labelled["labels"].str.split(" ").str[0]
+    assert (strongest == labelled["label"] + ":" + labelled["label_auroc"].map("{:.3f}".format)).all()
     assert set(neurons["state"]) == {"h", "c"} and set(neurons["layer"]) == {1, 2}
     assert set(neurons["near_zero"]) <= {0, 1}
     for _, rows in neurons.groupby(["layer", "state"]):
@@ -129,10 +135,19 @@ def test_ranking_puts_higher_scores_first_and_near_zero_neurons_last(neurons: pd
         assert (np.diff(scores) <= 1e-9).all()
 
 
-def test_one_page_per_top_neuron_of_each_layer_and_state(site: Path, neurons: pd.DataFrame) -> None:
+def concept_index_pages(site: Path) -> set[str]:
+    """The neuron pages that concepts.html links."""
+    source = (site / "concepts.html").read_text(encoding="utf-8")
+    return {link.removeprefix("neuron/") for link in re.findall(r'href="(neuron/[^"]+)"', source)}
+
+
+def test_one_page_per_top_neuron_and_per_unit_of_the_concepts_page(site: Path,
+                                                                   neurons: pd.DataFrame) -> None:
     top = expected_top(neurons, SiteOptions().top_neurons)
     expected = {f"{name}-{n:04d}.html" for name, chosen in top.items() for n in chosen}
-    assert {page.name for page in (site / "neuron").iterdir()} == expected
+    listed = concept_index_pages(site)
+    assert listed - expected, "the concepts page lists units beyond the top ones by KL"
+    assert {page.name for page in (site / "neuron").iterdir()} == expected | listed
     assert len(expected) == sum(len(chosen) for chosen in top.values()) > 4
 
 
@@ -186,16 +201,18 @@ def test_chart_specs_are_json_with_the_expected_marks(site: Path, neurons: pd.Da
     for name, chosen in top.items():
         assert specs[f"average-{name}"]["mark"]["type"] == "bar"
         kl = specs[f"kl-{name}"]
-        assert kl["mark"]["type"] == "circle"
+        assert kl["mark"]["type"] == "point"
         assert kl["encoding"]["href"]["field"] == "href"
-        assert {t["field"] for t in kl["encoding"]["tooltip"]} >= {"neuron", "label", "near_zero"}
+        assert {t["field"] for t in kl["encoding"]["tooltip"]} >= {"neuron", "labels", "kind"}
         links = {row["neuron"]: row["href"] for row in kl["data"]["values"] if row["href"]}
-        assert links == {n: f"neuron/{name}-{n:04d}.html" for n in chosen}
+        paged = {int(page[5:9]) for page in concept_index_pages(site) if page.startswith(name)}
+        assert links == {n: f"neuron/{name}-{n:04d}.html" for n in {*chosen, *paged}}
         assert all((site / href).is_file() for href in links.values())
     page = next((site / "neuron").glob("L2-h-*.html"))
     neuron_specs = specs_of(page)
     assert neuron_specs["histogram"]["mark"]["type"] == "bar"
-    assert neuron_specs["auroc"]["mark"]["type"] == "bar"
+    assert [layer["mark"]["type"] for layer in neuron_specs["auroc"]["layer"]] == [
+        "bar", "tick", "rule"]
     series = {row["series"] for row in neuron_specs["histogram"]["data"]["values"]}
     assert series == {"average", f"neuron {int(page.stem[-4:])}"}
     for spec in neuron_specs.values():
@@ -207,7 +224,9 @@ def test_top_neurons_and_rank_by_flags(tiny_model: Path, tiny_corpus: Path, tmp_
                           "--top-neurons", "3", "--rank-by", "kl_q_p", "--max-tokens", "600")
     frame = pd.read_csv(out / "data" / "neurons.csv")
     top = expected_top(frame, 3)
-    assert len(list((out / "neuron").glob("*.html"))) == 3 * len(top)
+    pages = {page.name for page in (out / "neuron").glob("*.html")}
+    assert pages == {f"{name}-{n:04d}.html" for name, chosen in top.items() for n in chosen} | (
+        concept_index_pages(out))
     for _, rows in frame.groupby(["layer", "state"]):
         ranked = rows[rows["near_zero"] == 0].sort_values("rank")
         assert (np.diff(ranked["kl_q_p"].to_numpy()) <= 1e-9).all()

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from reportgen import synthetic
-from reportgen.analysis.embedding import LINKAGES, EmbeddingOptions, embed
+from reportgen.analysis.clustering import LINKAGES
+from reportgen.analysis.embedding import EmbeddingOptions, embed
 from reportgen.capture import Capture
 
 MIN_PURITY = 0.7  # share of the cluster's tokens that belong to the class

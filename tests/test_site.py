@@ -58,7 +58,7 @@ def test_long_text_is_paged_and_pages_link_to_each_other(hostile_site: Path) -> 
     first = (hostile_site / "expectancy.html").read_text(encoding="utf-8")
     for page in pages[1:]:
         assert f'href="{page.name}"' in first
-    spans = sum(p.read_text(encoding="utf-8").count('class="tok') for p in pages)
+    spans = sum(p.read_text(encoding="utf-8").count('<span class="tok') for p in pages)
     assert spans == tokens
 
 
@@ -79,7 +79,11 @@ def test_site_is_self_contained(hostile_site: Path) -> None:
         text = page.read_text(encoding="utf-8")
         assert "http://" not in text and "https://" not in text, page
         for href in re.findall(r'(?:href|src)="([^"]+)"', text):
-            assert (page.parent / href).resolve().exists(), (page, href)
+            path, _, anchor = href.partition("#")
+            target = (page.parent / path).resolve() if path else page
+            assert target.exists(), (page, href)
+            if anchor:
+                assert f'id="{anchor}"' in target.read_text(encoding="utf-8"), (page, href)
     report = json.loads((hostile_site / "data" / "report.json").read_text(encoding="utf-8"))
     assert report["model"]["n_tokens"] == 400 and "capture" in report["timings_seconds"]
 

@@ -151,8 +151,11 @@ class NeuronStats:
         return charts.average_distribution_chart(self)
 
     def kl_chart(self, concepts: ConceptResult | None = None) -> alt.Chart:
-        labels, _ = _labels(self, concepts)
-        return charts.kl_scatter_chart(self, labels)
+        if concepts is None or self.key not in concepts.states:
+            return charts.kl_scatter_chart(self)
+        state_concepts = concepts.states[self.key]
+        return charts.kl_scatter_chart(
+            self, [state_concepts.labels_text(n) for n in range(self.n_neurons)])
 
     def neuron_chart(self, neuron: int) -> alt.Chart:
         return charts.neuron_histogram_chart(self, neuron)

@@ -51,5 +51,6 @@ class SiteOptions:
     """How the pages are laid out; none of these change an analysis."""
 
     tokens_per_page: int = 2000  # expectancy heatmap tokens per page
+    expectancy_scale: str = "log"  # "log" (log10 p) or "linear" (p), see reportgen.heatmap
     top_neurons: int = 20  # neuron pages per layer and state
     images: bool = True  # also write PNG and SVG figures under img/

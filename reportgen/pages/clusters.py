@@ -16,16 +16,19 @@ from typing import Any
 import pandas as pd
 from altair.utils.schemapi import debug_mode
 
-from reportgen.analysis.embedding import TOP_WORDS, EmbeddingResult
+from reportgen.analysis.clustering import LINKAGE_TITLES, TOP_WORDS
+from reportgen.analysis.embedding import EmbeddingResult
 from reportgen.capture import state_name
-from reportgen.charts import (HIGHLIGHT_PARAM, LINKAGE_PARAM, MIN_SIZE_PARAM, STATE_PARAM,
-                              cluster_explorer_chart, map_label)
+from reportgen.charts import (CUT_PARAM, HIGHLIGHT_PARAM, LINKAGE_PARAM, MIN_SIZE_PARAM,
+                              STATE_PARAM, cluster_explorer_chart, cut_label, map_label)
 from reportgen.pages import ChartSpec, Page, Section, SiteOptions
 from reportgen.results import ModelReport
 
 PAGE = "clusters.html"
 CHART_ID = "clusters"
-DEFAULT_LINKAGE = "ward"  # single linkage often leaves one giant cluster on real text
+DEFAULT_LINKAGE = "ward_pca"  # the best word classes on a real model; see README "Choosing the cut"
+CLUSTERS_BY_CUT = "clusters_by_cut.csv"
+CLASS_SHOWN_SHARE = 0.5  # a table names a cluster's class when at least this share is of it
 
 
 def section(report: ModelReport) -> Section | None:
@@ -42,6 +45,8 @@ class ClusterTableRow:
     size: int
     top_words: tuple[tuple[str, int], ...]  # the most frequent words, with counts
     n_words: int  # distinct words in the cluster
+    word_class: str  # the class most of its points belong to, "" for none
+    class_share: float
 
 
 @dataclass(frozen=True)
@@ -51,23 +56,30 @@ class ClusterTable:
     map: str  # "L1-h", the value of the chart's map selector
     label: str  # "L1-h: layer 1, hidden state"
     linkage: str
+    linkage_title: str
+    cut: int  # clusters asked for, 0 for the distance threshold; the cut selector's value
+    cut_title: str
     n_points: int
     rows: list[ClusterTableRow]
 
 
 def page_tables(results: list[EmbeddingResult]) -> list[ClusterTable]:
-    """One table per map and linkage, in map order, each listing clusters by number."""
+    """One table per map, linkage and cut, in map order, each listing clusters by number."""
     return [
         ClusterTable(
             map=state_name(result.key),
             label=map_label(result.key),
             linkage=linkage,
+            linkage_title=LINKAGE_TITLES[linkage],
+            cut=cut,
+            cut_title=cut_label(cut),
             n_points=result.n_points,
-            rows=[ClusterTableRow(row.cluster, row.size, row.top_words(TOP_WORDS), len(row.words))
+            rows=[ClusterTableRow(row.cluster, row.size, row.top_words(TOP_WORDS), len(row.words),
+                                  row.word_class, row.class_share)
                   for row in rows],
         )
         for result in results
-        for linkage, rows in result.tables.items()
+        for (linkage, cut), rows in result.cut_tables.items()
     ]
 
 
@@ -83,13 +95,15 @@ def pages(report: ModelReport, options: SiteOptions) -> list[Page]:
             "tables": page_tables(results),
             "default_map": state_name(results[0].key),
             "default_linkage": DEFAULT_LINKAGE,
-            "params": {"map": STATE_PARAM, "linkage": LINKAGE_PARAM,
+            "default_cut": first.default_cut,
+            "params": {"map": STATE_PARAM, "linkage": LINKAGE_PARAM, "cut": CUT_PARAM,
                        "min_size": MIN_SIZE_PARAM, "highlight": HIGHLIGHT_PARAM},
             "chart_id": CHART_ID,
             "n_points": max(result.n_points for result in results),
             "n_tokens": report.capture.n_tokens,
             "options": first,
             "top_words": TOP_WORDS,
+            "class_shown_share": CLASS_SHOWN_SHARE,
         },
         charts=[ChartSpec(CHART_ID, page_spec(results), image_name=(
             f"clusters-{state_name(results[0].key)}-{DEFAULT_LINKAGE}"))],
@@ -114,11 +128,13 @@ def points_frame(results: list[EmbeddingResult]) -> pd.DataFrame:
     return pd.concat([result.points_frame() for result in results], ignore_index=True)
 
 
-def clusters_frame(results: list[EmbeddingResult]) -> pd.DataFrame:
-    """clusters.csv: every map's clusters under each linkage, with all their words."""
-    return pd.concat([result.clusters_frame() for result in results], ignore_index=True)
+def clusters_frame(results: list[EmbeddingResult], every_cut: bool = False) -> pd.DataFrame:
+    """clusters.csv: every map's clusters under each linkage at the default cut, with all
+    their words and their class; `every_cut` adds the other cuts, as clusters_by_cut.csv."""
+    return pd.concat([result.clusters_frame(every_cut) for result in results], ignore_index=True)
 
 
 def export(report: ModelReport, data: Path) -> None:
     points_frame(report.embeddings).to_csv(data / "points.csv", index=False, float_format="%.6g")
     clusters_frame(report.embeddings).to_csv(data / "clusters.csv", index=False)
+    clusters_frame(report.embeddings, every_cut=True).to_csv(data / CLUSTERS_BY_CUT, index=False)

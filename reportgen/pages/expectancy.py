@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from reportgen.heatmap import expectancy_cells, page_bounds
+from reportgen.heatmap import (colour_shares, expectancy_cells, expectancy_legend, most_surprising,
+                               page_bounds, token_probabilities)
 from reportgen.pages import Page, Section, SiteOptions
 from reportgen.results import ModelReport
 
@@ -25,6 +26,8 @@ def pages(report: ModelReport, options: SiteOptions) -> list[Page]:
     bounds = page_bounds(report.capture.n_tokens, options.tokens_per_page)
     names = page_names(len(bounds))
     links = [{"href": name, "label": str(i)} for i, name in enumerate(names, start=1)]
+    surprising = most_surprising(report.capture, names, options.tokens_per_page)
+    shares = colour_shares(token_probabilities(report.capture), options.expectancy_scale)
     return [
         Page(
             path=name,
@@ -32,12 +35,17 @@ def pages(report: ModelReport, options: SiteOptions) -> list[Page]:
             title="Expectancy",
             section="expectancy",
             context={
-                "cells": expectancy_cells(report.capture, start, stop),
+                "cells": expectancy_cells(report.capture, start, stop, options.expectancy_scale),
+                "anchors": {s.position for s in surprising if start <= s.position < stop},
                 "pages": links,
                 "current": index,
                 "start": start,
                 "stop": stop,
                 "tokens_per_page": options.tokens_per_page,
+                "scale_legend": expectancy_legend(options.expectancy_scale),
+                "scale": options.expectancy_scale,
+                "largest_colour_share": float(shares.max()),
+                "surprising": surprising if index == 0 else [],
             },
         )
         for index, (name, (start, stop)) in enumerate(zip(names, bounds))

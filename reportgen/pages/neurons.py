@@ -20,12 +20,13 @@ from typing import Any
 
 import altair as alt
 import numpy as np
+import pandas as pd
 from altair.utils.schemapi import debug_mode
 
 from reportgen.analysis.concepts import ConceptResult, NeuronConcepts
 from reportgen.analysis.distributions import NEAR_ZERO_BOUND, NEAR_ZERO_SHARE, NeuronStats
 from reportgen.capture import StateKey, state_name
-from reportgen.heatmap import TokenCell, activation_cells
+from reportgen.heatmap import TokenCell, activation_cells, activation_legend
 from reportgen.pages import ChartSpec, Page, Section, SiteOptions
 from reportgen.results import ModelReport
 
@@ -62,6 +63,7 @@ class RankingRow:
     score: float
     label: str
     label_auroc: float
+    labels: str  # every label as `feature:auroc`, strongest first
     mean: float
     mean_abs: float
 
@@ -117,7 +119,10 @@ class Context:
 @dataclass(frozen=True)
 class FeatureAuroc:
     feature: str
+    description: str
     auroc: float
+    within: float  # NaN where undefined
+    word_decided: bool
     is_label: bool
 
 
@@ -134,6 +139,23 @@ def top_neurons(report: ModelReport, options: SiteOptions) -> dict[StateKey, lis
         key: [int(n) for n in stats.top(options.top_neurons)]
         for key, stats in report.distributions.states.items()
     }
+
+
+def paged_neurons(report: ModelReport, options: SiteOptions) -> dict[StateKey, list[int]]:
+    """The top N by KL of each layer and state, then the concept index's other units by KL
+    rank, so that every unit the concepts page lists has a page."""
+    assert report.distributions is not None
+    chosen = top_neurons(report, options)
+    if report.concepts is None:
+        return chosen
+    for entry in report.concepts.index():
+        if entry.neuron not in chosen[entry.key]:
+            chosen[entry.key].append(entry.neuron)
+    for key, neurons in chosen.items():
+        rank = report.distributions.states[key].rank
+        tail = sorted(neurons[options.top_neurons:], key=lambda n: int(rank[n]))
+        chosen[key] = neurons[: options.top_neurons] + tail
+    return chosen
 
 
 def concepts_of(report: ModelReport, key: StateKey) -> NeuronConcepts | None:
@@ -179,6 +201,7 @@ def ranking_rows(stats: NeuronStats, concepts: NeuronConcepts | None,
             score=float(stats.score[neuron]),
             label=concepts.label[neuron] if concepts else "",
             label_auroc=float(concepts.label_auroc[neuron]) if concepts else math.nan,
+            labels=concepts.labels_text(neuron) if concepts else "",
             mean=float(stats.mean[neuron]),
             mean_abs=float(stats.mean_abs[neuron]),
         ))
@@ -209,7 +232,8 @@ def cell_interval_given(report: ModelReport) -> bool:
     return isinstance(neurons, dict) and neurons.get("cell_interval") is not None
 
 
-def state_summary(report: ModelReport, key: StateKey, pages: list[int]) -> StateSummary:
+def state_summary(report: ModelReport, key: StateKey, top: list[int],
+                  pages: list[int]) -> StateSummary:
     assert report.distributions is not None
     stats = report.distributions.states[key]
     concepts = concepts_of(report, key)
@@ -225,7 +249,7 @@ def state_summary(report: ModelReport, key: StateKey, pages: list[int]) -> State
         mean_abs_activation=stats.mean_abs_activation,
         n_neurons=stats.n_neurons,
         rank_by=stats.rank_by,
-        rows=ranking_rows(stats, concepts, pages),
+        rows=ranking_rows(stats, concepts, top),
         near_zero=near_zero,
         average_chart=ChartSpec(
             f"average-{name}", page_spec(stats.average_chart()),
@@ -282,12 +306,19 @@ def top_contexts(tokens: list[str], values: np.ndarray, count: int = TOP_CONTEXT
     ]
 
 
-def feature_aurocs(concepts: NeuronConcepts | None, neuron: int) -> list[FeatureAuroc]:
+def feature_aurocs(concepts: NeuronConcepts | None, neuron: int,
+                   descriptions: dict[str, str]) -> list[FeatureAuroc]:
+    """Each feature's figures for one neuron, its labels first (strongest first), then the
+    rest in feature order."""
     if concepts is None:
         return []
-    label = concepts.label[neuron]
-    return [FeatureAuroc(feature, float(concepts.auroc[neuron, index]), feature == label)
-            for index, feature in enumerate(concepts.features)]
+    labels = [feature for feature, _ in concepts.labels[neuron]]
+    order = [concepts.features.index(f) for f in labels]
+    order += [i for i, f in enumerate(concepts.features) if f not in labels]
+    return [FeatureAuroc(concepts.features[i], descriptions.get(concepts.features[i], ""),
+                         float(concepts.auroc[neuron, i]), float(concepts.within[neuron, i]),
+                         bool(concepts.word_decided[i]), concepts.features[i] in labels)
+            for i in order]
 
 
 def neighbour_links(key: StateKey, neurons: list[int],
@@ -300,7 +331,10 @@ def neighbour_links(key: StateKey, neurons: list[int],
     return {"previous": link(index - 1), "next": link(index + 1)}
 
 
-def neuron_page(report: ModelReport, key: StateKey, neurons: list[int], index: int) -> Page:
+def neuron_page(report: ModelReport, key: StateKey, neurons: list[int], index: int,
+                figures: bool = True) -> Page:
+    """One unit's page; `figures` False leaves its charts out of img/ (the concepts page's
+    units beyond the top ones by KL, which would otherwise double the figures)."""
     assert report.distributions is not None
     stats = report.distributions.states[key]
     concepts = concepts_of(report, key)
@@ -313,12 +347,16 @@ def neuron_page(report: ModelReport, key: StateKey, neurons: list[int], index: i
     figure = f"{name}-{neuron:04d}"  # the stem of this neuron's figures under img/
     charts = [ChartSpec("histogram", unvalidated_spec(lambda: stats.neuron_chart(neuron)),
                         f"The share of {label}'s values in each bin, over the average of {name}.",
-                        f"{figure}-histogram")]
+                        f"{figure}-histogram" if figures else "")]
     if concepts is not None:
-        charts.append(ChartSpec("auroc", unvalidated_spec(lambda: concepts.chart(neuron)),
+        assert report.concepts is not None
+        threshold = report.concepts.threshold
+        charts.append(ChartSpec("auroc", unvalidated_spec(lambda: concepts.chart(neuron, threshold)),
                                 "AUROC of the neuron's activation for each token feature; "
-                                "0.5 is chance, below 0.5 the neuron is low on the feature.",
-                                f"{figure}-auroc"))
+                                "0.5 is chance, below 0.5 the neuron is low on the feature. "
+                                "Black ticks: the within-word AUROC; dashed: the label "
+                                "thresholds.",
+                                f"{figure}-auroc" if figures else ""))
     row = ranking_rows(stats, concepts, [neuron])[0]
     return Page(
         path=neuron_page_path(key, neuron),
@@ -334,11 +372,15 @@ def neuron_page(report: ModelReport, key: StateKey, neurons: list[int], index: i
             "n_neurons": stats.n_neurons,
             "rank_by": stats.rank_by,
             "scale": scale,
+            "scale_legend": activation_legend(scale),
             "high_excerpts": excerpts(tokens, values, True, scale, label),
             "low_excerpts": excerpts(tokens, values, False, scale, label),
             "contexts": top_contexts(tokens, values),
-            "aurocs": feature_aurocs(concepts, neuron),
+            "aurocs": feature_aurocs(concepts, neuron, (report.concepts.descriptions or {})
+                                     if report.concepts is not None else {}),
             "threshold": report.concepts.threshold if report.concepts is not None else None,
+            "within_threshold": (report.concepts.within_threshold
+                                 if report.concepts is not None else None),
             "back": f"../{PAGE}",
             **neighbour_links(key, neurons, index),
         },
@@ -347,8 +389,9 @@ def neuron_page(report: ModelReport, key: StateKey, neurons: list[int], index: i
 
 
 def pages(report: ModelReport, options: SiteOptions) -> list[Page]:
-    chosen = top_neurons(report, options)
-    summaries = [state_summary(report, key, neurons) for key, neurons in chosen.items()]
+    top = top_neurons(report, options)
+    paged = paged_neurons(report, options)
+    summaries = [state_summary(report, key, top[key], paged[key]) for key in top]
     overview = Page(
         path=PAGE,
         template="neurons.html",
@@ -363,16 +406,26 @@ def pages(report: ModelReport, options: SiteOptions) -> list[Page]:
         charts=[chart for s in summaries for chart in (s.average_chart, s.kl_chart)],
     )
     neuron_pages = [
-        neuron_page(report, key, neurons, index)
-        for key, neurons in chosen.items()
+        neuron_page(report, key, neurons, index, figures=neurons[index] in top[key])
+        for key, neurons in paged.items()
         for index in range(len(neurons))
     ]
     return [overview, *neuron_pages]
 
 
-def export(report: ModelReport, data: Path) -> None:
-    """neurons.csv: DESIGN.md section 5's columns, one row per layer, state and neuron."""
+def neurons_frame(report: ModelReport) -> pd.DataFrame:
+    """neurons.csv: the distribution columns, then every label and each feature's AUROC and
+    within-word AUROC."""
     assert report.distributions is not None
     frame = report.distributions.to_frame(report.concepts)
     frame["near_zero"] = frame["near_zero"].astype(int)  # 0/1, as the features of tokens.csv
-    frame.to_csv(data / "neurons.csv", index=False, float_format="%.8g")
+    if report.concepts is None:
+        return frame
+    concept_columns = report.concepts.to_frame().drop(columns=["label", "label_auroc"])
+    return frame.merge(concept_columns, on=["layer", "state", "neuron"], how="left",
+                       validate="one_to_one")
+
+
+def export(report: ModelReport, data: Path) -> None:
+    """neurons.csv: DESIGN.md section 5's columns, one row per layer, state and neuron."""
+    neurons_frame(report).to_csv(data / "neurons.csv", index=False, float_format="%.8g")

@@ -9,13 +9,18 @@ otherwise the same bytes for the same inputs and options.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from reportgen.capture import state_name
 from reportgen.heatmap import page_bounds
 from reportgen.pages import Page, Section, SiteOptions
+from reportgen.pages.neurons import neuron_page_path
 from reportgen.results import ModelReport
+
+CLASS_FINDING_SHARE = 0.7  # a cluster is a finding when this share of it is one class
+MIN_FINDING_CLUSTER = 20  # points a cluster needs to count as a finding
 from reportgen.versions import library_versions
 
 
@@ -51,8 +56,66 @@ def layout_notes(report: ModelReport, options: SiteOptions) -> list[str]:
     return notes
 
 
+@dataclass(frozen=True)
+class Finding:
+    """One line of the overview's findings: what was found, and where to look."""
+
+    topic: str  # a feature or a word class
+    text: str
+    href: str
+
+
+def unit_findings(report: ModelReport) -> list[Finding]:
+    """For each feature some unit is labelled with, its strongest labelled unit."""
+    if report.concepts is None or report.distributions is None:
+        return []
+    findings = []
+    for f, feature in enumerate(report.concepts.features):
+        best = None
+        for key, state in report.concepts.states.items():
+            for neuron, labels in enumerate(state.labels):
+                if feature in dict(labels):
+                    distance = abs(state.auroc[neuron, f] - 0.5)
+                    if best is None or distance > best[0]:
+                        best = (distance, key, neuron)
+        if best is None:
+            continue
+        _, key, neuron = best
+        state = report.concepts.states[key]
+        stats = report.distributions.states[key]
+        auroc, within = state.auroc[neuron, f], state.within[neuron, f]
+        memory = "" if state.word_decided[f] else f", within-word {within:.3f}"
+        findings.append(Finding(feature, (
+            f"{state_name(key)} unit {neuron} is {'high' if auroc > 0.5 else 'low'} "
+            f"{report.concepts.descriptions.get(feature, feature) if report.concepts.descriptions else feature} "
+            f"(AUROC {auroc:.3f}{memory}; KL rank {int(stats.rank[neuron])} of {stats.n_neurons})"),
+            neuron_page_path(key, neuron)))
+    return findings
+
+
+def cluster_findings(report: ModelReport) -> list[Finding]:
+    """For each class, the purest cluster at the opening cut of any map and linkage, when
+    most of its points belong to that class."""
+    best: dict[str, tuple[float, str]] = {}
+    for result in report.embeddings:
+        for linkage, rows in result.tables.items():
+            for row in rows:
+                if (row.word_class and row.class_share >= CLASS_FINDING_SHARE
+                        and row.size >= MIN_FINDING_CLUSTER
+                        and row.class_share > best.get(row.word_class, (0.0, ""))[0]):
+                    words = ", ".join(word for word, _ in row.top_words(5))
+                    best[row.word_class] = (row.class_share, (
+                        f"{state_name(result.key)} {linkage.replace('_', ' ')} cluster "
+                        f"{row.cluster}: {row.class_share:.0%} of its {row.size:,} tokens "
+                        f"({words})"))
+    return [Finding(name, text, "clusters.html") for name, (_, text) in best.items()]
+
+
 def pages(report: ModelReport, options: SiteOptions, sections: list[Section]) -> list[Page]:
     context = {
+        "unit_findings": unit_findings(report),
+        "cluster_findings": cluster_findings(report),
+        "finding_share": CLASS_FINDING_SHARE,
         "model": report.summary,
         "sections": sections,
         "notes": report.notes + layout_notes(report, options),

@@ -60,7 +60,7 @@
   });
 })();
 
-// Cluster explorer (clusters.html): show the cluster table of the map and linkage picked in the
+// Cluster explorer (clusters.html): show the cluster table of the map, linkage and cut picked in the
 // chart's selectors, and hide clusters below the size typed in the filter, in the tables and in
 // the chart. Rows are only shown or hidden through `hidden`; no markup is ever built.
 (function () {
@@ -69,7 +69,7 @@
   if (!box) return;
   var tables = Array.prototype.slice.call(box.querySelectorAll("table.cluster-table"));
   var input = box.querySelector("input.min-cluster-size");
-  var shown = { map: box.dataset.map, linkage: box.dataset.linkage };
+  var shown = { map: box.dataset.map, linkage: box.dataset.linkage, cut: box.dataset.cut };
   var view = null;
   function minimumSize() {
     var value = parseInt(input.value, 10);
@@ -78,7 +78,8 @@
   function update() {
     var limit = minimumSize();
     tables.forEach(function (table) {
-      table.hidden = table.dataset.map !== shown.map || table.dataset.linkage !== shown.linkage;
+      table.hidden = table.dataset.map !== shown.map || table.dataset.linkage !== shown.linkage ||
+        table.dataset.cut !== String(shown.cut);
       Array.prototype.forEach.call(table.tBodies[0].rows, function (row) {
         row.hidden = parseInt(row.dataset.size, 10) < limit;
       });
@@ -95,6 +96,11 @@
     });
     view.addSignalListener(box.dataset.linkageParam, function (name, value) {
       shown.linkage = value;
+      update();
+    });
+    shown.cut = view.signal(box.dataset.cutParam);
+    view.addSignalListener(box.dataset.cutParam, function (name, value) {
+      shown.cut = value;
       update();
     });
     view.signal(box.dataset.minSizeParam, minimumSize()).runAsync();
