@@ -6,7 +6,7 @@ Two kinds of file, told apart by their suffix:
 
       [is_colour]
       words = ["red", "green", "blue"]   # the token is one of these
-      description = "colour words"        # optional, shown on the concepts page
+      description = "colour words"        # optional: what it picks out, on the report's pages
 
       [is_year]
       regex = "1[5-9][0-9][0-9]|20[0-9][0-9]"   # the whole token matches
@@ -83,7 +83,8 @@ class FeatureFile:
 
     def descriptions(self) -> dict[str, str]:
         own = {feature.name: feature.description for feature in self.word_lists}
-        return {**own, **{name: f"annotated in {self.path.name}" for name in self.annotation}}
+        return {**own, **{name: f"tokens marked {name} in {self.path.name}"
+                           for name in self.annotation}}
 
     def evaluate(self, tokens: Sequence[str]) -> dict[str, np.ndarray]:
         """Each feature's (T,) bool array over `tokens`; an annotation must fit them."""

@@ -115,17 +115,23 @@ FEATURES: tuple[tuple[str, FeatureFunction], ...] = (
 WORD_CLASS_FEATURES: tuple[str, ...] = tuple(f"is_{name}" for name in CLASS_NAMES)
 BUILT_IN_FEATURES: tuple[str, ...] = (*(name for name, _ in FEATURES), *WORD_CLASS_FEATURES)
 
+# What each feature picks out, as a noun phrase: "unit 4 is high on tokens inside double quotes".
 DESCRIPTIONS: dict[str, str] = {
-    "in_quotes": "inside double quotes",
-    "in_parens": "inside parentheses",
-    "next_is_number": "the next token is a number",
-    "next_is_eos": "the next token ends the line (<eos>)",
-    "in_heading": "inside a = heading = line",
-    **{f"is_{name}": f"the token is a {name.replace('_', ' ')} word" for name in CLASS_NAMES},
-    "is_be": 'the token is a form of "be"',
-    "is_have": 'the token is a form of "have"',
-    "is_punctuation": "the token is a punctuation mark",
-    "is_heading_markup": "the token is heading markup (=)",
+    "in_quotes": "tokens inside double quotes",
+    "in_parens": "tokens inside parentheses",
+    "next_is_number": "tokens before a number",
+    "next_is_eos": "tokens before a line end (<eos>)",
+    "in_heading": "tokens of = heading = lines",
+    "is_pronoun": "pronouns",
+    "is_be": 'forms of "be"',
+    "is_have": 'forms of "have"',
+    "is_conjunction": "conjunctions",
+    "is_preposition": "prepositions",
+    "is_possessive": "possessives",
+    "is_article": "articles",
+    "is_month": "month names",
+    "is_punctuation": "punctuation marks",
+    "is_heading_markup": "heading markup (=)",
 }
 
 

@@ -108,8 +108,16 @@ def expectancy_legend(scale: str = "log") -> Legend:
         ticks = [(100 * p, f"{p:g}") for p in (0, 0.25, 0.5, 0.75, 1)]
         return Legend(gradient_css(), ticks, "unexpected", "expected")
     exponents = range(int(LOG_FLOOR), 1)
-    ticks = [(100 * scale_position(10.0 ** e), "1" if e == 0 else f"10^{e}") for e in exponents]
-    return Legend(gradient_css(), ticks, "unexpected (p ≤ 10^-5)", "expected (p = 1)")
+    ticks = [(100 * scale_position(10.0 ** e), power_of_ten(e)) for e in exponents]
+    return Legend(gradient_css(), ticks, f"unexpected (p ≤ {power_of_ten(int(LOG_FLOOR))})",
+                  "expected (p = 1)")
+
+
+def power_of_ten(exponent: int) -> str:
+    """-3 -> "10⁻³", 0 -> "1", in Unicode superscripts so that a legend needs no markup."""
+    if exponent == 0:
+        return "1"
+    return "10" + str(exponent).translate(str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹"))
 
 
 def activation_legend(scale: float) -> Legend:

@@ -66,29 +66,29 @@ class Finding:
 
 
 def unit_findings(report: ModelReport) -> list[Finding]:
-    """For each feature some unit is labelled with, its strongest labelled unit."""
+    """For each feature some unit is labelled with, the labelled unit that ranks best by KL
+    (as a share of its layer and state): the thesis's interesting units, named by concept."""
     if report.concepts is None or report.distributions is None:
         return []
+    descriptions = report.concepts.descriptions or {}
     findings = []
     for f, feature in enumerate(report.concepts.features):
-        best = None
-        for key, state in report.concepts.states.items():
-            for neuron, labels in enumerate(state.labels):
-                if feature in dict(labels):
-                    distance = abs(state.auroc[neuron, f] - 0.5)
-                    if best is None or distance > best[0]:
-                        best = (distance, key, neuron)
-        if best is None:
+        candidates = [
+            (report.distributions.states[key].rank[neuron] / len(state.labels), key, neuron)
+            for key, state in report.concepts.states.items()
+            for neuron, labels in enumerate(state.labels) if feature in dict(labels)
+        ]
+        if not candidates:
             continue
-        _, key, neuron = best
+        _, key, neuron = min(candidates)
         state = report.concepts.states[key]
         stats = report.distributions.states[key]
         auroc, within = state.auroc[neuron, f], state.within[neuron, f]
         memory = "" if state.word_decided[f] else f", within-word {within:.3f}"
         findings.append(Finding(feature, (
-            f"{state_name(key)} unit {neuron} is {'high' if auroc > 0.5 else 'low'} "
-            f"{report.concepts.descriptions.get(feature, feature) if report.concepts.descriptions else feature} "
-            f"(AUROC {auroc:.3f}{memory}; KL rank {int(stats.rank[neuron])} of {stats.n_neurons})"),
+            f"{state_name(key)} unit {neuron} is {'high' if auroc > 0.5 else 'low'} on "
+            f"{descriptions.get(feature, feature)} (AUROC {auroc:.3f}{memory}; KL rank "
+            f"{int(stats.rank[neuron])} of {stats.n_neurons}; {len(candidates)} units labelled)"),
             neuron_page_path(key, neuron)))
     return findings
 
