@@ -10,6 +10,10 @@ and not in the process; the analyses stream over them in chunks.
 Entries are written under a `.pending-` name and renamed once complete, so an interrupted run
 never leaves an entry that looks whole. The least recently used entries are removed once the
 cache grows past its limit.
+
+The cache folder may be a folder of the user's (`--cache DIR`, `$REPORTGEN_CACHE`), so reportgen
+only ever deletes what it made: every entry and pending folder holds the marker file `MARKER`,
+written first, and a folder without it is never removed, however old, big or entry-like.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ CACHE_FORMAT = 1  # bump when an entry's files or their meaning change
 DEFAULT_LIMIT_GB = 20.0
 META = "meta.json"
 PENDING = ".pending-"
+MARKER = ".reportgen-capture"  # written inside every entry and pending folder reportgen makes
+MARKER_TEXT = "reportgen capture cache entry; reportgen may delete this folder\n"
 
 
 def default_cache_folder() -> Path:
@@ -102,6 +108,7 @@ def cached_capture(model: RNNModel, token_ids: np.ndarray, tokens: list[str],
     found = load_entry(entry, tokens, vocabulary)
     if found is not None:
         os.utime(entry / META)
+        mark(entry)  # an entry made before markers existed: its name and files show it is ours
         return CacheResult(found, True, entry)
     store_entry(model, token_ids, tokens, vocabulary, options, entry)
     prune(folder, int(limit_gb * 1e9), keep=entry)
@@ -119,6 +126,7 @@ def store_entry(model: RNNModel, token_ids: np.ndarray, tokens: list[str],
     try:
         remove_stale_pending(entry.parent)
         pending.mkdir(parents=True)
+        mark(pending)
         captured = capture(model, token_ids, tokens, vocabulary, options, folder=pending)
         for array in array_fields(captured).values():
             if isinstance(array, np.memmap):
@@ -136,7 +144,31 @@ def store_entry(model: RNNModel, token_ids: np.ndarray, tokens: list[str],
             "free some space, give another --cache folder, or use --no-cache"
         ) from None
     finally:
-        shutil.rmtree(pending, ignore_errors=True)
+        remove_if_ours(pending)
+
+
+def mark(folder: Path) -> None:
+    """Mark `folder` as made by reportgen, so that pruning may delete it."""
+    marker = folder / MARKER
+    if not marker.is_file():
+        marker.write_text(MARKER_TEXT, encoding="utf-8")
+
+
+def is_ours(folder: Path) -> bool:
+    """Whether reportgen made `folder`: a real folder (not a link) holding the marker."""
+    return folder.is_dir() and not folder.is_symlink() and (folder / MARKER).is_file()
+
+
+def remove_if_ours(folder: Path) -> None:
+    """Delete `folder` when it carries reportgen's marker; an empty folder is only removed
+    (a run killed between making a pending folder and marking it leaves one)."""
+    if is_ours(folder):
+        shutil.rmtree(folder, ignore_errors=True)
+    else:
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
 
 
 def publish(pending: Path, entry: Path) -> None:
@@ -160,7 +192,7 @@ def array_fields(captured: Capture) -> dict[str, np.ndarray]:
 def load_entry(entry: Path, tokens: list[str], vocabulary: list[str]) -> Capture | None:
     """The entry's capture, its arrays mapped read-only; None when it is missing or damaged
     (a damaged entry is removed, to be written again)."""
-    if not (entry / META).is_file():
+    if not (entry / META).is_file() or (not is_ours(entry) and not _legacy_entry(entry)):
         return None
     try:
         meta = json.loads((entry / META).read_text(encoding="utf-8"))
@@ -183,9 +215,22 @@ def load_entry(entry: Path, tokens: list[str], vocabulary: list[str]) -> Capture
             decoder_error=meta["decoder_error"],
         )
     except (OSError, ValueError, KeyError, TypeError):
-        shutil.rmtree(entry, ignore_errors=True)
+        remove_if_ours(entry)
         return None
     return captured
+
+
+def _legacy_entry(entry: Path) -> bool:
+    """An entry written before markers existed: named by a key digest, with a `meta.json` of
+    this cache format. Reused (and then marked), but never deleted unmarked."""
+    if entry.is_symlink() or len(entry.name) != 32 or not all(
+            char in "0123456789abcdef" for char in entry.name):
+        return False
+    try:
+        meta = json.loads((entry / META).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("format") == CACHE_FORMAT
 
 
 def _mapped(entry: Path, name: str, dtype: str, n: int, width: int | None = 0) -> np.ndarray:
@@ -216,9 +261,9 @@ def last_used(entry: Path) -> float:
 
 def prune(folder: Path, limit_bytes: int, keep: Path) -> None:
     """Remove the least recently used entries until the cache fits its limit; `keep`, the
-    entry this run uses, is never removed."""
+    entry this run uses, is never removed, and neither is any folder without the marker."""
     entries = [path for path in folder.iterdir()
-               if path.is_dir() and not path.name.startswith(".") and path != keep]
+               if not path.name.startswith(".") and path != keep and is_ours(path)]
     entries.sort(key=last_used)
     total = entry_size(keep) + sum(entry_size(path) for path in entries)
     for path in entries:
@@ -229,13 +274,15 @@ def prune(folder: Path, limit_bytes: int, keep: Path) -> None:
 
 
 def remove_stale_pending(folder: Path) -> None:
-    """Pending folders of runs that died (their process is gone) are removed."""
+    """Pending folders that runs now dead (their process is gone) made are removed."""
     if not folder.is_dir():
         return
-    for path in folder.glob(f"{PENDING}*"):
+    for path in folder.iterdir():
+        if not path.name.startswith(PENDING):
+            continue
         pid = path.name.rsplit("-", 1)[-1]
         if pid.isdigit() and not process_is_alive(int(pid)):
-            shutil.rmtree(path, ignore_errors=True)
+            remove_if_ours(path)
 
 
 def process_is_alive(pid: int) -> bool:

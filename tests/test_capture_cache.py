@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from reportgen.capture import CaptureOptions, capture
-from reportgen.capture_cache import META, PENDING, cached_capture, entry_size
+from reportgen.capture_cache import MARKER, META, PENDING, cached_capture, entry_size
 from reportgen.corpus import tokenize, vocabulary_from_folder
 from reportgen.errors import ReportgenError
 from reportgen.model import load_checkpoint
@@ -84,9 +84,12 @@ def test_a_damaged_entry_is_captured_again(inputs, tmp_path: Path) -> None:
 def test_an_interrupted_capture_leaves_no_entry_and_is_cleaned_up(inputs, tmp_path: Path) -> None:
     dead = tmp_path / f"{PENDING}abc-{2**22 + 12345}"  # a pid no process has
     dead.mkdir()
+    (dead / MARKER).write_text("reportgen\n")  # the first thing a run writes into it
     (dead / "L1-h.npy").write_bytes(b"partial")
+    unmarked = tmp_path / f"{PENDING}def-{2**22 + 12345}"  # killed before it was marked
+    unmarked.mkdir()
     result = cached(inputs, tmp_path)
-    assert not dead.exists()
+    assert not dead.exists() and not unmarked.exists()
     assert entries(tmp_path) == [result.entry]
     assert not any(path.name.startswith(PENDING) for path in tmp_path.iterdir())
 
@@ -171,3 +174,39 @@ def test_a_full_disk_is_one_error_and_leaves_no_entry(inputs, tmp_path: Path,
     with pytest.raises(ReportgenError, match="could not write the capture cache in .*No space"):
         cached(inputs, tmp_path / "cache")
     assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_pruning_deletes_only_entries_reportgen_made(inputs, tmp_path: Path) -> None:
+    """`--cache DIR` may point at a folder of the user's: past the limit, only entries that
+    carry reportgen's marker go, never the user's own folders, however old or big."""
+    thesis = tmp_path / "thesis"
+    thesis.mkdir()
+    (thesis / "draft.tex").write_bytes(b"x" * 100_000)
+    os.utime(thesis, (1, 1))
+    looks_pending = tmp_path / f"{PENDING}photos-{2**22 + 12345}"  # a dead pid, but not ours
+    looks_pending.mkdir()
+    (looks_pending / "cat.jpg").write_bytes(b"jpeg")
+    first = cached(inputs, tmp_path).entry
+    os.utime(first / META, (2, 2))
+    second = cached(inputs, tmp_path, replace(OPTIONS, dtype="float16"), limit_gb=1e-9).entry
+    assert (thesis / "draft.tex").stat().st_size == 100_000
+    assert (looks_pending / "cat.jpg").read_bytes() == b"jpeg"
+    assert not first.exists(), "an entry reportgen made goes past the limit"
+    assert (second / MARKER).is_file()
+
+
+def test_an_entry_made_before_markers_gets_one_when_reused(inputs, tmp_path: Path) -> None:
+    entry = cached(inputs, tmp_path).entry
+    (entry / MARKER).unlink()
+    again = cached(inputs, tmp_path)
+    assert again.reused and (entry / MARKER).is_file()
+
+
+def test_a_folder_named_like_an_entry_without_the_marker_is_left_alone(inputs,
+                                                                       tmp_path: Path) -> None:
+    entry = cached(inputs, tmp_path).entry
+    (entry / MARKER).unlink()
+    (entry / META).write_text("not json", encoding="utf-8")  # unreadable, but not ours
+    with pytest.raises(ReportgenError, match="could not be read back"):
+        cached(inputs, tmp_path)
+    assert (entry / META).read_text(encoding="utf-8") == "not json"
