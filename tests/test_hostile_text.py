@@ -11,6 +11,8 @@ user could rename them, before the pipeline's own stages run.
 
 from __future__ import annotations
 
+import re
+
 import random
 import shutil
 import xml.etree.ElementTree as ET
@@ -161,7 +163,7 @@ def test_heatmaps_and_their_tooltips_show_each_token_as_text(checks: dict[str, P
 @pytest.mark.browser
 def test_cluster_tables_show_each_top_word_as_text(hostile_site: Path,
                                                    checks: dict[str, PageCheck]) -> None:
-    clusters = pd.read_csv(hostile_site / "data" / "clusters.csv", keep_default_na=False)
+    clusters = pd.read_csv(hostile_site / "data" / "clusters_by_cut.csv", keep_default_na=False)
     expected = [item.rsplit(":", 1)[0] for words in clusters["words"]
                 for item in words.split(" ")[:TOP_WORDS]]
     shown_words = checks["clusters.html"].probed["words"]
@@ -175,7 +177,11 @@ def test_neuron_contexts_show_each_token_as_text(hostile_site: Path, checks: dic
     neuron_pages = [check for path, check in checks.items() if path.startswith("neuron/")]
     neurons = pd.read_csv(hostile_site / "data" / "neurons.csv")
     paged = neurons[neurons["near_zero"] == 0].groupby(["layer", "state"]).size().clip(upper=2)
-    assert len(neuron_pages) == paged.sum() > 0  # the top two of each, near-zero ones left out
+    concepts = (hostile_site / "concepts.html").read_text(encoding="utf-8")
+    listed = set(re.findall(r'href="(neuron/[^"]+)"', concepts))
+    # the top two of each layer and state (near-zero ones left out), and the concepts page's
+    assert {check.path for check in neuron_pages} >= listed
+    assert paged.sum() <= len(neuron_pages) <= paged.sum() + len(listed)
     found = set()
     for check in neuron_pages:
         for value, position, before, token, after in check.probed["contexts"]:
