@@ -8,6 +8,7 @@ complete, so a failed or interrupted run never leaves a half-written report.
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import shutil
@@ -22,6 +23,7 @@ import jinja2
 import vl_convert
 
 from reportgen.analysis.comparison import Comparison
+from reportgen.capture_cache import process_is_alive
 from reportgen.errors import ReportgenError
 from reportgen.images import IMAGE_FOLDER, write_images, write_svg_and_png
 from reportgen.pages import comparison as comparison_page
@@ -154,19 +156,44 @@ def check_output_folder(out: Path) -> None:
         )
 
 
+def leftovers(out: Path, kind: str) -> list[Path]:
+    """The `.OUT.tmp-PID` (kind "tmp") or `.OUT.old-PID` ("old") folders of runs that died.
+
+    Names are matched exactly, never as a glob pattern (OUT may hold `[`, `*` or `?`), and a
+    folder whose process is still alive belongs to a run still going, into the same OUT.
+    """
+    prefix = f".{out.name}.{kind}-"
+    try:
+        names = os.listdir(out.parent)
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        pid = name[len(prefix):]
+        if name.startswith(prefix) and pid.isdigit() and not process_is_alive(int(pid)):
+            found.append(out.parent / name)
+    return sorted(found)
+
+
+def is_site_folder(folder: Path) -> bool:
+    """A real folder holding our marker, or an empty one: reportgen's to replace or delete."""
+    if folder.is_symlink() or not folder.is_dir():
+        return False
+    return (folder / SITE_MARKER).exists() or not any(folder.iterdir())
+
+
 def clean_leftovers(out: Path) -> None:
     """Remove the temporary folders of an earlier run that was killed before it could.
 
     A run killed between its two renames left the earlier report as `.OUT.old-PID` and no OUT:
-    that report is put back first.
+    that report is put back first. Only folders of dead runs that carry our marker are touched.
     """
-    earlier = sorted(out.parent.glob(f".{out.name}.old-*"))
-    if earlier and not out.exists():
+    earlier = [path for path in leftovers(out, "old") if is_site_folder(path)]
+    if earlier and not out.exists() and not out.is_symlink():
         earlier[0].rename(out)
-    for leftover in out.parent.glob(f".{out.name}.tmp-*"):
-        shutil.rmtree(leftover, ignore_errors=True)
-    for leftover in out.parent.glob(f".{out.name}.old-*"):
-        shutil.rmtree(leftover, ignore_errors=True)
+    for leftover in leftovers(out, "tmp") + leftovers(out, "old"):
+        if is_site_folder(leftover):
+            shutil.rmtree(leftover, ignore_errors=True)
 
 
 @contextmanager
@@ -181,14 +208,42 @@ def atomic_folder(out: Path) -> Iterator[Path]:
     try:
         (temporary / SITE_MARKER).write_text("reportgen\n", encoding="utf-8")
         yield temporary
+        swap_in(temporary, out)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
+
+
+SWAP_TRIES = 20
+
+
+def swap_in(temporary: Path, out: Path) -> None:
+    """Move the report at `out` aside, rename `temporary` to `out`, delete the old one.
+
+    Another run into the same OUT may swap its report in between our two renames; then ours is
+    renamed in over it on the next try (the run that finishes last wins).
+    """
     old = out.parent / f".{out.name}.old-{os.getpid()}"
-    if out.exists():
-        out.rename(old)
-    temporary.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
+    for _ in range(SWAP_TRIES):
+        if old.exists():  # what the other run swapped in, last try: superseded by ours
+            shutil.rmtree(old, ignore_errors=True)
+        if out.exists():
+            try:
+                out.rename(old)
+            except FileNotFoundError:  # the other run moved it aside meanwhile
+                pass
+        try:
+            temporary.rename(out)
+        except OSError as error:
+            if error.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                continue
+            if old.exists() and not out.exists():
+                old.rename(out)  # put the earlier report back
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+        return
+    raise ReportgenError(f"{out}: other runs kept replacing this folder while this one tried to "
+                         "write it; run one report into an --out at a time")
 
 
 def write_site(report: ModelReport, out: Path, options: SiteOptions | None = None,

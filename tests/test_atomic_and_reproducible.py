@@ -5,16 +5,21 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import pytest
 
 import reportgen
 from clitools import file_digests, finish, run_cli, start_cli, temporary_folders, wait_for
 from reportgen.pages import SiteOptions
 from reportgen.report import ReportConfig, build_report
-from reportgen.site import SITE_MARKER, clean_leftovers
+from reportgen.site import SITE_MARKER, atomic_folder, clean_leftovers
 
+DEAD_PID = 2**22 + 12345  # above Linux's largest pid: no process has it
 TIMINGS = "timings_seconds"
 RUN_SPECIFIC = (TIMINGS, "capture_reused_from_cache")  # the parts of a site two runs may differ in
 
@@ -49,14 +54,84 @@ def test_killed_render_leaves_the_earlier_report_and_the_next_run_cleans_up(
 def test_a_run_killed_between_its_two_renames_gets_the_earlier_report_back(
         tmp_path: Path) -> None:
     out = tmp_path / "report"
-    earlier = tmp_path / ".report.old-4242"
-    half_written = tmp_path / ".report.tmp-4242"
+    earlier = tmp_path / f".report.old-{DEAD_PID}"
+    half_written = tmp_path / f".report.tmp-{DEAD_PID}"
     for folder in (earlier, half_written):
         folder.mkdir()
         (folder / SITE_MARKER).write_text("reportgen\n", encoding="utf-8")
     (earlier / "index.html").write_text("earlier", encoding="utf-8")
     clean_leftovers(out)
     assert (out / "index.html").read_text(encoding="utf-8") == "earlier"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["report"]
+
+
+def leftover(folder: Path, content: str) -> Path:
+    folder.mkdir()
+    (folder / SITE_MARKER).write_text("reportgen\n", encoding="utf-8")
+    (folder / "index.html").write_text(content, encoding="utf-8")
+    return folder
+
+
+def test_cleaning_up_takes_out_literally_not_as_a_pattern(tmp_path: Path) -> None:
+    """`--out 'r[B]'` once deleted `.rB.old-*`, the only copy of another report after a crash."""
+    others = leftover(tmp_path / f".rB.old-{DEAD_PID}", "report rB")
+    clean_leftovers(tmp_path / "r[B]")
+    assert (others / "index.html").read_text(encoding="utf-8") == "report rB"
+    assert not (tmp_path / "r[B]").exists()
+    mine = leftover(tmp_path / f".r[B].old-{DEAD_PID}", "report r[B]")
+    clean_leftovers(tmp_path / "r[B]")
+    assert not mine.exists()
+    assert (tmp_path / "r[B]" / "index.html").read_text(encoding="utf-8") == "report r[B]"
+    assert (others / "index.html").read_text(encoding="utf-8") == "report rB"
+
+
+def test_cleaning_up_leaves_the_folders_of_a_run_still_going(tmp_path: Path) -> None:
+    """Two runs into the same --out: the second must not delete the first's temporary folder,
+    nor put back the earlier report the first has just moved aside to swap its own in."""
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        out = tmp_path / "report"
+        working = leftover(tmp_path / f".report.tmp-{running.pid}", "half written")
+        moved_aside = leftover(tmp_path / f".report.old-{running.pid}", "earlier")
+        clean_leftovers(out)
+        assert working.is_dir() and moved_aside.is_dir() and not out.exists()
+    finally:
+        running.kill()
+        running.wait()
+    clean_leftovers(out)  # its process is gone: what it left is cleaned up
+    assert not working.exists() and not moved_aside.exists()
+    assert (out / "index.html").read_text(encoding="utf-8") == "earlier"
+
+
+def test_cleaning_up_removes_only_folders_reportgen_made(tmp_path: Path) -> None:
+    """A folder of the user's that happens to be named like a leftover is not ours to delete."""
+    users = tmp_path / f".report.tmp-{DEAD_PID}"
+    users.mkdir()
+    (users / "notes.txt").write_text("mine", encoding="utf-8")
+    clean_leftovers(tmp_path / "report")
+    assert (users / "notes.txt").read_text(encoding="utf-8") == "mine"
+
+
+def test_a_run_that_swaps_in_between_our_two_renames_does_not_fail_ours(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two runs into one --out: when the other run's report lands at OUT just after this run
+    moved the earlier one aside, this run still swaps its own in (the last one wins) and
+    leaves no folder behind."""
+    out = leftover(tmp_path / "report", "earlier")
+    real_rename = Path.rename
+    raced: list[Path] = []
+
+    def racing_rename(self: Path, target: Path) -> Path:
+        moved = real_rename(self, target)
+        if Path(target).name.startswith(".report.old-") and not raced:
+            raced.append(leftover(out, "the other run's"))
+        return moved
+
+    monkeypatch.setattr(Path, "rename", racing_rename)
+    with atomic_folder(out) as folder:
+        (folder / "index.html").write_text("this run's", encoding="utf-8")
+    assert raced
+    assert (out / "index.html").read_text(encoding="utf-8") == "this run's"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["report"]
 
 
