@@ -322,6 +322,12 @@ def check_output_path(config: ReportConfig) -> None:
                 f"--out {config.out} holds the {what} {path}, and a run replaces that whole "
                 "folder; choose another --out"
             )
+    if config.cache is not None and config.cache.resolve().is_relative_to(out):
+        raise ReportgenError(
+            f"the capture cache {config.cache} lies inside --out {config.out}, and a run "
+            "replaces that whole folder; give a --cache DIR (or $REPORTGEN_CACHE) outside it, "
+            "or --no-cache"
+        )
     check_output_folder(config.out)
 
 

@@ -154,6 +154,28 @@ def check_output_folder(out: Path) -> None:
             f"{out}: exists, is not empty and is not a reportgen report; choose another --out "
             "or empty it"
         )
+    report = enclosing_report(out)
+    if report is not None:
+        raise ReportgenError(
+            f"--out {out} lies inside the reportgen report {shown(report)}, which the next run "
+            "into it replaces whole; choose an --out outside it"
+        )
+
+
+def enclosing_report(out: Path) -> Path | None:
+    """The nearest folder above `out` that holds a reportgen report (our marker), if any."""
+    for parent in Path(out).absolute().resolve().parents:
+        if (parent / SITE_MARKER).is_file():
+            return parent
+    return None
+
+
+def shown(path: Path) -> str:
+    """`path` relative to the working folder when it lies under it, else as it is."""
+    try:
+        return str(Path(path).relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def leftovers(out: Path, kind: str) -> list[Path]:
