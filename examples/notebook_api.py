@@ -28,10 +28,19 @@ def main(out: Path) -> None:
     print(f"captured {cap.n_tokens} tokens, states {[f'L{l}-{s}' for l, s in cap.keys]}")
 
     neurons = reportgen.analyse_distributions(cap)
-    concepts = reportgen.analyse_concepts(cap, reportgen.token_features(cap.tokens))
+    features = reportgen.token_features(cap.tokens)
+    concepts = reportgen.analyse_concepts(cap, features)
     table = neurons.to_frame(concepts)
     print(table.sort_values("rank").head(5).to_string(index=False))
+    for entry in concepts.index()[:4]:  # the concepts page: the units that track a feature
+        print(f"{entry.feature}: L{entry.key[0]}-{entry.key[1]} unit {entry.neuron}, AUROC "
+              f"{entry.auroc:.3f}, within-word {entry.within:.3f}, labelled {entry.labelled}")
     neurons.states[(1, "h")].kl_chart(concepts)  # in a notebook, the last line shows the chart
+
+    maps = reportgen.embed(cap, 1, "h", classes=features.classes())
+    for row in maps.cut_tables[("ward_pca", 40)][:5]:  # ward on the PCA states, 40 clusters
+        print(f"cluster {row.cluster}: {row.size} tokens, {row.word_class or 'no class'} "
+              f"{row.class_share:.0%}: {row.words_text(5)}")
 
     site = reportgen.build_report(reportgen.ReportConfig(trained.checkpoint, out, data=corpus))
     print(f"report written to {site}/index.html")
