@@ -304,8 +304,25 @@ def load_checkpoint(path: Path, allow_unsafe_pickle: bool = False,
             f"{path}: holds a {type(payload).__name__}, not an RNNModel, a state dict or a "
             "reportgen checkpoint"
         )
+    check_finite(loaded.model, path)
     loaded.model.eval()
     return loaded
+
+
+def check_finite(model: nn.Module, path: Path) -> None:
+    """Refuse weights that hold Inf or NaN: every log p would be NaN, and so the perplexity and
+    every figure, with no error. Training that diverged leaves such weights."""
+    for name, tensor in model.state_dict().items():
+        if not tensor.is_floating_point():
+            continue
+        bad = int((~torch.isfinite(tensor)).sum())
+        if bad:
+            values = "value that is" if bad == 1 else "values that are"
+            raise ReportgenError(
+                f"{path}: the weight {name} holds {bad:,} {values} not finite (Inf or NaN); the "
+                "training diverged or the file is damaged: give a checkpoint of a model that "
+                "trained to a finite loss"
+            )
 
 
 def _looks_like_rnn_model(payload: Any) -> bool:

@@ -28,7 +28,7 @@ from reportgen.feature_files import FeatureFile, read_feature_file
 from reportgen.features import BUILT_IN_FEATURES, TokenFeatures, token_features
 from reportgen.model import LoadedModel, file_sha256, load_checkpoint, resolve_device
 from reportgen.progress import note
-from reportgen.results import ModelReport, ModelSummary
+from reportgen.results import ModelReport, ModelSummary, json_safe
 from reportgen.pages import SiteOptions
 from reportgen.site import check_output_folder, write_site
 
@@ -183,6 +183,24 @@ def default_name(checkpoint: Path) -> str:
     return checkpoint.parent.name if checkpoint.stem == "model" and checkpoint.parent.name else checkpoint.stem
 
 
+def checked_perplexity(captured: Capture) -> float:
+    """The text's perplexity, refused when the model's outputs overflow: finite weights can
+    still give logits beyond float32, and then every log p is NaN, with no error."""
+    log_p = np.asarray(captured.log_prob_next[:-1])
+    bad = int(np.count_nonzero(~np.isfinite(log_p)))
+    if bad:
+        raise ReportgenError(
+            f"log p of {bad:,} of {log_p.size:,} positions is not finite: the model's outputs "
+            "overflow float32, so its weights are far too large; give a checkpoint of a model "
+            "that trained to a finite loss"
+        )
+    perplexity = captured.perplexity()
+    if not np.isfinite(perplexity):
+        raise ReportgenError(f"the text's perplexity overflows ({perplexity}); the model gives "
+                             "its words almost no probability")
+    return perplexity
+
+
 def summarise(config: ReportConfig, inputs: Inputs, captured: Capture) -> ModelSummary:
     loaded = inputs.loaded
     return ModelSummary(
@@ -196,9 +214,9 @@ def summarise(config: ReportConfig, inputs: Inputs, captured: Capture) -> ModelS
         text_sha256=file_sha256(inputs.text_path),
         n_tokens=captured.n_tokens,
         n_unknown=inputs.text.n_unknown,
-        perplexity=captured.perplexity(),
+        perplexity=checked_perplexity(captured),
         truncated=config.max_tokens is not None and captured.n_tokens >= config.max_tokens,
-        metadata={k: v for k, v in loaded.metadata.items() if k != "train_config"},
+        metadata=json_safe({k: v for k, v in loaded.metadata.items() if k != "train_config"}),
     )
 
 

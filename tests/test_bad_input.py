@@ -83,6 +83,13 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     del partial["rnn.weight_ih_l1"]
     torch.save(partial, root / "missing-keys.pt")
     torch.save({"weight": torch.zeros(3, 3)}, root / "foreign-state.pt")
+    diverged = untrained_model(len(vocabulary))
+    with torch.no_grad():
+        diverged.decoder.weight[0, 0] = float("inf")
+    save_checkpoint(diverged, root / "inf-weights.pt", vocabulary.words)
+    nan_state = dict(model.state_dict())
+    nan_state["rnn.weight_hh_l1"] = torch.full_like(nan_state["rnn.weight_hh_l1"], float("nan"))
+    torch.save(nan_state, root / "nan-state.pt")
     whole = (root / "model.pt").read_bytes()
     (root / "truncated.pt").write_bytes(whole[: len(whole) // 2])
     (root / "empty.pt").write_bytes(b"")
@@ -145,6 +152,10 @@ CASES = [
          ("does not fit the model", "rnn.weight_ih_l1")),
     Case("state dict of another model", report("foreign-state.pt", "--data", "data", *OUT),
          ("lacks encoder.weight", "not an RNNModel's")),
+    Case("checkpoint with an Inf weight", report("inf-weights.pt", "--text", "text.txt", *OUT),
+         ("inf-weights.pt: the weight decoder.weight holds 1 value that is not finite",)),
+    Case("state dict with NaN weights", report("nan-state.pt", "--data", "data", *OUT),
+         ("nan-state.pt: the weight rnn.weight_hh_l1 holds 144 values that are not finite",)),
     Case("vocabulary size differs", report("state.pt", "--data", "other-data", *OUT),
          ("has 9 words but the model has 7",)),
     Case("word outside a vocabulary without <unk>",
