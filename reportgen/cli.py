@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import math
 import re
 import sys
 from collections.abc import Iterator, Sequence
@@ -75,6 +76,33 @@ def positive_int(value: str) -> int:
     return number
 
 
+def finite_float(value: str) -> float:
+    """A float option: NaN and infinities pass every `x < limit` check and then end in a
+    traceback or a silent NaN, so they are refused here."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, not {value!r}") from None
+    if not math.isfinite(number):
+        raise argparse.ArgumentTypeError(f"must be a finite number, not {value!r}")
+    return number
+
+
+SEED_LIMIT = 2**32 - 1  # NumPy's seeds; torch.manual_seed takes these too
+
+
+def seed(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = None
+    if number is None or not 0 <= number <= SEED_LIMIT:
+        shown = repr(value) if number is None else number
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number from 0 to {SEED_LIMIT}, not {shown}")
+    return number
+
+
 def state_key(value: str) -> tuple[int, str]:
     """`L1-h` -> (1, "h"): layers are 1-based, states `h` (hidden) or `c` (cell)."""
     match = re.fullmatch(r"L([1-9][0-9]*)-([hc])", value)
@@ -135,7 +163,7 @@ def add_demo_parser(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("demo-report"),
                         help="report folder to write (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="corpus and training seed (default: 0)")
+    parser.add_argument("--seed", type=seed, default=0, help="corpus and training seed (default: 0)")
     parser.add_argument("--work", type=Path, default=None,
                         help="where the corpus and model are kept between runs "
                              f"(default: ~/.cache/reportgen/demo-v{DEMO_VERSION}-seedN)")
@@ -173,6 +201,9 @@ def add_train_parser(commands: argparse._SubParsersAction) -> None:
                                 help="tie the word embedding and softmax weights")
             continue
         kind = type(default) if default is not None else int
+        kind = {float: finite_float}.get(kind, kind)
+        if item.name == "seed":
+            kind = seed
         if item.name in SWEPT_SETTINGS:
             parser.add_argument(flag, type=kind, nargs="+", default=[default],
                                 metavar=item.name.upper(),
@@ -195,9 +226,9 @@ def add_concept_arguments(parser: argparse.ArgumentParser) -> None:
                        help="your own features: a .toml file of word lists and regular "
                             "expressions, or a .csv annotation with one 0/1 row per token of the "
                             "text (an earlier report's data/tokens.csv plus a column will do)")
-    group.add_argument("--label-threshold", type=float, default=LABEL_THRESHOLD, metavar="D",
+    group.add_argument("--label-threshold", type=finite_float, default=LABEL_THRESHOLD, metavar="D",
                        help="a label needs |AUROC - 0.5| >= D (default: %(default)s)")
-    group.add_argument("--within-threshold", type=float, default=WITHIN_THRESHOLD, metavar="D",
+    group.add_argument("--within-threshold", type=finite_float, default=WITHIN_THRESHOLD, metavar="D",
                        help="and, for a feature the current word does not decide, "
                             "|within-word AUROC - 0.5| >= D on the same side, which shows memory "
                             "rather than a reaction to the word (default: %(default)s)")
@@ -219,15 +250,15 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
                        default=list(defaults.cuts),
                        help="the numbers of clusters every tree is also cut at, for the "
                             "page's selector and clusters_by_cut.csv (default: %(default)s)")
-    group.add_argument("--distance-threshold", type=float, metavar="D",
+    group.add_argument("--distance-threshold", type=finite_float, metavar="D",
                        help="cut the cluster trees at this height instead of into K clusters")
     group.add_argument("--min-cluster-size", type=int, default=defaults.min_cluster_size,
                        metavar="N",
                        help="single linkage only splits off clusters of at least this many "
                             "points (default: %(default)s; 1 is the classical cut)")
-    group.add_argument("--perplexity", type=float, default=defaults.perplexity, metavar="P",
+    group.add_argument("--perplexity", type=finite_float, default=defaults.perplexity, metavar="P",
                        help="t-SNE perplexity (default: %(default)s)")
-    group.add_argument("--seed", type=int, default=defaults.seed,
+    group.add_argument("--seed", type=seed, default=defaults.seed,
                        help="seed of the sample and of t-SNE (default: %(default)s)")
     group.add_argument("--maps", nargs="+", type=state_key, metavar="STATE",
                        help="the layers and states to map, named as L1-h, L2-c "
@@ -288,7 +319,7 @@ def add_report_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--expectancy-scale", choices=SCALES, default=SiteOptions.expectancy_scale,
                         help="colour p(word) by log10 p, which spreads a real model's words over "
                              "the colours, or by p itself as the thesis did (default: %(default)s)")
-    parser.add_argument("--cell-interval", type=float, metavar="A",
+    parser.add_argument("--cell-interval", type=finite_float, metavar="A",
                         help="bin cell states over [-A, A] (default: the 99.9th percentile of "
                              "|c| of each layer, rounded up to 0.01)")
     parser.add_argument("--rank-by", choices=RANK_BY_CHOICES, default="score",
