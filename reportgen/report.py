@@ -7,13 +7,15 @@ its own from a notebook; this module only wires them and times them.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 
+from reportgen.analysis_cache import cached_analysis, features_digest
 from reportgen.analysis.concepts import LABEL_THRESHOLD, WITHIN_THRESHOLD, analyse_concepts
 from reportgen.analysis.distributions import analyse_distributions
 from reportgen.analysis.embedding import (MIN_TSNE_POINTS, EmbeddingOptions, EmbeddingResult,
@@ -303,21 +305,43 @@ def analyse(config: ReportConfig, inputs: Inputs, timings: dict[str, float]) -> 
     report.notes += decoder_notes(config.capture, captured)
     with timed(timings, "features", config.quiet):
         report.features = own_features(inputs.feature_files, captured.tokens)
+    features = report.features
+    neuron_options = asdict(config.neurons)
     with timed(timings, "distributions", config.quiet):
-        report.distributions = analyse_distributions(
-            captured, config.neurons.cell_interval, config.neurons.rank_by)
+        report.distributions = reuse(report, cached.entry, "distributions", {
+            "cell_interval": neuron_options["cell_interval"], "rank_by": neuron_options["rank_by"],
+        }, lambda: analyse_distributions(captured, config.neurons.cell_interval,
+                                         config.neurons.rank_by))
     with timed(timings, "concepts", config.quiet):
-        report.concepts = analyse_concepts(captured, report.features,
-                                           config.neurons.label_threshold,
-                                           progress=progress_flag(config),
-                                           within_threshold=config.neurons.within_threshold)
+        report.concepts = reuse(report, cached.entry, "concepts", {
+            **neuron_options, "features": features_digest(features),
+            "descriptions": features.descriptions,
+        }, lambda: analyse_concepts(captured, features, config.neurons.label_threshold,
+                                    progress=progress_flag(config),
+                                    within_threshold=config.neurons.within_threshold))
+    map_options = {**asdict(config.embedding), "n_jobs": None}  # threads never change a map
     for key in embedded_keys(config, captured):
         with timed(timings, f"t-SNE {state_name(key)}", config.quiet):
-            report.embeddings.append(embed(captured, *key, config.embedding,
-                                           progress=progress_flag(config),
-                                           classes=report.features.classes()))
+            result = reuse(report, cached.entry, f"map-{state_name(key)}", {
+                **map_options, "classes": features_digest(features.classes()),
+            }, lambda: embed(captured, *key, config.embedding, progress=progress_flag(config),
+                             classes=features.classes()))
+            report.embeddings.append(replace(result, options=config.embedding))
     report.notes += sampling_notes(captured.tokens, config.embedding, report.embeddings)
     return report
+
+
+T = TypeVar("T")
+
+
+def reuse(report: ModelReport, entry: Path | None, name: str, key: dict[str, Any],
+          compute: Callable[[], T]) -> T:
+    """An analysis from the capture's cache entry when an earlier run stored it with the same
+    key, else computed (and stored); `report.analyses_reused` lists what came from the cache."""
+    value, reused = cached_analysis(entry, name, key, compute)
+    if reused:
+        report.analyses_reused.append(name)
+    return value
 
 
 def check_output_path(config: ReportConfig) -> None:

@@ -48,6 +48,7 @@ class ModelReport:
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     notes: list[str] = field(default_factory=list)  # what was sampled, paged or left out
     capture_reused: bool = False  # the capture came from the cache of an earlier run
+    analyses_reused: list[str] = field(default_factory=list)  # analyses from that cache too
 
 
 def json_safe(value: Any) -> Any:

@@ -1,0 +1,137 @@
+"""Analysis results kept beside their capture, so that a re-render skips what did not change.
+
+Each result is stored in the capture's own cache entry (`ENTRY/analyses/NAME-DIGEST.json` and
+`.npz`), keyed by the options that shape it and, for the concepts and the maps, by the bytes of
+the token features. So a second run that changes only page or figure options reuses every
+analysis, and one that changes, say, `--perplexity` recomputes only the t-SNE maps. The results
+go when their capture entry goes.
+
+Nothing here unpickles: a result is written as JSON for its structure and one `.npz` for its
+arrays, read back with `allow_pickle=False`, and only the result dataclasses listed in
+`CLASSES` are rebuilt. A file that cannot be read back is ignored and the analysis runs again;
+a cache that cannot be written only costs the time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from reportgen.analysis.clustering import ClusterRow
+from reportgen.analysis.concepts import ConceptResult, NeuronConcepts
+from reportgen.analysis.distributions import DistributionResult, NeuronStats
+from reportgen.analysis.embedding import EmbeddingOptions, EmbeddingResult
+from reportgen.features import TokenFeatures
+
+FOLDER = "analyses"
+FORMAT = 1  # bump when a result's fields change, so older files are not read
+CLASSES: dict[str, type] = {cls.__name__: cls for cls in (
+    ClusterRow, ConceptResult, DistributionResult, EmbeddingOptions, EmbeddingResult,
+    NeuronConcepts, NeuronStats)}
+
+T = TypeVar("T")
+
+
+def cached_analysis(entry: Path | None, name: str, key: dict[str, Any],
+                    compute: Callable[[], T]) -> tuple[T, bool]:
+    """`compute()`'s result, read from the capture entry when an earlier run stored it under
+    the same `key`; also says whether it was reused. `entry` None: no cache, just compute."""
+    if entry is None:
+        return compute(), False
+    path = entry / FOLDER / f"{name}-{key_digest(name, key)}"
+    found = read_result(path)
+    if found is not None:
+        return found, True
+    value = compute()
+    write_result(value, path)
+    return value, False
+
+
+def key_digest(name: str, key: dict[str, Any]) -> str:
+    text = json.dumps({"format": FORMAT, "name": name, "key": key}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
+
+
+def features_digest(features: TokenFeatures | dict[str, np.ndarray]) -> str:
+    """A hash of every feature's name and values, so a changed --features file is a new key."""
+    values = features.values if isinstance(features, TokenFeatures) else features
+    digest = hashlib.sha256()
+    for name, flags in values.items():
+        digest.update(name.encode("utf-8") + b"\0")
+        digest.update(np.packbits(np.asarray(flags, dtype=bool)).tobytes())
+    return digest.hexdigest()
+
+
+def write_result(value: Any, path: Path) -> None:
+    """Write `value` as PATH.json and PATH.npz, each renamed into place when complete."""
+    arrays: list[np.ndarray] = []
+    structure = encode(value, arrays)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}-{os.getpid()}")
+        with open(f"{partial}.npz", "wb") as file:
+            np.savez(file, *arrays)
+        Path(f"{partial}.json").write_text(json.dumps(structure), encoding="utf-8")
+        os.replace(f"{partial}.npz", f"{path}.npz")
+        os.replace(f"{partial}.json", f"{path}.json")
+    except OSError:
+        return  # a full or read-only cache only costs the time to compute again
+
+
+def read_result(path: Path) -> Any | None:
+    """The stored result, or None when there is none or it cannot be read back whole."""
+    try:
+        structure = json.loads(Path(f"{path}.json").read_text(encoding="utf-8"))
+        with np.load(f"{path}.npz", allow_pickle=False) as stored:
+            arrays = [stored[f"arr_{i}"] for i in range(len(stored.files))]
+        return decode(structure, arrays)
+    except (OSError, ValueError, KeyError, TypeError, IndexError, json.JSONDecodeError):
+        return None
+
+
+def encode(value: Any, arrays: list[np.ndarray]) -> Any:
+    """A JSON-able structure of `value`; arrays go to `arrays` and are referred to by index."""
+    if isinstance(value, np.ndarray):
+        arrays.append(value)
+        return {"array": len(arrays) - 1}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        name = type(value).__name__
+        if CLASSES.get(name) is not type(value):
+            raise TypeError(f"{name} is not a result the analysis cache stores")
+        return {"dataclass": name, "fields": {field.name: encode(getattr(value, field.name), arrays)
+                                              for field in dataclasses.fields(value)}}
+    if isinstance(value, tuple):
+        return {"tuple": [encode(item, arrays) for item in value]}
+    if isinstance(value, list):
+        return {"list": [encode(item, arrays) for item in value]}
+    if isinstance(value, dict):
+        return {"dict": [[encode(k, arrays), encode(v, arrays)] for k, v in value.items()]}
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    raise TypeError(f"cannot store a {type(value).__name__}")
+
+
+def decode(structure: Any, arrays: list[np.ndarray]) -> Any:
+    if not isinstance(structure, dict):
+        return structure
+    if "array" in structure:
+        return arrays[structure["array"]]
+    if "dataclass" in structure:
+        cls = CLASSES[structure["dataclass"]]
+        return cls(**{name: decode(item, arrays) for name, item in structure["fields"].items()})
+    if "tuple" in structure:
+        return tuple(decode(item, arrays) for item in structure["tuple"])
+    if "list" in structure:
+        return [decode(item, arrays) for item in structure["list"]]
+    if "dict" in structure:
+        return {decode(k, arrays): decode(v, arrays) for k, v in structure["dict"]}
+    raise ValueError("not a stored result")

@@ -1,0 +1,139 @@
+"""Re-render without recomputing: analyses stored beside their capture, keyed by their options."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from reportgen.analysis.concepts import analyse_concepts
+from reportgen.analysis.distributions import analyse_distributions
+from reportgen.analysis.embedding import EmbeddingOptions, embed
+from reportgen.analysis_cache import FOLDER, cached_analysis, read_result, write_result
+from reportgen.capture import Capture, capture
+from reportgen.cli import main
+from reportgen.corpus import tokenize, vocabulary_from_folder
+from reportgen.features import token_features
+from reportgen.model import load_checkpoint
+
+
+@pytest.fixture(scope="module")
+def fresh_capture(tiny_model: Path, tiny_corpus: Path) -> Capture:
+    vocabulary = vocabulary_from_folder(tiny_corpus)
+    text = tokenize(tiny_corpus / "test.txt", vocabulary, max_tokens=600)
+    return capture(load_checkpoint(tiny_model).model, text.ids, text.tokens, vocabulary.words)
+
+
+def assert_same(a, b) -> None:
+    """Equal structures, arrays compared element by element (NaN equal to NaN)."""
+    if isinstance(a, np.ndarray):
+        assert isinstance(b, np.ndarray) and a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+    elif hasattr(a, "__dataclass_fields__"):
+        assert type(a) is type(b)
+        for name in a.__dataclass_fields__:
+            assert_same(getattr(a, name), getattr(b, name))
+    elif isinstance(a, dict):
+        assert list(a) == list(b)
+        for key in a:
+            assert_same(a[key], b[key])
+    elif isinstance(a, (list, tuple)):
+        assert type(a) is type(b) and len(a) == len(b)
+        for x, y in zip(a, b):
+            assert_same(x, y)
+    elif isinstance(a, float) and np.isnan(a):
+        assert np.isnan(b)
+    else:
+        assert a == b
+
+
+def test_every_result_comes_back_as_it_was_stored(fresh_capture: Capture, tmp_path: Path):
+    features = token_features(fresh_capture.tokens)
+    results = {
+        "distributions": analyse_distributions(fresh_capture),
+        "concepts": analyse_concepts(fresh_capture, features),
+        "map": embed(fresh_capture, 1, "h", EmbeddingOptions(max_points=150, n_jobs=1, cuts=(4,)),
+                     classes=features.classes()),
+    }
+    for name, value in results.items():
+        write_result(value, tmp_path / name)
+        assert_same(value, read_result(tmp_path / name))
+
+
+def test_a_damaged_or_missing_result_is_computed_again(tmp_path: Path):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return analyse_distributions_stub()
+
+    value, reused = cached_analysis(tmp_path, "d", {"a": 1}, compute)
+    again, reused_again = cached_analysis(tmp_path, "d", {"a": 1}, compute)
+    assert (reused, reused_again, len(calls)) == (False, True, 1)
+    assert_same(value, again)
+    for stored in (tmp_path / FOLDER).glob("*.npz"):
+        stored.write_bytes(b"not an npz")
+    third, reused_third = cached_analysis(tmp_path, "d", {"a": 1}, compute)
+    assert not reused_third and len(calls) == 2
+    _, other_key = cached_analysis(tmp_path, "d", {"a": 2}, compute)
+    assert not other_key and len(calls) == 3
+    assert cached_analysis(None, "d", {"a": 1}, compute)[1] is False
+
+
+def analyse_distributions_stub():
+    from captures import make_capture
+    values = np.random.default_rng(0).normal(0, 0.5, (50, 3)).astype(np.float32)
+    return analyse_distributions(make_capture({(1, "h"): values}))
+
+
+def test_a_foreign_object_is_never_stored(tmp_path: Path):
+    class Unknown:
+        pass
+    with pytest.raises(TypeError):
+        write_result({"x": Unknown()}, tmp_path / "x")
+
+
+def report_json(out: Path) -> dict:
+    return json.loads((out / "data" / "report.json").read_text(encoding="utf-8"))
+
+
+def site_files(out: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(out)): path.read_bytes() for path in sorted(out.rglob("*"))
+            if path.is_file() and path.name != "report.json"}
+
+
+def test_a_second_run_reuses_what_its_options_leave_unchanged(tiny_model: Path, tiny_corpus: Path,
+                                                              tmp_path: Path):
+    cache = tmp_path / "cache"
+    base = ["report", str(tiny_model), "--data", str(tiny_corpus), "--max-tokens", "900",
+            "--maps", "L1-h", "--max-points", "200", "--no-images", "--quiet", "--threads", "1",
+            "--cache", str(cache)]
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert main([*base, "--out", str(first)]) == 0
+    assert report_json(first)["analyses_reused_from_cache"] == []
+    assert main([*base, "--out", str(second)]) == 0
+    assert report_json(second)["analyses_reused_from_cache"] == ["distributions", "concepts",
+                                                                 "map-L1-h"]
+    assert site_files(second) == site_files(first)  # the same bytes as computing afresh
+
+    pages_only = tmp_path / "pages-only"
+    assert main([*base, "--out", str(pages_only), "--top-neurons", "3",
+                 "--expectancy-scale", "linear", "--threads", "2"]) == 0
+    assert report_json(pages_only)["analyses_reused_from_cache"] == [
+        "distributions", "concepts", "map-L1-h"]
+
+    new_map = tmp_path / "new-map"
+    assert main([*base, "--out", str(new_map), "--perplexity", "10"]) == 0
+    assert report_json(new_map)["analyses_reused_from_cache"] == ["distributions", "concepts"]
+
+    mine = tmp_path / "mine.toml"
+    mine.write_text("[is_the]\nwords = ['the']\n", encoding="utf-8")
+    own = tmp_path / "own-features"
+    assert main([*base, "--out", str(own), "--features", str(mine)]) == 0
+    assert report_json(own)["analyses_reused_from_cache"] == ["distributions"]
+
+    uncached = tmp_path / "uncached"
+    assert main([*base[:-2], "--no-cache", "--out", str(uncached)]) == 0
+    assert report_json(uncached)["analyses_reused_from_cache"] == []
