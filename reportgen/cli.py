@@ -28,6 +28,7 @@ from reportgen.capture_cache import DEFAULT_LIMIT_GB, default_cache_folder
 from reportgen.demo import DEMO_VERSION, run_demo
 from reportgen.errors import ReportgenError
 from reportgen.heatmap import SCALES
+from reportgen.model import RNN_TYPES
 from reportgen.report import NeuronOptions, ReportConfig, build_report
 from reportgen.pages import SiteOptions
 from reportgen.site import check_output_folder
@@ -328,6 +329,9 @@ def add_report_parser(commands: argparse._SubParsersAction) -> None:
     add_concept_arguments(parser)
     add_cluster_arguments(parser)
     add_capture_arguments(parser)
+    parser.add_argument("--rnn-type", choices=RNN_TYPES,
+                        help="the model's --model, for a state dict, whose weights cannot tell "
+                             "RNN_TANH from RNN_RELU (needed for those two; checked otherwise)")
     parser.add_argument("--allow-unsafe-pickle", action="store_true",
                         help="DANGEROUS: unpickle the checkpoint without the class allowlist, "
                              "which runs any code it contains; only for files you trust")
@@ -413,7 +417,7 @@ def run_report_command(args: argparse.Namespace) -> None:
         data=shared_input(args, models_file, "data"), text=shared_input(args, models_file, "text"),
         vocabulary=shared_input(args, models_file, "vocabulary"),
         name=args.name or models[0].name, max_tokens=args.max_tokens,
-        allow_unsafe_pickle=args.allow_unsafe_pickle,
+        allow_unsafe_pickle=args.allow_unsafe_pickle, rnn_type=args.rnn_type,
         capture=CaptureOptions(dtype=args.dtype, decoder_dtype=args.decoder_dtype,
                                device=args.device, progress=False if args.quiet else None),
         cache=None if args.no_cache else args.cache,

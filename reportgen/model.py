@@ -242,9 +242,17 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+GATE_TYPES = {4: ("LSTM",), 3: ("GRU",), 1: ("RNN_TANH", "RNN_RELU")}
+
+
 def infer_hyperparameters(state_dict: dict[str, torch.Tensor], rnn_type: str | None = None,
-                          dropout: float = 0.0) -> Hyperparameters:
-    """Read sizes off a state dict; the gate count tells LSTM (4) from GRU (3) from RNN (1)."""
+                          dropout: float = 0.0, path: Path | str = "the state dict"
+                          ) -> Hyperparameters:
+    """Read sizes off a state dict; the gate count tells LSTM (4) from GRU (3) from RNN (1).
+
+    RNN_TANH and RNN_RELU have the same tensors, so a plain RNN's state dict needs `rnn_type`:
+    guessing would report a ReLU model's numbers as those of a tanh model, with no error.
+    """
     required = ("encoder.weight", "rnn.weight_ih_l0", "rnn.weight_hh_l0", "decoder.weight")
     missing = [key for key in required if key not in state_dict]
     if missing:
@@ -255,9 +263,20 @@ def infer_hyperparameters(state_dict: dict[str, torch.Tensor], rnn_type: str | N
     ntoken, emsize = state_dict["encoder.weight"].shape
     gates_times_nhid, nhid = state_dict["rnn.weight_hh_l0"].shape
     gates = gates_times_nhid // nhid
-    guessed = {4: "LSTM", 3: "GRU", 1: "RNN_TANH"}.get(gates)
-    if guessed is None:
+    family = GATE_TYPES.get(gates) if gates * nhid == gates_times_nhid else None
+    if family is None:
         raise ReportgenError(f"rnn.weight_hh_l0 has shape {tuple(state_dict['rnn.weight_hh_l0'].shape)}, which fits no RNN type")
+    if rnn_type is not None and rnn_type not in family:
+        raise ReportgenError(
+            f"--rnn-type {rnn_type} does not fit {path}: its weights are those of "
+            f"{' or '.join(family)}; give that --rnn-type, or leave it out"
+        )
+    if rnn_type is None and len(family) > 1:
+        raise ReportgenError(
+            f"{path}: a state dict of a plain RNN cannot say whether it used tanh or ReLU; give "
+            "--rnn-type RNN_TANH or --rnn-type RNN_RELU, the --model it was trained with"
+        )
+    guessed = family[0]
     nlayers = sum(1 for key in state_dict if re.fullmatch(r"rnn\.weight_hh_l\d+", key))
     tied = bool(torch.equal(state_dict["encoder.weight"], state_dict["decoder.weight"]))
     return Hyperparameters(rnn_type or guessed, int(ntoken), int(emsize), int(nhid), nlayers,
@@ -296,13 +315,18 @@ def load_checkpoint(path: Path, allow_unsafe_pickle: bool = False,
     elif isinstance(payload, dict) and payload.get("format") == OWN_FORMAT:
         loaded = _from_own_format(payload, path, sha256)
     elif isinstance(payload, dict) and all(isinstance(v, torch.Tensor) for v in payload.values()):
-        hyper = infer_hyperparameters(payload, rnn_type)
+        hyper = infer_hyperparameters(payload, rnn_type, path=path)
         model = model_from_state_dict(payload, hyper, path)
         loaded = LoadedModel(model, hyper, "state dict", sha256)
     else:
         raise ReportgenError(
             f"{path}: holds a {type(payload).__name__}, not an RNNModel, a state dict or a "
             "reportgen checkpoint"
+        )
+    if rnn_type is not None and rnn_type != loaded.hyperparameters.rnn_type:
+        raise ReportgenError(
+            f"--rnn-type {rnn_type} does not fit {path}, whose model is "
+            f"{loaded.hyperparameters.rnn_type}; leave --rnn-type out, it is for state dicts"
         )
     check_finite(loaded.model, path)
     loaded.model.eval()

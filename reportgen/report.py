@@ -28,7 +28,7 @@ from reportgen.corpus import (SPLITS, Text, Vocabulary, load_vocabulary, tokeniz
 from reportgen.errors import ReportgenError
 from reportgen.feature_files import FeatureFile, read_feature_file
 from reportgen.features import BUILT_IN_FEATURES, TokenFeatures, token_features
-from reportgen.model import LoadedModel, file_sha256, load_checkpoint, resolve_device
+from reportgen.model import RNN_TYPES, LoadedModel, file_sha256, load_checkpoint, resolve_device
 from reportgen.progress import note
 from reportgen.results import ModelReport, ModelSummary, json_safe
 from reportgen.pages import SiteOptions
@@ -63,6 +63,7 @@ class ReportConfig:
     name: str | None = None  # the report's title; default: the checkpoint's stem or folder
     max_tokens: int | None = None  # analyse only the first N tokens of the text
     allow_unsafe_pickle: bool = False
+    rnn_type: str | None = None  # LSTM, GRU, RNN_TANH or RNN_RELU: what a state dict cannot say
     capture: CaptureOptions = field(default_factory=CaptureOptions)
     neurons: NeuronOptions = field(default_factory=NeuronOptions)
     embedding: EmbeddingOptions = field(default_factory=EmbeddingOptions)
@@ -79,6 +80,9 @@ class ReportConfig:
             if value is not None:
                 setattr(self, name, Path(value))
         self.feature_files = tuple(Path(path) for path in self.feature_files)
+        if self.rnn_type is not None and self.rnn_type not in RNN_TYPES:
+            raise ReportgenError(f"--rnn-type must be one of {', '.join(RNN_TYPES)}, not "
+                                 f"{self.rnn_type!r}")
         if self.max_tokens is not None and self.max_tokens < 2:
             raise ReportgenError(f"--max-tokens must be at least 2, not {self.max_tokens}")
 
@@ -171,7 +175,7 @@ def load_inputs(config: ReportConfig) -> Inputs:
     """Corpus and model stage: the checkpoint, its vocabulary and the tokenised text."""
     feature_files = read_feature_files(config.feature_files)
     text_path = resolve_text_path(config)
-    loaded = load_checkpoint(config.checkpoint, config.allow_unsafe_pickle)
+    loaded = load_checkpoint(config.checkpoint, config.allow_unsafe_pickle, config.rnn_type)
     vocabulary = resolve_vocabulary(config, loaded)
     text = tokenize(text_path, vocabulary, config.max_tokens)
     if len(text) < 2:

@@ -418,7 +418,7 @@ def prepare(models: Sequence[ModelSpec], config: ReportConfig) -> Prepared:
     first: tuple[str, Vocabulary] | None = None
     for spec in models:
         try:
-            loaded = load_checkpoint(spec.checkpoint, config.allow_unsafe_pickle)
+            loaded = load_checkpoint(spec.checkpoint, config.allow_unsafe_pickle, config.rnn_type)
         except ReportgenError as error:
             failures.append(ModelFailure(spec.resolved_name, str(spec.checkpoint), str(error)))
             continue
@@ -451,7 +451,7 @@ def analyse_model(spec: ModelSpec, config: ReportConfig, prepared: Prepared) -> 
     """Load, capture and analyse one model of the comparison."""
     timings: dict[str, float] = {}
     with timed(timings, "load", config.quiet):
-        loaded = load_checkpoint(spec.checkpoint, config.allow_unsafe_pickle)
+        loaded = load_checkpoint(spec.checkpoint, config.allow_unsafe_pickle, config.rnn_type)
     inputs = Inputs(loaded, prepared.vocabulary, prepared.text, resolve_text_path(config),
                     prepared.feature_files)
     report = analyse(model_config(config, spec), inputs, timings)

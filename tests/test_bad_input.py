@@ -83,6 +83,9 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     del partial["rnn.weight_ih_l1"]
     torch.save(partial, root / "missing-keys.pt")
     torch.save({"weight": torch.zeros(3, 3)}, root / "foreign-state.pt")
+    torch.manual_seed(0)
+    torch.save(RNNModel("RNN_RELU", len(vocabulary), 4, 6, 1, 0.0).state_dict(),
+               root / "rnn-state.pt")
     diverged = untrained_model(len(vocabulary))
     with torch.no_grad():
         diverged.decoder.weight[0, 0] = float("inf")
@@ -156,6 +159,15 @@ CASES = [
          ("inf-weights.pt: the weight decoder.weight holds 1 value that is not finite",)),
     Case("state dict with NaN weights", report("nan-state.pt", "--data", "data", *OUT),
          ("nan-state.pt: the weight rnn.weight_hh_l1 holds 144 values that are not finite",)),
+    Case("state dict of a plain RNN without --rnn-type",
+         report("rnn-state.pt", "--data", "data", *OUT),
+         ("rnn-state.pt: a state dict of a plain RNN", "--rnn-type RNN_TANH or --rnn-type RNN_RELU")),
+    Case("--rnn-type that contradicts the state dict",
+         report("rnn-state.pt", "--data", "data", "--rnn-type", "GRU", *OUT),
+         ("--rnn-type GRU does not fit", "RNN_TANH or RNN_RELU")),
+    Case("unknown --rnn-type",
+         report("rnn-state.pt", "--data", "data", "--rnn-type", "relu", *OUT),
+         ("argument --rnn-type: invalid choice: 'relu'",), status=2),
     Case("vocabulary size differs", report("state.pt", "--data", "other-data", *OUT),
          ("has 9 words but the model has 7",)),
     Case("word outside a vocabulary without <unk>",
