@@ -21,7 +21,7 @@ from reportgen.site import SITE_MARKER, atomic_folder, clean_leftovers
 
 DEAD_PID = 2**22 + 12345  # above Linux's largest pid: no process has it
 TIMINGS = "timings_seconds"
-RUN_SPECIFIC = (TIMINGS, "capture_reused_from_cache")  # the parts of a site two runs may differ in
+RUN_SPECIFIC = (TIMINGS, "capture_reused_from_cache", "analyses_reused_from_cache")  # may differ
 
 
 def report_config(checkpoint: Path, data: Path, out: Path) -> ReportConfig:
