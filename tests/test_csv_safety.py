@@ -25,7 +25,7 @@ def test_text_cells_that_start_a_formula_are_quoted_and_numbers_stay_numbers() -
     assert frame["token"][0].startswith("="), "the input frame is left as it was"
     written = io.StringIO()
     safe.to_csv(written, index=False)
-    rows = list(csv.reader(io.StringIO(written.getvalue())))
+    rows = list(csv.reader(io.StringIO(written.getvalue(), newline="")))
     assert rows[1][0].startswith("'=HYPERLINK") and rows[1][2] == "-0.5"
 
 
