@@ -133,6 +133,9 @@ def add_common(parser: argparse.ArgumentParser) -> None:
 def add_images_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-images", action="store_true",
                         help="skip the PNG and SVG figures under img/, which take a few seconds")
+    parser.add_argument("--all-figures", action="store_true",
+                        help="figures of every top neuron's page too (histogram, AUROC, "
+                             "excerpt), not only of the main charts; they are most of img/")
 
 
 def add_capture_arguments(parser: argparse.ArgumentParser) -> None:
@@ -356,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run_demo_command(args: argparse.Namespace) -> None:
     check_output_folder(args.out)  # before minutes of training, not after
     out = run_demo(args.out, args.work, args.seed, args.retrain, args.quiet,
-                   SiteOptions(images=not args.no_images),
+                   SiteOptions(images=not args.no_images, all_figures=args.all_figures),
                    EmbeddingOptions(n_jobs=args.threads or available_cores()))
     print(f"report written to {out}/index.html")
 
@@ -427,7 +430,8 @@ def run_report_command(args: argparse.Namespace) -> None:
         feature_files=tuple(args.features),
         embedding=embedding_options(args), embed_states=() if args.no_clusters else (tuple(args.maps) if args.maps else None),
         site=SiteOptions(tokens_per_page=args.tokens_per_page, top_neurons=args.top_neurons,
-                         expectancy_scale=args.expectancy_scale, images=not args.no_images),
+                         expectancy_scale=args.expectancy_scale, images=not args.no_images,
+                         all_figures=args.all_figures),
         quiet=args.quiet,
     )
     if comparing:

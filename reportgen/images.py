@@ -142,7 +142,7 @@ def neuron_figures(report: ModelReport, options: SiteOptions) -> dict[str, Heatm
     These are written as SVG only: a PNG of each takes about 120 KB, 10 MB for the demo's 80
     neurons, against 8 KB for the SVG.
     """
-    if report.distributions is None:
+    if report.distributions is None or not options.all_figures:
         return {}
     figures = {}
     tokens = report.capture.tokens

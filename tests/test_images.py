@@ -35,8 +35,20 @@ def report_args(checkpoint: Path, data: Path, out: Path, *flags: str) -> list[st
 @pytest.fixture(scope="module")
 def site(tiny_model: Path, tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("images") / "report"
-    assert main(["report", *report_args(tiny_model, tiny_corpus, out, "--maps", "L1-h")]) == 0
+    assert main(["report", *report_args(tiny_model, tiny_corpus, out, "--maps", "L1-h",
+                                        "--all-figures")]) == 0
     return out
+
+
+def test_by_default_only_the_main_charts_have_figures(tiny_model: Path, tiny_corpus: Path,
+                                                      tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    assert main(["report", *report_args(tiny_model, tiny_corpus, out, "--maps", "L1-h")]) == 0
+    stems = {path.stem for path in (out / "img").iterdir()}
+    names = {"expectancy-excerpt", "clusters-L1-h-ward_pca"} | {
+        f"L{layer}-{state}-{kind}" for layer in (1, 2) for state in "hc"
+        for kind in ("average", "kl")}
+    assert stems == names
 
 
 def page_specs(page: Path) -> dict[str, dict]:

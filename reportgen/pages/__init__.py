@@ -54,3 +54,4 @@ class SiteOptions:
     expectancy_scale: str = "log"  # "log" (log10 p) or "linear" (p), see reportgen.heatmap
     top_neurons: int = 20  # neuron pages per layer and state
     images: bool = True  # also write PNG and SVG figures under img/
+    all_figures: bool = False  # figures of every top neuron's page too, not only the main charts

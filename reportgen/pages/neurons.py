@@ -333,8 +333,9 @@ def neighbour_links(key: StateKey, neurons: list[int],
 
 def neuron_page(report: ModelReport, key: StateKey, neurons: list[int], index: int,
                 figures: bool = True) -> Page:
-    """One unit's page; `figures` False leaves its charts out of img/ (the concepts page's
-    units beyond the top ones by KL, which would otherwise double the figures)."""
+    """One unit's page; `figures` False leaves its charts out of img/. Only the top units by KL
+    get figures, and only with `--all-figures`: they are most of img/ (34 of 40 MB on a real
+    2x200 model), and the main charts are what papers take."""
     assert report.distributions is not None
     stats = report.distributions.states[key]
     concepts = concepts_of(report, key)
@@ -406,7 +407,8 @@ def pages(report: ModelReport, options: SiteOptions) -> list[Page]:
         charts=[chart for s in summaries for chart in (s.average_chart, s.kl_chart)],
     )
     neuron_pages = [
-        neuron_page(report, key, neurons, index, figures=neurons[index] in top[key])
+        neuron_page(report, key, neurons, index,
+                    figures=options.all_figures and neurons[index] in top[key])
         for key, neurons in paged.items()
         for index in range(len(neurons))
     ]
