@@ -28,7 +28,7 @@ from reportgen.corpus import (SPLITS, Text, Vocabulary, load_vocabulary, tokeniz
 from reportgen.errors import ReportgenError
 from reportgen.feature_files import FeatureFile, read_feature_file
 from reportgen.features import BUILT_IN_FEATURES, TokenFeatures, token_features
-from reportgen.model import RNN_TYPES, LoadedModel, file_sha256, load_checkpoint, resolve_device
+from reportgen.model import RNN_TYPES, LoadedModel, load_checkpoint, resolve_device
 from reportgen.progress import note
 from reportgen.results import ModelReport, ModelSummary, json_safe
 from reportgen.pages import SiteOptions
@@ -217,7 +217,7 @@ def summarise(config: ReportConfig, inputs: Inputs, captured: Capture) -> ModelS
         checkpoint_format=loaded.format,
         checkpoint_sha256=loaded.sha256,
         text_name=inputs.text_path.name,
-        text_sha256=file_sha256(inputs.text_path),
+        text_sha256=inputs.text.sha256,
         n_tokens=captured.n_tokens,
         n_unknown=inputs.text.n_unknown,
         perplexity=checked_perplexity(captured),

@@ -16,11 +16,13 @@ The checkpoints here are untrained: every error comes before the weights would m
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pickle
 import shutil
 import signal
+import threading
 import tracemalloc
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -192,6 +194,11 @@ CASES = [
          (f"latin1.txt:{LATIN1_LINE}: not UTF-8 text (byte 0xe9)", "iconv")),
     Case("binary file as text", report("model.pt", "--text", "model.pt", *OUT),
          ("model.pt: looks like a binary file, not a text",)),
+    Case("endless text without line breaks", report("model.pt", "--text", "/dev/zero", *OUT),
+         ("/dev/zero:1: a line longer than 10 MiB", "endless stream")),
+    Case("endless text with --max-tokens",
+         report("model.pt", "--text", "/dev/zero", "--max-tokens", "10", *OUT),
+         ("/dev/zero:1: a line longer than 10 MiB",)),
     Case("--max-tokens 0", report("model.pt", "--text", "text.txt", "--max-tokens", "0", *OUT),
          ("argument --max-tokens: must be at least 1, not 0",), status=2),
     Case("--max-tokens 1", report("model.pt", "--text", "text.txt", "--max-tokens", "1", *OUT),
@@ -409,6 +416,34 @@ def test_ctrl_c_in_mid_render_keeps_the_earlier_report(workspace: Path, earlier_
     assert result.stderr_lines == ["reportgen: interrupted; no report was written or changed"]
     assert file_digests(earlier_report) == before
     assert temporary_folders(earlier_report) == []
+
+
+def test_text_from_a_pipe_is_read_once_and_hashed_whole(cli: CliServer, workspace: Path,
+                                                         tmp_path: Path) -> None:
+    """`--text <(cat file)` and a FIFO can be read only once: a second open waits forever for a
+    writer that is gone. The report must read the text once, and its hash must be that of every
+    byte the pipe gave, even those after --max-tokens."""
+    fifo = tmp_path / "text.fifo"
+    os.mkfifo(fifo)
+    content = (workspace / "text.txt").read_bytes() * 5
+
+    def write() -> None:
+        with open(fifo, "wb") as pipe:
+            pipe.write(content)
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    out = tmp_path / "site"
+    result = cli.run(list(report("model.pt", "--text", str(fifo), "--max-tokens", "5",
+                                 "--top-neurons", "1", "--no-clusters", "--out", str(out))),
+                     workspace, timeout=LIMIT_SECONDS)
+    writer.join(timeout=5)
+    if writer.is_alive():  # the run ended without reading: unblock the writer
+        os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
+    assert result.returncode == 0, result.stderr or f"killed after {LIMIT_SECONDS} s"
+    summary = json.loads((out / "data" / "report.json").read_text(encoding="utf-8"))
+    assert summary["model"]["text_sha256"] == hashlib.sha256(content).hexdigest()
+    assert summary["model"]["n_tokens"] == 5
 
 
 # Limits: inputs far beyond what the tests above use must work, or fail clearly, with memory

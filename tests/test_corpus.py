@@ -1,13 +1,18 @@
 """The vocabulary must give the ids pytorch/examples `data.Corpus` gives, or a model reads noise."""
 
+import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from reportgen import corpus
 from reportgen.corpus import (
     EOS,
     load_vocabulary,
+    read_lines,
     tokenize,
     vocabulary_from_file,
     vocabulary_from_folder,
@@ -108,3 +113,69 @@ def test_data_folder_missing_a_split_says_which(tmp_path: Path) -> None:
 def _write(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def test_lines_split_as_text_mode_splits_them(tmp_path: Path) -> None:
+    """pytorch/examples reads in text mode: "\\r\\n", a lone "\\r" and "\\n" each end a line."""
+    raw = "a b\r\nc\rd e\n\rf\u2028g\r".encode()
+    path = tmp_path / "t.txt"
+    path.write_bytes(raw)
+    with open(path, encoding="utf8") as handle:
+        expected = list(enumerate(handle, start=1))
+    assert list(read_lines(path)) == expected
+
+
+def test_text_hash_covers_the_whole_file_past_max_tokens(fixture_folder: Path) -> None:
+    vocabulary = vocabulary_from_folder(fixture_folder)
+    path = fixture_folder / "test.txt"
+    text = tokenize(path, vocabulary, max_tokens=2)
+    assert text.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_fifo_is_read_once(fixture_folder: Path, tmp_path: Path) -> None:
+    vocabulary = vocabulary_from_folder(fixture_folder)
+    fifo = tmp_path / "text.fifo"
+    os.mkfifo(fifo)
+    content = b"the cat\n" * 1000
+
+    def write() -> None:
+        with open(fifo, "wb") as pipe:
+            pipe.write(content)
+
+    with ThreadPoolExecutor(1) as pool:
+        written = pool.submit(write)
+        text = tokenize(fifo, vocabulary, max_tokens=3)
+        written.result(timeout=10)
+    assert text.tokens == ["the", "cat", EOS]
+    assert text.sha256 == hashlib.sha256(content).hexdigest()
+
+
+def test_an_endless_line_is_refused_with_bounded_memory(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(corpus, "MAX_LINE_BYTES", 1000)
+    vocabulary = vocabulary_from_file(_write(tmp_path / "v.txt", "a\n"))
+    path = tmp_path / "long.txt"
+    path.write_bytes(b"a\n" + b"a " * 600)
+    with pytest.raises(ReportgenError, match=r"long\.txt:2: a line longer than"):
+        tokenize(path, vocabulary, max_tokens=2)
+
+
+def test_a_text_beyond_the_size_limit_is_refused(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(corpus, "MAX_TEXT_BYTES", 1000)
+    vocabulary = vocabulary_from_file(_write(tmp_path / "v.txt", "a\n"))
+    path = _write(tmp_path / "big.txt", "a a\n" * 300)
+    with pytest.raises(ReportgenError, match=r"big\.txt: larger than"):
+        tokenize(path, vocabulary, max_tokens=2)  # the hash reads on to the end
+
+
+@pytest.mark.parametrize("content, says", [
+    (b"a\na\n\xe9a\n", r"bad\.txt:3: not UTF-8 text \(byte 0xe9\)"),
+    (b"a\na \xc3", r"bad\.txt:2: not UTF-8 text \(an incomplete character at the end\)"),
+])
+def test_undecodable_byte_names_its_line(tmp_path: Path, content: bytes, says: str) -> None:
+    vocabulary = vocabulary_from_file(_write(tmp_path / "v.txt", "a\n"))
+    path = tmp_path / "bad.txt"
+    path.write_bytes(content)
+    with pytest.raises(ReportgenError, match=says):
+        tokenize(path, vocabulary)
