@@ -51,11 +51,16 @@ def average_distribution_chart(stats: NeuronStats, max_bars: int = MAX_BARS) -> 
 def neuron_histogram_chart(stats: NeuronStats, neuron: int, max_bars: int = MAX_BARS) -> alt.Chart:
     """One neuron's distribution drawn over the layer's average, as overlapping translucent bars."""
     # the average first, so the neuron's bars are drawn on top of it
-    series = {AVERAGE: stats.average, f"neuron {neuron}": stats.distribution(neuron)}
+    shares = stats.distribution(neuron)  # (B,)
+    series = {AVERAGE: stats.average, f"neuron {neuron}": shares}
     records = binned_records(stats.edges, series, max_bars)
     chart = alt.Chart(alt.Data(values=records), title=f"{stats.name} neuron {neuron}")
+    # clamp: the average's bars beyond the neuron's own range shrink to nothing at the axis's
+    # ends (mark clipping would write a clip-path id that changes between conversions)
+    domain = histogram_domain(stats.edges, shares)
     return chart.mark_bar(opacity=0.55).encode(
-        x=alt.X("start:Q", title="activation"),
+        x=alt.X("start:Q", title="activation",
+                scale=alt.Scale(domain=domain, nice=False, clamp=True)),
         x2="end:Q",
         y=alt.Y("share:Q", title="share of values"),
         y2=alt.datum(0),  # each series from zero, overlapping rather than stacked
@@ -67,6 +72,24 @@ def neuron_histogram_chart(stats: NeuronStats, neuron: int, max_bars: int = MAX_
             alt.Tooltip("share:Q", format=".4f"),
         ],
     ).properties(width=WIDTH, height=HEIGHT)
+
+
+def histogram_domain(edges: np.ndarray, shares: np.ndarray, step: float = 0.1) -> list[float]:
+    """The x range of a neuron's histogram: the bins that hold its values, widened by a tenth of
+    their span (at least `step`) and rounded out to multiples of `step`, within the binned
+    interval. A unit that stays within ±1.5 of a ±3 cell interval is drawn over ±1.8, not ±3.
+
+    edges (B+1,), shares (B,); a neuron with no value in any bin gets the whole interval.
+    """
+    held = np.flatnonzero(np.asarray(shares) > 0)
+    low, high = float(edges[0]), float(edges[-1])
+    if held.size == 0:
+        return [_edge(edges[0]), _edge(edges[-1])]
+    first, last = float(edges[held[0]]), float(edges[held[-1] + 1])
+    margin = max(0.1 * (last - first), step)
+    start = math.floor(round((first - margin) / step, 6)) * step
+    stop = math.ceil(round((last + margin) / step, 6)) * step
+    return [round(max(start, low), 6), round(min(stop, high), 6)]
 
 
 KL_KINDS = ("labelled", "unlabelled", "near zero")  # the KL scatter's colours, in legend order

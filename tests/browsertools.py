@@ -9,7 +9,9 @@ would object to.
 - every `div.chart` that never set `data-rendered="true"`, or that holds no svg or canvas, or
   whose svg or canvas draws no data mark;
 - every relative link (`a`, `link`, `script`, `img`) and every `href` in a chart's data that does
-  not resolve to a file of the site, and every `javascript:` link.
+  not resolve to a file of the site, and every `javascript:` link;
+- a page wider than the window, so that the reader must scroll sideways: what scrolls inside its own
+  box (a chart, a wide table in `.scroll-x`) does not count, since it does not widen the page.
 
 Playwright never downloads a browser here: it launches /usr/bin/chromium. Without that file the
 tests skip, unless CI is set, where they fail: a CI run must never pass by skipping them.
@@ -32,6 +34,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                "--disable-component-update", "--no-first-run", "--disable-sync"]
 RENDER_TIMEOUT_MS = 20_000  # the slowest chart of a test site draws in well under a second
+DESKTOP = {"width": 1400, "height": 900}
+PHONE = {"width": 420, "height": 860}  # a large phone held upright, in CSS pixels
 
 # Runs before any script of each page: counts the data marks of each chart from its Vega scene
 # graph when report.js announces it ("chart-rendered"), which works for canvas as well as svg.
@@ -77,6 +81,29 @@ SPECS = """
   function (element) { return element.textContent; })
 """
 
+# How wide the page is against its window, and the elements that stick out past the window's
+# right edge without a scrolling box (overflow-x auto, scroll or hidden) between them and the page.
+WIDTH = r"""
+() => {
+  var width = document.documentElement.clientWidth;
+  function boxed(element) {
+    for (var up = element.parentElement; up && up !== document.body; up = up.parentElement) {
+      if (["auto", "scroll", "hidden"].indexOf(getComputedStyle(up).overflowX) >= 0) return true;
+    }
+    return false;
+  }
+  var wide = Array.from(document.body.querySelectorAll("*")).filter(function (element) {
+    return element.getBoundingClientRect().right > width + 0.5 && !boxed(element);
+  }).slice(0, 5).map(function (element) {
+    var name = element.tagName.toLowerCase();
+    var cls = typeof element.className === "string" && element.className
+      ? "." + element.className.trim().split(/\s+/).join(".") : "";
+    return name + cls + " to " + Math.round(element.getBoundingClientRect().right) + " px";
+  });
+  return {page: document.documentElement.scrollWidth, window: width, wide: wide};
+}
+"""
+
 ALL_CHARTS_SETTLED = """
 () => Array.from(document.querySelectorAll("div.chart")).every(div => div.dataset.rendered)
 """
@@ -103,6 +130,9 @@ class PageCheck:
     charts: list[ChartState] = field(default_factory=list)
     broken_links: list[str] = field(default_factory=list)
     settled: bool = True  # every chart set data-rendered before the time limit
+    page_width: int = 0  # px: the document's scroll width once the charts are drawn
+    window_width: int = 0  # px: the window's width
+    wide: list[str] = field(default_factory=list)  # elements past the window's edge, unboxed
     probed: dict[str, Any] = field(default_factory=dict)  # what each probe returned
 
     def problems(self) -> list[str]:
@@ -115,6 +145,9 @@ class PageCheck:
         found += [f"broken link: {link}" for link in self.broken_links]
         if not self.settled:
             found.append("some chart never finished rendering")
+        if self.page_width > self.window_width:
+            found.append(f"{self.page_width} px wide in a {self.window_width} px window, "
+                         f"scrolls sideways: {', '.join(self.wide) or 'no element found'}")
         for chart in self.charts:
             if chart.rendered != "true":
                 found.append(f"chart {chart.id}: data-rendered={chart.rendered!r}")
@@ -204,9 +237,12 @@ def broken_links(page: Any, url: str, root: Path) -> list[str]:
     return found
 
 
-def checking_context(browser: Any) -> Any:
-    """A browser context whose pages count their charts' marks as they render."""
-    context = browser.new_context()
+def checking_context(browser: Any, viewport: dict[str, int] | None = None,
+                     touch: bool = False) -> Any:
+    """A browser context whose pages count their charts' marks as they render: a desktop
+    window by default, or `viewport`; `touch` makes it a touch screen, where `page.tap` works."""
+    context = browser.new_context(viewport=viewport or DESKTOP, has_touch=touch,
+                                  is_mobile=touch)
     context.add_init_script(COUNT_MARKS)
     return context
 
@@ -252,14 +288,17 @@ def check_page(context: Any, root: Path, relative: str,
         check.settled = False
     check.charts = [ChartState(**state) for state in page.evaluate(CHART_STATES)]
     check.broken_links = broken_links(page, url, root)
+    width = page.evaluate(WIDTH)
+    check.page_width, check.window_width, check.wide = width["page"], width["window"], width["wide"]
     check.probed = {name: page.evaluate(script) for name, script in (probes or {}).items()}
     page.close()
     return check
 
 
-def check_site(browser: Any, root: Path, probes: dict[str, str] | None = None) -> list[PageCheck]:
-    """Every page of the site at `root`, each in its own tab."""
-    context = checking_context(browser)
+def check_site(browser: Any, root: Path, probes: dict[str, str] | None = None,
+               viewport: dict[str, int] | None = None, touch: bool = False) -> list[PageCheck]:
+    """Every page of the site at `root`, each in its own tab of a `checking_context`."""
+    context = checking_context(browser, viewport, touch)
     try:
         return [check_page(context, root, relative, probes) for relative in site_pages(root)]
     finally:

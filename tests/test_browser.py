@@ -1,6 +1,8 @@
 """The report in a real browser: every page of a small site opened from file:// in Debian's
-chromium, with no error, no request outside file://, every chart drawn and every link whole; and
-proof that the same check fails on a site broken on purpose.
+chromium, with no error, no request outside file://, every chart drawn and every link whole, in a
+1400 px desktop window and on a 420 px touch screen, where no page may scroll sideways; tooltips
+shown on tap, hover and keyboard focus, as text; and proof that the same check fails on a site
+broken on purpose.
 
 One small site is built for the module (a tiny model, 1,500 tokens, 300 t-SNE points, two neuron
 pages per layer and state, the text in two pages); the browser opens each page once. The last
@@ -10,6 +12,7 @@ test does the same on the demo report (slow: it trains the demo model).
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import re
 import shutil
@@ -21,8 +24,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from browsertools import (PageCheck, check_page, check_site, checking_context, chromium,
-                          site_pages)
+from browsertools import (DESKTOP, PHONE, PageCheck, check_page, check_site, checking_context,
+                          chromium, site_pages)
 from reportgen.analysis.embedding import EmbeddingOptions
 from reportgen.pages import SiteOptions
 from reportgen.report import ReportConfig, build_report
@@ -61,7 +64,13 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def checks(site: Path, browser: Any) -> dict[str, PageCheck]:
-    return {check.path: check for check in check_site(browser, site)}
+    return {check.path: check for check in check_site(browser, site, viewport=DESKTOP)}
+
+
+@pytest.fixture(scope="module")
+def phone_checks(site: Path, browser: Any) -> dict[str, PageCheck]:
+    return {check.path: check
+            for check in check_site(browser, site, viewport=PHONE, touch=True)}
 
 
 def chart_ids_in_source(page: Path) -> list[str]:
@@ -79,6 +88,19 @@ def test_every_page_opens_with_no_error_request_or_broken_link(
     assert set(checks) == set(site_pages(site))
     problems = [problem for check in checks.values() for problem in check.problems()]
     assert problems == []
+    assert {check.window_width for check in checks.values()} == {DESKTOP["width"]}
+
+
+@pytest.mark.browser
+def test_every_page_fits_a_420_px_touch_screen(site: Path,
+                                               phone_checks: dict[str, PageCheck]) -> None:
+    """No page scrolls sideways on a phone: charts and wide tables scroll in their own boxes.
+    The window is 420 px wide only if the page asks for the device's width (meta viewport)."""
+    assert set(phone_checks) == set(site_pages(site))
+    assert {check.window_width for check in phone_checks.values()} == {PHONE["width"]}
+    assert {path: check.page_width for path, check in phone_checks.items()
+            if check.page_width > PHONE["width"]} == {}
+    assert [problem for check in phone_checks.values() for problem in check.problems()] == []
 
 
 @pytest.mark.browser
@@ -145,7 +167,9 @@ def test_the_check_fails_on_a_site_broken_on_purpose(site: Path, browser: Any,
     removed.unlink()
     index = broken / "index.html"
     index.write_text(index.read_text(encoding="utf-8").replace(
-        "</main>", '<img src="https://example.invalid/pixel.png" alt=""></main>'), encoding="utf-8")
+        "</main>", '<img src="https://example.invalid/pixel.png" alt="">'
+        '<p class="too-wide" style="width:900px">a line no phone holds</p></main>'),
+        encoding="utf-8")
     edit_spec(broken / "clusters.html", "clusters",
               lambda spec: spec.setdefault("usermeta", {}).update(renderer="canvas"))
 
@@ -154,6 +178,10 @@ def test_the_check_fails_on_a_site_broken_on_purpose(site: Path, browser: Any,
     front = check_page(context, broken, "index.html")
     clusters = check_page(context, broken, "clusters.html")
     context.close()
+    phone = checking_context(browser, PHONE, touch=True)
+    narrow_front = check_page(phone, broken, "index.html")
+    narrow_clusters = check_page(phone, broken, "clusters.html")
+    phone.close()
 
     problems = neurons.problems()
     assert "neurons.html: chart chart-average-L1-h: data-rendered='error'" in problems
@@ -169,6 +197,115 @@ def test_the_check_fails_on_a_site_broken_on_purpose(site: Path, browser: Any,
     # The canvas renderer draws the same points, counted from Vega's scene graph.
     assert clusters.problems() == []
     assert [(chart.element, chart.marks) for chart in clusters.charts] == [("canvas", MAX_POINTS)]
+    # The 900 px line fits a desktop window but makes the phone's page scroll sideways; the
+    # t-SNE map, wider than the phone too, scrolls in its own box.
+    assert not any("sideways" in problem for problem in front.problems())
+    assert narrow_front.page_width > PHONE["width"]
+    assert any("sideways" in problem and "p.too-wide" in problem
+               for problem in narrow_front.problems())
+    assert narrow_clusters.problems() == []
+
+
+def open_page(context: Any, page: Path) -> Any:
+    tab = context.new_page()
+    tab.goto(page.resolve().as_uri())
+    return tab
+
+
+def tip_shown(tab: Any) -> str | None:
+    """The tooltip's text while it is shown, else None."""
+    tip = tab.locator("div.tip")
+    return tip.text_content() if tip.count() and tip.is_visible() else None
+
+
+@pytest.mark.browser
+def test_a_tapped_word_shows_its_probability_and_the_models_guesses(site: Path,
+                                                                   browser: Any) -> None:
+    tokens = pd.read_csv(site / "data" / "tokens.csv", keep_default_na=False)
+    context = checking_context(browser, PHONE, touch=True)
+    tab = open_page(context, site / "expectancy.html")
+    assert tip_shown(tab) is None
+    position = 300  # a word below the first screen: tap scrolls to it
+    span = tab.locator(f'.heatmap span.tok[data-pos="{position}"]')
+    span.tap()
+    text = tip_shown(tab)
+    assert text == span.get_attribute("data-tip")
+    token = tokens["token"][position]
+    first, second = text.split("\n")
+    said = re.fullmatch(rf"{re.escape(token)}: p = ([0-9.]+)", first)
+    expected = float(tokens["prob_next"][position - 1])  # a column with blanks: read as text
+    assert said and float(said.group(1)) == pytest.approx(expected, abs=6e-5)
+    assert second.startswith("expected: ") and len(second.split(", ")) == 5  # five guesses
+    box = tab.locator("div.tip").bounding_box()
+    assert 0 <= box["x"] and box["x"] + box["width"] <= PHONE["width"]
+    assert tab.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    tab.locator(f'.heatmap span.tok[data-pos="{position + 1}"]').tap()
+    assert tip_shown(tab).startswith(f"{tokens['token'][position + 1]}: p = ")
+    tab.locator("h1").tap()  # anywhere else hides it
+    assert tip_shown(tab) is None
+
+    neuron = sorted((site / "neuron").glob("*.html"))[0]
+    tab = open_page(context, neuron)
+    centre = tab.locator(".heatmap.excerpt span.tok.centre").first
+    centre.tap()
+    value = float(tip_shown(tab).rsplit(" = ", 1)[1])
+    expected = float(tab.locator("h3.excerpt-title").first.text_content().rsplit(": ", 1)[1])
+    assert value == pytest.approx(expected, abs=1e-4)  # the excerpt's title gives the centre's value
+    context.close()
+
+
+@pytest.mark.browser
+def test_tooltips_show_on_hover_and_step_with_the_keyboard(site: Path, browser: Any) -> None:
+    context = checking_context(browser, DESKTOP)
+    tab = open_page(context, site / "expectancy.html")
+
+    def tip_of(position: int) -> str:
+        return tab.locator(f'.heatmap span.tok[data-pos="{position}"]').get_attribute("data-tip")
+
+    tab.locator('.heatmap span.tok[data-pos="5"]').hover()
+    assert tip_shown(tab) == tip_of(5)
+    tab.mouse.move(1, 1)
+    assert tip_shown(tab) is None
+    tab.focus(".heatmap")  # one Tab stop for the whole text
+    tab.keyboard.press("ArrowRight")
+    assert tip_shown(tab) == tip_of(0)
+    tab.keyboard.press("ArrowRight")
+    tab.keyboard.press("ArrowRight")
+    assert tip_shown(tab) == tip_of(2)
+    assert tab.evaluate("document.activeElement.dataset.pos") == "2"
+    assert tab.evaluate("document.activeElement.getAttribute('aria-describedby')") == (
+        tab.locator("div.tip").get_attribute("id"))
+    tab.keyboard.press("End")
+    assert tip_shown(tab) == tip_of(TOKENS_PER_PAGE - 1)
+    tab.keyboard.press("Escape")
+    assert tip_shown(tab) is None
+    # the spans carry no tabindex in the page: a 2,000-word page stays light
+    source = (site / "expectancy.html").read_text(encoding="utf-8")
+    assert source.count("tabindex") == 1
+    context.close()
+
+
+@pytest.mark.browser
+def test_a_tooltip_shows_markup_as_text(site: Path, browser: Any, tmp_path: Path) -> None:
+    """A tip holding a script payload, escaped as the site escapes attributes, shows as text."""
+    spoiled = tmp_path / "spoiled"
+    shutil.copytree(site, spoiled)
+    payload = '<img src=x onerror="window.__x=1"></div><script>window.__x=2</script>'
+    page = spoiled / "expectancy.html"
+    source = page.read_text(encoding="utf-8")
+    edited = re.sub(r'data-tip="[^"]*"( data-pos="10")',
+                    lambda match: f'data-tip="{html.escape(payload)}"{match.group(1)}', source)
+    assert edited != source
+    page.write_text(edited, encoding="utf-8")
+    context = checking_context(browser, PHONE, touch=True)
+    tab = open_page(context, page)
+    tab.locator('.heatmap span.tok[data-pos="10"]').tap()
+    assert tip_shown(tab) == payload
+    assert tab.evaluate("document.querySelector('div.tip').children.length") == 0
+    assert tab.evaluate("document.querySelectorAll('main img, script:not([src]):not([type])')"
+                        ".length") == 0
+    assert tab.evaluate("typeof window.__x") == "undefined"
+    context.close()
 
 
 def test_no_page_is_over_5_mb(site: Path) -> None:

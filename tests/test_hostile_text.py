@@ -64,7 +64,7 @@ PROBES = {
         + Array.from(document.scripts).filter(s => !ours(s)).length;
     }""",
     "spans": """() => Array.from(document.querySelectorAll(".heatmap span.tok")).map(
-                      s => [Number(s.dataset.pos), s.textContent, s.title])""",
+                      s => [Number(s.dataset.pos), s.textContent, s.dataset.tip])""",
     "words": """() => Array.from(document.querySelectorAll("table.cluster-table span.word")).map(
                       s => s.textContent)""",
     "contexts": """() => Array.from(document.querySelectorAll("table.contexts tbody tr")).map(

@@ -21,9 +21,9 @@ from reportgen.site import make_environment
 SVG = "{http://www.w3.org/2000/svg}"
 EXCERPT_TOKENS = 300
 SPEC = re.compile(r'<script type="application/json" id="spec-([^"]+)">(.*?)</script>', re.S)
-SPAN = re.compile(r'<span class="tok[^"]*" style="background:([^"]+)" title="([^"]*)" '
+SPAN = re.compile(r'<span class="tok[^"]*" style="background:([^"]+)" data-tip="([^"]*)" '
                   r'data-pos="(\d+)"(?: id="t\d+")?>([^<]*)</span>')
-EXCERPT = re.compile(r'<div class="heatmap excerpt">(.*?)</div>', re.S)
+EXCERPT = re.compile(r'<div class="heatmap excerpt"[^>]*>(.*?)</div>', re.S)
 CENTRE = re.compile(r'<span class="tok[^"]* centre"[^>]*data-pos="(\d+)"')
 
 

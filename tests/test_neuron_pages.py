@@ -31,7 +31,7 @@ from reportgen.site import write_site
 CELL_INTERVAL = 1.5
 SPEC = re.compile(r'<script type="application/json" id="spec-([^"]+)">(.*?)</script>', re.S)
 SPAN = re.compile(r'<span class="tok([^"]*)" style="background:rgb\((\d+),\d+,(\d+)\)" '
-                  r'title="([^"]*)" data-pos="(\d+)">')
+                  r'data-tip="([^"]*)" data-pos="(\d+)">')
 ROW = re.compile(r'<tr>\s*<td class="num" data-value="(\d+)">\d+</td>\s*'
                  r'<td class="num"><a href="neuron/(L\d+-[hc]-\d{4})\.html">(\d+)</a>')
 
@@ -261,7 +261,7 @@ def test_near_zero_neurons_are_listed_apart_and_get_no_page(tmp_path: Path) -> N
     section = state_section(text, "L1-h")
     assert {int(n) for _, _, n in ROW.findall(section)}.isdisjoint({1, 4})
     assert len(ROW.findall(section)) == 3
-    listed = re.search(r'<ul class="near-zero">(.*?)</ul>', section, re.S).group(1)
+    listed = re.search(r'<ul class="near-zero"[^>]*>(.*?)</ul>', section, re.S).group(1)
     assert [int(n) for n in re.findall(r">(\d+)</li>", listed)] == [1, 4]
     assert "2 of 6 neurons (33.3%) are near zero" in section
     assert sorted(p.name for p in (out / "neuron").glob("L1-h-*.html")) == sorted(

@@ -64,7 +64,7 @@ def test_long_text_is_paged_and_pages_link_to_each_other(hostile_site: Path) -> 
 
 def test_tooltips_hold_probability_and_top_predictions(hostile_site: Path) -> None:
     text = (hostile_site / "expectancy.html").read_text(encoding="utf-8")
-    titles = re.findall(r'title="([^"]*)"', text)
+    titles = re.findall(r'data-tip="([^"]*)"', text)
     assert titles[0].endswith("first token, not predicted")
     second = html.unescape(titles[1])
     probability = float(re.search(r"p = ([0-9.]+)", second).group(1))

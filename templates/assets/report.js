@@ -112,3 +112,105 @@
   });
   update();
 })();
+
+// Tooltips: an element with data-tip shows that text in one small box, placed under it, on hover,
+// on tap and on keyboard focus. The text is set with textContent, never parsed as markup, so
+// corpus text stays text. A [data-tips] box (a heatmap, a list) takes one Tab stop; the arrow
+// keys, Home and End then step through its items, which are made focusable only as they are
+// reached, so a page of 2,000 words carries no per-word attribute for it. Escape hides the tip.
+(function () {
+  "use strict";
+  var tip = null;
+  var current = null;
+  var MARGIN = 8; // px kept between the tip and the window's edges
+  function element() {
+    if (!tip) {
+      tip = document.createElement("div");
+      tip.className = "tip";
+      tip.id = "reportgen-tip";
+      tip.setAttribute("role", "tooltip");
+      tip.hidden = true;
+      document.body.appendChild(tip);
+    }
+    return tip;
+  }
+  function place(target) {
+    var rect = target.getBoundingClientRect();
+    var width = document.documentElement.clientWidth;
+    var box = tip.getBoundingClientRect();
+    var left = Math.max(MARGIN, Math.min(rect.left, width - box.width - MARGIN));
+    var top = rect.bottom + 6;
+    if (top + box.height > window.innerHeight && rect.top - box.height - 6 > 0) {
+      top = rect.top - box.height - 6;
+    }
+    tip.style.left = (left + window.scrollX) + "px";
+    tip.style.top = (top + window.scrollY) + "px";
+  }
+  function show(target) {
+    element();
+    if (current && current !== target) current.removeAttribute("aria-describedby");
+    current = target;
+    tip.textContent = target.getAttribute("data-tip");
+    tip.style.left = "0px"; // measured at the left edge, so the page edge does not squeeze it
+    tip.style.top = "0px";
+    tip.hidden = false;
+    place(target);
+    target.setAttribute("aria-describedby", tip.id);
+  }
+  function hide() {
+    if (tip) tip.hidden = true;
+    if (current) current.removeAttribute("aria-describedby");
+    current = null;
+  }
+  function itemOf(node, box) {
+    var item = node && node.closest ? node.closest("[data-tip]") : null;
+    return item && box.contains(item) ? item : null;
+  }
+  function step(box, key) {
+    var items = box.querySelectorAll("[data-tip]");
+    if (!items.length) return;
+    var at = Array.prototype.indexOf.call(items, document.activeElement);
+    var next;
+    if (key === "Home") next = 0;
+    else if (key === "End") next = items.length - 1;
+    else if (at < 0) next = 0;
+    else if (key === "ArrowRight" || key === "ArrowDown") next = Math.min(at + 1, items.length - 1);
+    else next = Math.max(at - 1, 0);
+    items[next].tabIndex = -1;
+    items[next].focus();
+  }
+  var KEYS = ["ArrowRight", "ArrowDown", "ArrowLeft", "ArrowUp", "Home", "End"];
+  document.querySelectorAll("[data-tips]").forEach(function (box) {
+    box.addEventListener("mouseover", function (event) {
+      var item = itemOf(event.target, box);
+      if (item && item !== current) show(item);
+    });
+    box.addEventListener("mouseout", function (event) {
+      if (current && !current.contains(event.relatedTarget)) {
+        var focused = itemOf(document.activeElement, box);
+        if (focused) show(focused); else hide();
+      }
+    });
+    box.addEventListener("click", function (event) { // a tap on a touch screen
+      var item = itemOf(event.target, box);
+      if (item) show(item);
+    });
+    box.addEventListener("focusin", function (event) {
+      var item = itemOf(event.target, box);
+      if (item) show(item);
+    });
+    box.addEventListener("focusout", function () { hide(); });
+    box.addEventListener("keydown", function (event) {
+      if (KEYS.indexOf(event.key) >= 0) {
+        event.preventDefault();
+        step(box, event.key);
+      } else if (event.key === "Escape") {
+        hide();
+      }
+    });
+  });
+  document.addEventListener("pointerdown", function (event) {
+    if (current && !(event.target.closest && event.target.closest("[data-tip]"))) hide();
+  });
+  window.addEventListener("resize", hide);
+})();
