@@ -312,10 +312,13 @@ def analyse(config: ReportConfig, inputs: Inputs, timings: dict[str, float]) -> 
     features = report.features
     neuron_options = asdict(config.neurons)
     with timed(timings, "distributions", config.quiet):
+        unbounded_hidden = inputs.loaded.hyperparameters.rnn_type == "RNN_RELU"
         report.distributions = reuse(report, cached.entry, "distributions", {
             "cell_interval": neuron_options["cell_interval"], "rank_by": neuron_options["rank_by"],
+            **({"unbounded_hidden": True} if unbounded_hidden else {}),
         }, lambda: analyse_distributions(captured, config.neurons.cell_interval,
-                                         config.neurons.rank_by))
+                                         config.neurons.rank_by,
+                                         unbounded_hidden=unbounded_hidden))
     with timed(timings, "concepts", config.quiet):
         report.concepts = reuse(report, cached.entry, "concepts", {
             **neuron_options, "features": features_digest(features),

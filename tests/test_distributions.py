@@ -206,3 +206,52 @@ def test_frame_has_the_export_columns_for_every_state():
     summary = result.summary_frame()
     assert list(summary["state"]) == ["h", "c", "h"]
     assert summary["mean_abs_activation"].iloc[0] == pytest.approx(np.abs(capture.states[(1, "h")]).mean())
+
+
+def test_relu_hidden_states_are_binned_over_an_interval_from_the_data():
+    """The h of an RNN_RELU is not bounded by tanh: most of these values lie beyond 1. Binned
+    over [-1, 1] they would mostly fall outside; from the data, about 0.1% does."""
+    rng = np.random.default_rng(5)
+    values = np.maximum(rng.normal(1.0, 1.5, (4000, 4)), 0).astype(np.float32)
+    assert (values > 1).mean() > 0.4
+    tanh_bins = analyse_state((1, "h"), values)
+    assert tanh_bins.bounded and tanh_bins.share_outside > 0.4
+    stats = analyse_state((1, "h"), values, unbounded_hidden=True)
+    expected = observed_cell_interval(values)
+    assert not stats.bounded and expected > 1
+    assert float(stats.edges[-1]) == pytest.approx(expected) == -float(stats.edges[0])
+    assert stats.share_outside <= 0.001
+    given = analyse_state((1, "h"), values, cell_interval=0.5, unbounded_hidden=True)
+    assert float(given.edges[-1]) == pytest.approx(expected)  # --cell-interval is for c only
+
+
+def test_relu_report_says_its_h_is_unbounded(tmp_path):
+    """End to end: a ReLU RNN's page must not call its h bounded by tanh, and must bin it over
+    an interval that holds nearly all of its values."""
+    import torch
+
+    from reportgen.corpus import vocabulary_from_folder
+    from reportgen.model import RNNModel
+    from reportgen.pages import SiteOptions
+    from reportgen.report import ReportConfig, build_report
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("train.txt", "valid.txt", "test.txt"):
+        (data / name).write_text("the cat sat on the mat .\n" * 20, encoding="utf-8")
+    torch.manual_seed(0)
+    model = RNNModel("RNN_RELU", len(vocabulary_from_folder(data)), 4, 6, 1, 0.0)
+    with torch.no_grad():
+        model.encoder.weight.mul_(20)  # h well beyond 1
+        model.rnn.weight_ih_l0.mul_(10)
+    torch.save(model.state_dict(), tmp_path / "relu.pt")
+    out = build_report(ReportConfig(tmp_path / "relu.pt", tmp_path / "site", data=data,
+                                    rnn_type="RNN_RELU", quiet=True, embed_states=(),
+                                    cache=None, site=SiteOptions(top_neurons=1, images=False)))
+    page = (out / "neurons.html").read_text(encoding="utf-8")
+    assert "bounded by tanh" not in page
+    assert "h of a ReLU RNN has no bound" in page
+    interval = page.split("Histogram interval [")[1].split("]")[0]
+    assert float(interval.split(",")[1]) > 1  # h reaches beyond tanh's bound
+    outside = float(page.split("% of values fell outside")[0].rsplit(" ", 1)[-1])
+    assert outside <= 0.2

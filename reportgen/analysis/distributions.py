@@ -6,11 +6,14 @@ bin index offset by its neuron, and one `np.bincount` per chunk counts every neu
 which is several times faster than `np.histogram` once per neuron (see DESIGN.md 3.2).
 
 Choices this module makes, and why:
-- Bins are 0.01 wide. `h` uses [-1, 1] (200 bins), since tanh bounds it. `c` has no bound, so
-  its interval is [-a, a] with a the 99.9th percentile of |c| over that layer's cell values,
-  rounded up to 0.01: wide enough to show the shape, narrow enough that one saturated cell does
-  not stretch every histogram. `cell_interval` overrides a (rounded up to 0.01 too). Values
-  outside the interval are left out of the histogram, and their share is reported.
+- Bins are 0.01 wide. `h` uses [-1, 1] (200 bins), since tanh bounds it (that of an LSTM, a
+  GRU and an RNN_TANH). `c` has no bound, so its interval is [-a, a] with a the 99.9th
+  percentile of |c| over that layer's cell values, rounded up to 0.01: wide enough to show the
+  shape, narrow enough that one saturated cell does not stretch every histogram.
+  `cell_interval` overrides a (rounded up to 0.01 too). The `h` of an RNN_RELU has no bound
+  either (`unbounded_hidden`): its a is the 99.9th percentile of |h| in the same way (the
+  option `cell_interval` does not apply to it). Values outside the interval are left out of
+  the histogram, and their share is reported.
 - Values are compared in float32 against float32 bin edges, exactly as `np.histogram(x32,
   bins=B, range=(-a, a))` places them: a value on an edge goes to the bin on its right, and a
   value equal to the upper end goes to the last bin. float16 states are cast to float32 first,
@@ -91,6 +94,7 @@ class NeuronStats:
     n_positions: int
     mean_abs_activation: float  # over all neurons and positions: the dropout comparison's figure
     share_outside: float  # of all values, left out of the histograms
+    bounded: bool = True  # h bounded by tanh, binned over [-1, 1]; False: interval from data
 
     @property
     def name(self) -> str:
@@ -211,13 +215,18 @@ def analyse_distributions(
     cell_interval: float | None = None,
     rank_by: RankBy = "score",
     chunk_rows: int = CHUNK_ROWS,
+    unbounded_hidden: bool = False,
 ) -> DistributionResult:
-    """Histograms, KL ranking and per-neuron figures of every layer and state of a capture."""
+    """Histograms, KL ranking and per-neuron figures of every layer and state of a capture.
+
+    `unbounded_hidden`: the model's h has no bound (an RNN_RELU), so its interval comes from the
+    data, as c's does."""
     check_rank_by(rank_by)
     if capture.n_tokens == 0:
         raise ReportgenError("the capture holds no tokens; give a text with at least one token")
     states = {
-        key: analyse_state(key, capture.states[key], cell_interval, rank_by, chunk_rows)
+        key: analyse_state(key, capture.states[key], cell_interval, rank_by, chunk_rows,
+                           unbounded_hidden)
         for key in capture.keys
     }
     return DistributionResult(states=states, rank_by=rank_by)
@@ -229,10 +238,12 @@ def analyse_state(
     cell_interval: float | None = None,
     rank_by: RankBy = "score",
     chunk_rows: int = CHUNK_ROWS,
+    unbounded_hidden: bool = False,
 ) -> NeuronStats:
     """Everything of `NeuronStats` for one layer and state, streamed over chunks of positions:
     one pass for the counts, one for the moments, and for c one before them for its interval."""
-    half_width = state_interval(key, values, cell_interval, chunk_rows)
+    bounded = key[1] != "c" and not unbounded_hidden
+    half_width = state_interval(key, values, cell_interval, chunk_rows, bounded)
     edges = bin_edges(-half_width, half_width)
     counts, outside = histogram_counts(values, edges, chunk_rows)
     moments = stream_moments(values, chunk_rows)
@@ -269,15 +280,20 @@ def analyse_state(
         n_positions=moments.n,
         mean_abs_activation=float(moments.total_abs.sum() / (moments.n * values.shape[1])),
         share_outside=float(outside.sum() / (moments.n * values.shape[1])),
+        bounded=bounded,
     )
 
 
 def state_interval(
-    key: StateKey, values: np.ndarray, cell_interval: float | None, chunk_rows: int = CHUNK_ROWS
+    key: StateKey, values: np.ndarray, cell_interval: float | None, chunk_rows: int = CHUNK_ROWS,
+    bounded: bool | None = None,
 ) -> float:
-    """Half-width a of the histogram interval [-a, a]: 1 for h, observed or given for c."""
+    """Half-width a of the histogram interval [-a, a]: 1 for a bounded h, observed or given for
+    c, observed for an unbounded h (`bounded` False; None: h is bounded, c is not)."""
     if key[1] != "c":
-        return HIDDEN_INTERVAL
+        if bounded is None or bounded:
+            return HIDDEN_INTERVAL
+        return observed_cell_interval(values, chunk_rows=chunk_rows)
     if cell_interval is None:
         return observed_cell_interval(values, chunk_rows=chunk_rows)
     if not (math.isfinite(cell_interval) and 0 < cell_interval <= MAX_CELL_INTERVAL):
