@@ -92,15 +92,15 @@ class Hyperparameters:
     emsize: int
     nhid: int
     nlayers: int
-    dropout: float
+    dropout: float | None  # None: unknown, as for a state dict (it only matters in training)
     tied: bool
 
     def build(self) -> RNNModel:
         with warnings.catch_warnings():  # torch warns that one layer ignores dropout; so does eval
             warnings.simplefilter("ignore", UserWarning)
             return RNNModel(
-                self.rnn_type, self.ntoken, self.emsize, self.nhid, self.nlayers, self.dropout,
-                self.tied,
+                self.rnn_type, self.ntoken, self.emsize, self.nhid, self.nlayers,
+                self.dropout or 0.0, self.tied,
             )
 
 
@@ -246,9 +246,12 @@ GATE_TYPES = {4: ("LSTM",), 3: ("GRU",), 1: ("RNN_TANH", "RNN_RELU")}
 
 
 def infer_hyperparameters(state_dict: dict[str, torch.Tensor], rnn_type: str | None = None,
-                          dropout: float = 0.0, path: Path | str = "the state dict"
+                          dropout: float | None = None, path: Path | str = "the state dict"
                           ) -> Hyperparameters:
     """Read sizes off a state dict; the gate count tells LSTM (4) from GRU (3) from RNN (1).
+
+    A state dict does not hold the dropout it was trained with: it is None, unknown, unless
+    `dropout` says it.
 
     RNN_TANH and RNN_RELU have the same tensors, so a plain RNN's state dict needs `rnn_type`:
     guessing would report a ReLU model's numbers as those of a tanh model, with no error.
@@ -280,7 +283,7 @@ def infer_hyperparameters(state_dict: dict[str, torch.Tensor], rnn_type: str | N
     nlayers = sum(1 for key in state_dict if re.fullmatch(r"rnn\.weight_hh_l\d+", key))
     tied = bool(torch.equal(state_dict["encoder.weight"], state_dict["decoder.weight"]))
     return Hyperparameters(rnn_type or guessed, int(ntoken), int(emsize), int(nhid), nlayers,
-                           float(dropout), tied)
+                           None if dropout is None else float(dropout), tied)
 
 
 def model_from_state_dict(state_dict: dict[str, torch.Tensor], hyper: Hyperparameters,
@@ -365,7 +368,7 @@ def _from_pickled_module(module: nn.Module, path: Path, sha256: str) -> LoadedMo
         emsize=int(module.encoder.embedding_dim),
         nhid=int(module.nhid),
         nlayers=int(module.nlayers),
-        dropout=float(module.drop.p) if hasattr(module, "drop") else 0.0,
+        dropout=float(module.drop.p) if hasattr(module, "drop") else None,
         tied=module.decoder.weight is module.encoder.weight,
     )
     model = model_from_state_dict(module.state_dict(), hyper, path)

@@ -185,3 +185,29 @@ def test_text_file_is_not_a_checkpoint(tmp_path: Path) -> None:
     (tmp_path / "notes.pt").write_text("hello", encoding="utf-8")
     with pytest.raises(ReportgenError, match="not a readable PyTorch checkpoint|not a PyTorch"):
         load_checkpoint(tmp_path / "notes.pt")
+
+
+def test_the_dropout_of_a_state_dict_is_unknown(tmp_path: Path) -> None:
+    """A state dict does not hold its dropout: the report says unknown, not 0.0."""
+    import json  # noqa: PLC0415
+
+    from reportgen.pages import SiteOptions  # noqa: PLC0415
+    from reportgen.report import ReportConfig, build_report  # noqa: PLC0415
+
+    model = RNNModel("LSTM", 7, 4, 6, 1, 0.5)
+    torch.save(model.state_dict(), tmp_path / "sd.pt")
+    assert load_checkpoint(tmp_path / "sd.pt").hyperparameters.dropout is None
+    save_checkpoint(model, tmp_path / "own.pt")
+    assert load_checkpoint(tmp_path / "own.pt").hyperparameters.dropout == 0.5
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("train.txt", "valid.txt", "test.txt"):
+        (data / name).write_text("the cat sat on the mat .\n" * 3, encoding="utf-8")
+    out = build_report(ReportConfig(tmp_path / "sd.pt", tmp_path / "site", data=data, quiet=True,
+                                    embed_states=(), cache=None,
+                                    site=SiteOptions(top_neurons=1, images=False)))
+    summary = json.loads((out / "data" / "report.json").read_text(encoding="utf-8"))
+    assert summary["model"]["hyperparameters"]["dropout"] is None
+    pages = "".join(page.read_text(encoding="utf-8") for page in out.glob("*.html"))
+    assert "<th>dropout</th><td>unknown</td>" in pages
+    assert "<th>dropout</th><td>0.0</td>" not in pages
