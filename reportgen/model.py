@@ -63,11 +63,12 @@ class RNNModel(nn.Module):
         self.nlayers = nlayers
 
     def init_weights(self) -> None:
+        """As pytorch/examples: a tied weight is drawn twice, so the same seed gives the same
+        model as its main.py (the second draw is the one that stays)."""
         initrange = 0.1
         nn.init.uniform_(self.encoder.weight, -initrange, initrange)
         nn.init.zeros_(self.decoder.bias)
-        if self.decoder.weight is not self.encoder.weight:
-            nn.init.uniform_(self.decoder.weight, -initrange, initrange)
+        nn.init.uniform_(self.decoder.weight, -initrange, initrange)
 
     def forward(self, input: torch.Tensor, hidden: Any) -> tuple[torch.Tensor, Any]:
         emb = self.drop(self.encoder(input))  # (S, B, E)

@@ -32,9 +32,16 @@ EXAMPLES_MODEL_PY = textwrap.dedent('''
             self.decoder = nn.Linear(nhid, ntoken)
             if tie_weights:
                 self.decoder.weight = self.encoder.weight
+            self.init_weights()
             self.rnn_type = rnn_type
             self.nhid = nhid
             self.nlayers = nlayers
+
+        def init_weights(self):
+            initrange = 0.1
+            nn.init.uniform_(self.encoder.weight, -initrange, initrange)
+            nn.init.zeros_(self.decoder.bias)
+            nn.init.uniform_(self.decoder.weight, -initrange, initrange)
 
     class TransformerModel(nn.Module):
         def __init__(self):
@@ -51,7 +58,7 @@ def save_with_examples_module(tmp_path: Path, build: str, name: str) -> tuple[Pa
     try:
         import model as examples_model  # noqa: PLC0415
 
-        obj = eval(build, {"model": examples_model})
+        obj = eval(build, {"model": examples_model, "torch": torch})
         path = tmp_path / name
         torch.save(obj, path)
         return path, {k: v.clone() for k, v in obj.state_dict().items()}
@@ -211,3 +218,18 @@ def test_the_dropout_of_a_state_dict_is_unknown(tmp_path: Path) -> None:
     pages = "".join(page.read_text(encoding="utf-8") for page in out.glob("*.html"))
     assert "<th>dropout</th><td>unknown</td>" in pages
     assert "<th>dropout</th><td>0.0</td>" not in pages
+
+
+@pytest.mark.parametrize("rnn_type, tied", [("LSTM", True), ("LSTM", False), ("GRU", True),
+                                            ("RNN_RELU", True)])
+def test_same_seed_gives_the_examples_model(tmp_path: Path, rnn_type: str, tied: bool) -> None:
+    """pytorch/examples main.py seeds, then builds RNNModel, whose init_weights draws the tied
+    weight twice: `reportgen train` must give the very same weights for the same seed."""
+    _, theirs = save_with_examples_module(
+        tmp_path, f"(torch.manual_seed(11), model.RNNModel('{rnn_type}', 30, 12, 12, 2, 0.2, "
+        f"{tied}))[1]", "m.pt")
+    torch.manual_seed(11)
+    ours = RNNModel(rnn_type, 30, 12, 12, 2, 0.2, tied).state_dict()
+    assert ours.keys() == theirs.keys()
+    for key, value in theirs.items():
+        assert torch.equal(ours[key], value), key
