@@ -212,6 +212,24 @@ def _read_pickle(path: Path, allow_unsafe_pickle: bool) -> Any:
             f"{path}: not a readable PyTorch checkpoint: {_why_unreadable(path, error)}; give "
             "the whole file that torch.save wrote"
         ) from None
+    except ModuleNotFoundError as error:  # only the unsafe path imports what a pickle names
+        raise ReportgenError(
+            f"{path}: the pickle names the module {error.name!r}, which cannot be imported here; "
+            "run reportgen where that module's code is importable (its folder on PYTHONPATH), "
+            "or leave out --allow-unsafe-pickle: a pytorch/examples RNNModel loads without it"
+        ) from None
+    except AttributeError as error:
+        found = re.search(r"Can't get attribute '([^']+)' on <module '([^']+)'", str(error))
+        if found is None:
+            raise ReportgenError(
+                f"{path}: not a readable PyTorch checkpoint: {_why_unreadable(path, error)}; "
+                "give the whole file that torch.save wrote"
+            ) from None
+        raise ReportgenError(
+            f"{path}: the pickle names {found.group(2)}.{found.group(1)}, which the module "
+            f"{found.group(2)!r} importable here does not define; run reportgen with the code "
+            "the checkpoint was saved with, or leave out --allow-unsafe-pickle"
+        ) from None
     except Exception as error:  # torch.load fails on garbage in many ways (KeyError, EOFError...)
         raise ReportgenError(
             f"{path}: not a readable PyTorch checkpoint: {_why_unreadable(path, error)}; give "

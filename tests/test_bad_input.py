@@ -101,6 +101,8 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.save(torch.nn.Sequential(torch.nn.Linear(2, 2)), root / "sequential.pt")
     torch.save(torch.nn.LSTM(4, 6), root / "bare-lstm.pt")
     save_with_examples_module(root, "model.TransformerModel()", "transformer.pt")
+    (root / "no-such-class.pt").write_bytes(  # a protocol-2 pickle of reportgen.model.NoSuchModel
+        b"\x80\x02creportgen.model\nNoSuchModel\nq\x00)\x81q\x01.")
     latin1 = (LINE * (LATIN1_LINE - 1) + "the café\n").encode("latin-1")
     write_folder(root, {
         "text.txt": LINE * 3,
@@ -149,6 +151,12 @@ CASES = [
     Case("checkpoint of the examples' Transformer",
          report("transformer.pt", "--text", "text.txt", *OUT),
          ("names model.TransformerModel", "--allow-unsafe-pickle")),
+    Case("unsafe pickle naming a module that is not importable",
+         report("transformer.pt", "--text", "text.txt", "--allow-unsafe-pickle", *OUT),
+         ("transformer.pt: the pickle names the module 'model', which cannot be imported",)),
+    Case("unsafe pickle naming a class its module lacks",
+         report("no-such-class.pt", "--text", "text.txt", "--allow-unsafe-pickle", *OUT),
+         ("names reportgen.model.NoSuchModel, which the module 'reportgen.model'",)),
     Case("checkpoint of a plain nn.Module", report("sequential.pt", "--text", "text.txt", *OUT),
          ("names torch.nn.modules.container.Sequential",)),
     Case("checkpoint of a bare nn.LSTM", report("bare-lstm.pt", "--text", "text.txt", *OUT),
