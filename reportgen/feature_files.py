@@ -18,7 +18,8 @@ Two kinds of file, told apart by their suffix:
 - `.csv`: a per-token annotation aligned with the text, like LSTMVis's annotation tracks. One
   row per token of the text (its `<eos>` marks included), in text order, with a header. Every
   column other than `position` and `token` is a feature of 0/1 values. A `token` column, when
-  there is one, must repeat the text's tokens, which catches a file made for another text;
+  there is one, must repeat the text's tokens (or the exports' quoted form of them, `'=` for
+  `=`, see `reportgen.csv_safety`), which catches a file made for another text;
   `position`, when there is one, must count from 0. `data/tokens.csv` of an earlier report is
   a ready template: add a column and give it back.
 
@@ -38,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from reportgen.csv_safety import neutralise_cell
 from reportgen.errors import ReportgenError
 
 NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
@@ -105,7 +107,7 @@ class FeatureFile:
                 "give one row per token, <eos> included")
         if self.annotation_tokens is not None:
             for position, (mine, theirs) in enumerate(zip(self.annotation_tokens, tokens)):
-                if mine != theirs:
+                if mine != theirs and mine != neutralise_cell(theirs):
                     raise ReportgenError(
                         f"{self.path}: row {position + 2} has token {mine!r} where the text has "
                         f"{theirs!r}; the annotation was made for another text")

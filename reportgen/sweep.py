@@ -32,6 +32,7 @@ import pandas as pd
 
 from reportgen.analysis.comparison import Comparison, ModelFailure, compare, figures_of
 from reportgen.corpus import Text, Vocabulary, tokenize, vocabulary_from_folder
+from reportgen.csv_safety import neutralise_formulas
 from reportgen.errors import ReportgenError
 from reportgen.model import LoadedModel, load_checkpoint, resolve_device
 from reportgen.progress import note
@@ -162,7 +163,8 @@ def train_sweep(data: Path, out: Path, base: TrainConfig, dropouts: Sequence[flo
         else:
             note(f"{prefix}: valid perplexity {run.result.valid_perplexity:.2f}, test "
                  f"{run.result.test_perplexity:.2f}, {run.result.seconds:.0f} s", not quiet)
-        sweep.to_frame().to_csv(out / SWEEP_TABLE, index=False, float_format="%.6g")
+        neutralise_formulas(sweep.to_frame()).to_csv(out / SWEEP_TABLE, index=False,
+                                                     float_format="%.6g")
     return sweep
 
 

@@ -22,6 +22,7 @@ import vl_convert
 from reportgen.analysis.embedding import EmbeddingOptions
 from reportgen.capture import Capture
 from reportgen.cli import main
+from reportgen.csv_safety import FORMULA_STARTS
 from reportgen.report import ReportConfig, build_report, embedded_keys
 
 MAX_POINTS = 300
@@ -52,14 +53,30 @@ def site(tiny_model: Path, tiny_corpus: Path, tmp_path_factory: pytest.TempPathF
                                      embedding=options, embed_states=MAPS))
 
 
+def read_export(path: Path) -> pd.DataFrame:
+    """A CSV export with its text cells as the corpus wrote them: the exports put a `'` before
+    a cell a spreadsheet would run (`=`, `@,@`), which is stripped here."""
+    frame = pd.read_csv(path, keep_default_na=False)
+    for column in frame.columns:
+        if not pd.api.types.is_numeric_dtype(frame[column]):
+            frame[column] = frame[column].map(raw_cell)
+    return frame
+
+
+def raw_cell(cell: str) -> str:
+    if cell.startswith("'") and cell[1:].startswith(FORMULA_STARTS):
+        return cell[1:]
+    return cell
+
+
 @pytest.fixture(scope="module")
 def points(site: Path) -> pd.DataFrame:
-    return pd.read_csv(site / "data" / "points.csv", keep_default_na=False)
+    return read_export(site / "data" / "points.csv")
 
 
 @pytest.fixture(scope="module")
 def clusters(site: Path) -> pd.DataFrame:
-    return pd.read_csv(site / "data" / "clusters.csv", keep_default_na=False)
+    return read_export(site / "data" / "clusters.csv")
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +96,7 @@ def test_exports_have_the_design_columns_for_every_map(site: Path, points, clust
     assert maps == sorted(MAPS)
     assert sorted(clusters.groupby(["layer", "state"]).groups) == sorted(MAPS)
     assert set(clusters["linkage"]) == set(LINKAGES)
-    tokens = pd.read_csv(site / "data" / "tokens.csv", keep_default_na=False)
+    tokens = read_export(site / "data" / "tokens.csv")
     for _, rows in points.groupby(["layer", "state"]):
         assert len(rows) == MAX_POINTS
         assert rows["position"].is_unique and rows["position"].is_monotonic_increasing
@@ -152,7 +169,7 @@ def test_chart_compiles_and_clicks_on_points_and_legend_highlight(page: str) -> 
 
 def test_tables_list_each_map_linkage_and_cut_with_class_and_top_words(site: Path,
                                                                        page: str) -> None:
-    every = pd.read_csv(site / "data" / "clusters_by_cut.csv", keep_default_na=False)
+    every = read_export(site / "data" / "clusters_by_cut.csv")
     tables = TABLE.findall(page)
     assert {(m, linkage, int(k)) for m, linkage, k, _, _ in tables} == {
         (f"L{layer}-{state}", linkage, k) for layer, state in MAPS for linkage in LINKAGES

@@ -135,3 +135,14 @@ def test_a_bad_features_file_stops_the_run_before_the_model_runs(tiny_model, tin
                  "--features", str(annotation), "--no-cache", "--quiet"])
     error = capsys.readouterr().err
     assert code == 1 and "rows but the text has" in error and not out.exists()
+
+
+def test_an_earlier_reports_tokens_csv_fits_although_its_cells_are_quoted(tmp_path):
+    """The exports quote cells a spreadsheet would run (`=` becomes `'=`); an annotation made
+    from them still fits the text."""
+    from reportgen.csv_safety import neutralise_cell
+
+    tokens = ["=", "Title", "=", "<eos>", "-", "@-@"]
+    rows = "\n".join(f"{t},{neutralise_cell(token)},{t % 2}" for t, token in enumerate(tokens))
+    path = write(tmp_path, "tokens.csv", "position,token,odd\n" + rows + "\n")
+    assert read_feature_file(path).evaluate(tokens)["odd"].tolist() == [0, 1, 0, 1, 0, 1]

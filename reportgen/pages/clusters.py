@@ -21,6 +21,7 @@ from reportgen.analysis.embedding import EmbeddingResult
 from reportgen.capture import state_name
 from reportgen.charts import (CUT_PARAM, HIGHLIGHT_PARAM, LINKAGE_PARAM, MIN_SIZE_PARAM,
                               STATE_PARAM, cluster_explorer_chart, cut_label, map_label)
+from reportgen.csv_safety import neutralise_formulas
 from reportgen.pages import ChartSpec, Page, Section, SiteOptions
 from reportgen.results import ModelReport
 
@@ -135,6 +136,9 @@ def clusters_frame(results: list[EmbeddingResult], every_cut: bool = False) -> p
 
 
 def export(report: ModelReport, data: Path) -> None:
-    points_frame(report.embeddings).to_csv(data / "points.csv", index=False, float_format="%.6g")
-    clusters_frame(report.embeddings).to_csv(data / "clusters.csv", index=False)
-    clusters_frame(report.embeddings, every_cut=True).to_csv(data / CLUSTERS_BY_CUT, index=False)
+    safe = neutralise_formulas
+    safe(points_frame(report.embeddings)).to_csv(data / "points.csv", index=False,
+                                                 float_format="%.6g")
+    safe(clusters_frame(report.embeddings)).to_csv(data / "clusters.csv", index=False)
+    safe(clusters_frame(report.embeddings, every_cut=True)).to_csv(data / CLUSTERS_BY_CUT,
+                                                                   index=False)

@@ -14,6 +14,7 @@ from typing import Any
 from reportgen.analysis.comparison import Comparison
 from reportgen.analysis.distributions import NEAR_ZERO_BOUND, NEAR_ZERO_SHARE
 from reportgen.capture import state_name
+from reportgen.csv_safety import neutralise_formulas
 from reportgen.pages import ChartSpec, Page
 from reportgen.pages.neurons import page_spec
 
@@ -81,4 +82,5 @@ def page(comparison: Comparison, title: str) -> Page:
 
 def export(comparison: Comparison, data: Path) -> None:
     """comparison.csv: one row per model and layer-state; see `COMPARISON_COLUMNS`."""
-    comparison.table.to_csv(data / TABLE_NAME, index=False, float_format="%.8g")
+    neutralise_formulas(comparison.table).to_csv(data / TABLE_NAME, index=False,
+                                                 float_format="%.8g")

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from reportgen.csv_safety import neutralise_formulas
 from reportgen.heatmap import (colour_shares, expectancy_cells, expectancy_legend, most_surprising,
                                page_bounds, token_probabilities)
 from reportgen.pages import Page, Section, SiteOptions
@@ -68,4 +69,5 @@ def tokens_frame(report: ModelReport) -> pd.DataFrame:
 
 
 def export(report: ModelReport, data: Path) -> None:
-    tokens_frame(report).to_csv(data / "tokens.csv", index=False, float_format="%.6g")
+    neutralise_formulas(tokens_frame(report)).to_csv(data / "tokens.csv", index=False,
+                                                     float_format="%.6g")

@@ -26,6 +26,7 @@ from altair.utils.schemapi import debug_mode
 from reportgen.analysis.concepts import ConceptResult, NeuronConcepts
 from reportgen.analysis.distributions import NEAR_ZERO_BOUND, NEAR_ZERO_SHARE, NeuronStats
 from reportgen.capture import StateKey, state_name
+from reportgen.csv_safety import neutralise_formulas
 from reportgen.heatmap import TokenCell, activation_cells, activation_legend
 from reportgen.pages import ChartSpec, Page, Section, SiteOptions
 from reportgen.results import ModelReport
@@ -430,4 +431,5 @@ def neurons_frame(report: ModelReport) -> pd.DataFrame:
 
 def export(report: ModelReport, data: Path) -> None:
     """neurons.csv: DESIGN.md section 5's columns, one row per layer, state and neuron."""
-    neurons_frame(report).to_csv(data / "neurons.csv", index=False, float_format="%.8g")
+    neutralise_formulas(neurons_frame(report)).to_csv(data / "neurons.csv", index=False,
+                                                      float_format="%.8g")

@@ -17,7 +17,7 @@ from reportgen.capture import state_name
 from reportgen.heatmap import page_bounds
 from reportgen.pages import Page, Section, SiteOptions
 from reportgen.pages.neurons import neuron_page_path
-from reportgen.results import ModelReport
+from reportgen.results import ModelReport, json_safe
 
 CLASS_FINDING_SHARE = 0.7  # a cluster is a finding when this share of it is one class
 MIN_FINDING_CLUSTER = 20  # points a cluster needs to count as a finding
@@ -137,5 +137,6 @@ def export(report: ModelReport, data: Path) -> None:
         "versions": library_versions(),
     }
     (data / "report.json").write_text(
-        json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8"
+        json.dumps(json_safe(payload), indent=2, sort_keys=True, default=str, allow_nan=False)
+        + "\n", encoding="utf-8"
     )
