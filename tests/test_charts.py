@@ -12,6 +12,7 @@ from reportgen.charts import (
     average_distribution_chart,
     binned_records,
     concept_auroc_chart,
+    histogram_domain,
     kl_scatter_chart,
     neuron_histogram_chart,
 )
@@ -110,3 +111,14 @@ def test_concept_chart_has_one_bar_per_feature_from_chance_and_the_thresholds():
     ]
     assert [row["at"] for row in rules["data"]["values"]] == pytest.approx([0.1, 0.9])
     assert spec_of(concepts.chart(1))["layer"][0]["data"]["values"][0]["auroc"] == 0.5
+
+
+def test_histogram_domain_clips_to_the_neurons_values():
+    edges = np.linspace(-3, 3, 601)
+    shares = np.zeros(600)
+    shares[150:450] = 1  # values in [-1.5, 1.5)
+    assert histogram_domain(edges, shares) == [-1.8, 1.8]
+    assert histogram_domain(edges, np.zeros(600)) == [-3.0, 3.0]
+    shares = np.zeros(600)
+    shares[0] = shares[-1] = 1  # both ends: the whole interval, never beyond it
+    assert histogram_domain(edges, shares) == [-3.0, 3.0]
