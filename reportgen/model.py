@@ -105,6 +105,57 @@ class Hyperparameters:
             )
 
 
+MAX_VOCABULARY = 10_000_000  # words; WikiText-103 has 267,735, the 1B Word Benchmark 793,471
+MAX_WIDTH = 65_536  # emsize and nhid
+MAX_LAYERS = 64
+SIZE_LIMITS = {"ntoken": MAX_VOCABULARY, "emsize": MAX_WIDTH, "nhid": MAX_WIDTH,
+               "nlayers": MAX_LAYERS}
+
+
+def checked_hyperparameters(raw: Any, path: Path) -> Hyperparameters:
+    """Hyperparameters from a checkpoint, each of the right type and within sane limits, before
+    anything is allocated: a small file must not make reportgen build a huge model."""
+    names = [f.name for f in Hyperparameters.__dataclass_fields__.values()]
+    if not isinstance(raw, dict):
+        raise ReportgenError(f"{path}: damaged reportgen checkpoint (its hyperparameters are a "
+                             f"{type(raw).__name__}, not a table)")
+    missing = [name for name in names if name not in raw and name != "dropout"]
+    unknown = sorted(set(map(str, raw)) - set(names))
+    if missing or unknown:
+        what = (f"lacks {', '.join(missing)}" if missing
+                else f"has unknown {', '.join(unknown)}")
+        raise ReportgenError(f"{path}: damaged reportgen checkpoint (its hyperparameters {what})")
+    if raw["rnn_type"] not in RNN_TYPES:
+        raise ReportgenError(f"{path}: damaged reportgen checkpoint (rnn_type {raw['rnn_type']!r} "
+                             f"is not one of {', '.join(RNN_TYPES)})")
+    for name, limit in SIZE_LIMITS.items():
+        value = raw[name]
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ReportgenError(f"{path}: damaged reportgen checkpoint ({name} is {value!r}, "
+                                 "not a whole number)")
+        check_size(name, value, path)
+    dropout = raw.get("dropout")
+    if dropout is not None and (isinstance(dropout, bool) or not isinstance(dropout, (int, float))
+                                or not 0.0 <= dropout < 1.0):
+        raise ReportgenError(f"{path}: damaged reportgen checkpoint (dropout is {dropout!r}, not "
+                             "a number in [0, 1))")
+    if not isinstance(raw["tied"], bool):
+        raise ReportgenError(f"{path}: damaged reportgen checkpoint (tied is {raw['tied']!r}, "
+                             "not true or false)")
+    return Hyperparameters(raw["rnn_type"], raw["ntoken"], raw["emsize"], raw["nhid"],
+                           raw["nlayers"], None if dropout is None else float(dropout),
+                           raw["tied"])
+
+
+def check_size(name: str, value: int, path: Path) -> None:
+    limit = SIZE_LIMITS[name]
+    if not 1 <= value <= limit:
+        raise ReportgenError(
+            f"{path}: the model's {name} is {value:,}, outside 1 to {limit:,}; the checkpoint is "
+            "damaged, or not that of a word-level RNN language model"
+        )
+
+
 @dataclass
 class LoadedModel:
     """A model in eval mode with what is known about it."""
@@ -282,8 +333,18 @@ def infer_hyperparameters(state_dict: dict[str, torch.Tensor], rnn_type: str | N
             f"the state dict lacks {', '.join(missing)}; it is not an RNNModel's: give the "
             "checkpoint of a pytorch/examples word_language_model RNNModel"
         )
+    for key in required:
+        shape = tuple(state_dict[key].shape)
+        if len(shape) != 2 or 0 in shape:
+            raise ReportgenError(
+                f"{path}: {key} has shape {shape}, not that of a matrix; the state dict is not a "
+                "whole RNNModel's"
+            )
     ntoken, emsize = state_dict["encoder.weight"].shape
     gates_times_nhid, nhid = state_dict["rnn.weight_hh_l0"].shape
+    check_size("ntoken", int(ntoken), Path(path))
+    check_size("emsize", int(emsize), Path(path))
+    check_size("nhid", int(nhid), Path(path))
     gates = gates_times_nhid // nhid
     family = GATE_TYPES.get(gates) if gates * nhid == gates_times_nhid else None
     if family is None:
@@ -300,13 +361,55 @@ def infer_hyperparameters(state_dict: dict[str, torch.Tensor], rnn_type: str | N
         )
     guessed = family[0]
     nlayers = sum(1 for key in state_dict if re.fullmatch(r"rnn\.weight_hh_l\d+", key))
-    tied = bool(torch.equal(state_dict["encoder.weight"], state_dict["decoder.weight"]))
+    check_size("nlayers", nlayers, Path(path))
+    encoder, decoder = state_dict["encoder.weight"], state_dict["decoder.weight"]
+    tied = encoder.shape == decoder.shape and bool(torch.equal(encoder, decoder))
     return Hyperparameters(rnn_type or guessed, int(ntoken), int(emsize), int(nhid), nlayers,
                            None if dropout is None else float(dropout), tied)
 
 
+def check_state_dict(state_dict: Any, hyper: Hyperparameters, path: Path) -> None:
+    """The state dict has every tensor the model needs, each a float tensor of the right shape
+    whose values the file really holds; checked on a model without memory (the meta device),
+    so that a file that claims a huge model costs nothing before it is refused."""
+    if not isinstance(state_dict, dict):
+        raise ReportgenError(f"{path}: damaged checkpoint (its state dict is a "
+                             f"{type(state_dict).__name__}, not a table of tensors)")
+    with torch.device("meta"):
+        expected = hyper.build().state_dict()
+    missing = [key for key in expected if key not in state_dict]
+    unexpected = [str(key) for key in state_dict if key not in expected]
+    if missing or unexpected:
+        what = (f"missing {', '.join(missing[:3])}" if missing
+                else f"unexpected {', '.join(unexpected[:3])}")
+        raise ReportgenError(
+            f"{path}: the state dict does not fit the model ({what}); give the checkpoint of a "
+            "whole pytorch/examples RNNModel"
+        )
+    for key, needed in expected.items():
+        tensor = state_dict[key]
+        if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point():
+            what = (f"a {tensor.dtype} tensor" if isinstance(tensor, torch.Tensor)
+                    else f"a {type(tensor).__name__}")
+            raise ReportgenError(f"{path}: the weight {key} is {what}, not a tensor of floating "
+                                 "point numbers; the checkpoint is damaged")
+        if tensor.shape != needed.shape:
+            raise ReportgenError(
+                f"{path}: the state dict does not fit the model (size mismatch for {key}: the "
+                f"checkpoint has {tuple(tensor.shape)}, the model needs {tuple(needed.shape)}); "
+                "give the checkpoint of a whole pytorch/examples RNNModel"
+            )
+        held = tensor.untyped_storage().nbytes() // max(tensor.element_size(), 1)
+        if tensor.numel() and held < tensor.numel():
+            raise ReportgenError(
+                f"{path}: the weight {key} claims {tensor.numel():,} values but the file holds "
+                f"{held:,}; the checkpoint is damaged or crafted"
+            )
+
+
 def model_from_state_dict(state_dict: dict[str, torch.Tensor], hyper: Hyperparameters,
                           path: Path) -> RNNModel:
+    check_state_dict(state_dict, hyper, path)
     model = hyper.build()
     try:
         model.load_state_dict(state_dict)
@@ -381,24 +484,42 @@ def _from_pickled_module(module: nn.Module, path: Path, sha256: str) -> LoadedMo
     """Rebuild our own module from the pickled one, so every model has the same code."""
     if module.rnn_type not in RNN_TYPES:
         raise ReportgenError(f"{path}: rnn_type {module.rnn_type!r} is not one of {', '.join(RNN_TYPES)}")
-    hyper = Hyperparameters(
-        rnn_type=module.rnn_type,
-        ntoken=int(module.encoder.num_embeddings),
-        emsize=int(module.encoder.embedding_dim),
-        nhid=int(module.nhid),
-        nlayers=int(module.nlayers),
-        dropout=float(module.drop.p) if hasattr(module, "drop") else None,
-        tied=module.decoder.weight is module.encoder.weight,
-    )
+    try:
+        hyper = Hyperparameters(
+            rnn_type=module.rnn_type,
+            ntoken=int(module.encoder.num_embeddings),
+            emsize=int(module.encoder.embedding_dim),
+            nhid=int(module.nhid),
+            nlayers=int(module.nlayers),
+            dropout=float(module.drop.p) if hasattr(module, "drop") else None,
+            tied=module.decoder.weight is module.encoder.weight,
+        )
+    except (AttributeError, TypeError, ValueError) as error:
+        raise ReportgenError(f"{path}: a damaged RNNModel pickle ({type(error).__name__}: "
+                             f"{str(error)[:80]})") from None
+    for name in SIZE_LIMITS:
+        check_size(name, getattr(hyper, name), path)
     model = model_from_state_dict(module.state_dict(), hyper, path)
     return LoadedModel(model, hyper, "pytorch-examples pickle", sha256)
 
 
 def _from_own_format(payload: dict[str, Any], path: Path, sha256: str) -> LoadedModel:
-    try:
-        hyper = Hyperparameters(**payload["hyperparameters"])
-    except (KeyError, TypeError) as error:
-        raise ReportgenError(f"{path}: damaged reportgen checkpoint ({error})") from None
+    missing = [key for key in ("hyperparameters", "state_dict") if key not in payload]
+    if missing:
+        raise ReportgenError(f"{path}: damaged reportgen checkpoint (it lacks "
+                             f"{' and '.join(missing)})")
+    hyper = checked_hyperparameters(payload["hyperparameters"], path)
+    vocabulary = payload.get("vocabulary")
+    if vocabulary is not None and not (isinstance(vocabulary, list) and all(
+            isinstance(word, str) for word in vocabulary)):
+        raise ReportgenError(f"{path}: damaged reportgen checkpoint (its vocabulary is not a "
+                             "list of words)")
+    if vocabulary is not None and len(vocabulary) != hyper.ntoken:
+        raise ReportgenError(f"{path}: damaged reportgen checkpoint (its vocabulary has "
+                             f"{len(vocabulary):,} words, its model {hyper.ntoken:,})")
     model = model_from_state_dict(payload["state_dict"], hyper, path)
-    return LoadedModel(model, hyper, "reportgen", sha256, payload.get("vocabulary"),
-                       dict(payload.get("metadata") or {}))
+    metadata = payload.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise ReportgenError(f"{path}: damaged reportgen checkpoint (its metadata is a "
+                             f"{type(metadata).__name__}, not a table)")
+    return LoadedModel(model, hyper, "reportgen", sha256, vocabulary, dict(metadata))

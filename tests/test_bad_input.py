@@ -70,6 +70,48 @@ def write_folder(folder: Path, files: dict[str, str | bytes]) -> None:
             path.write_text(content, encoding="utf-8")
 
 
+def malformed_checkpoints(root: Path, model: RNNModel, words: list[str]) -> None:
+    """State dicts and own-format checkpoints that are damaged or crafted: wrong ranks, zero
+    sizes, strings where numbers belong, missing keys, and small files that claim huge models."""
+    state = model.state_dict()
+
+    def state_with(**changes: object) -> dict:
+        return {**state, **{key.replace("__", "."): value for key, value in changes.items()}}
+
+    torch.save(state_with(encoder__weight=torch.zeros(7)), root / "rank-1-encoder.pt")
+    torch.save(state_with(rnn__weight_hh_l0=torch.zeros(0, 6)), root / "zero-size.pt")
+    torch.save(state_with(encoder__weight=torch.zeros(7, 4, dtype=torch.int64)),
+               root / "integer-weights.pt")
+    torch.save(state_with(rnn__bias_ih_l0=torch.zeros(5)), root / "wrong-bias.pt")
+    claims = 5_000_000  # a few KB on disk: one stored value, viewed with stride 0
+    torch.save(state_with(encoder__weight=torch.zeros(1).expand(claims, 4),
+                          decoder__weight=torch.zeros(1).expand(claims, 6),
+                          decoder__bias=torch.zeros(1).expand(claims)),
+               root / "huge-claim.pt")
+    torch.save(state_with(encoder__weight=torch.zeros(1).expand(20_000_000, 4),
+                          decoder__weight=torch.zeros(1).expand(20_000_000, 6),
+                          decoder__bias=torch.zeros(1).expand(20_000_000)),
+               root / "huge-vocabulary.pt")
+    save_checkpoint(model, root / "own.pt", words)
+    own = torch.load(root / "own.pt", weights_only=True)
+
+    def own_with(name: str, hyperparameters: dict | None = None, **changes: object) -> None:
+        payload = {**own, **changes}
+        if hyperparameters is not None:
+            payload["hyperparameters"] = {**own["hyperparameters"], **hyperparameters}
+        torch.save({key: value for key, value in payload.items() if value is not None},
+                   root / name)
+
+    own_with("own-string-size.pt", {"nhid": "6"})
+    own_with("own-billion-words.pt", {"ntoken": 10**9})
+    own_with("own-zero-layers.pt", {"nlayers": 0})
+    own_with("own-unknown-type.pt", {"rnn_type": "Transformer"})
+    own_with("own-without-weights.pt", state_dict=None)
+    own_with("own-short-vocabulary.pt", vocabulary=words[:3])
+    own_with("own-wider-than-weights.pt", {"nhid": 8})
+    own_with("own-weights-not-a-table.pt", state_dict=[1, 2, 3])
+
+
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder of good and bad inputs; every case runs with it as the working folder."""
@@ -95,6 +137,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     nan_state = dict(model.state_dict())
     nan_state["rnn.weight_hh_l1"] = torch.full_like(nan_state["rnn.weight_hh_l1"], float("nan"))
     torch.save(nan_state, root / "nan-state.pt")
+    malformed_checkpoints(root, model, vocabulary.words)
     whole = (root / "model.pt").read_bytes()
     (root / "truncated.pt").write_bytes(whole[: len(whole) // 2])
     (root / "empty.pt").write_bytes(b"")
@@ -178,6 +221,46 @@ CASES = [
     Case("unknown --rnn-type",
          report("rnn-state.pt", "--data", "data", "--rnn-type", "relu", *OUT),
          ("argument --rnn-type: invalid choice: 'relu'",), status=2),
+    Case("state dict with a 1-D encoder", report("rank-1-encoder.pt", "--data", "data", *OUT),
+         ("rank-1-encoder.pt: encoder.weight has shape (7,), not that of a matrix",)),
+    Case("state dict with a zero size", report("zero-size.pt", "--data", "data", *OUT),
+         ("zero-size.pt: rnn.weight_hh_l0 has shape (0, 6)",)),
+    Case("state dict with integer weights", report("integer-weights.pt", "--data", "data", *OUT),
+         ("the weight encoder.weight is a torch.int64 tensor",)),
+    Case("state dict with a bias of the wrong size",
+         report("wrong-bias.pt", "--data", "data", *OUT),
+         ("size mismatch for rnn.bias_ih_l0: the checkpoint has (5,), the model needs (24,)",)),
+    Case("small state dict claiming five million words",
+         report("huge-claim.pt", "--data", "data", *OUT),
+         ("the weight encoder.weight claims 20,000,000 values but the file holds 1",)),
+    Case("small state dict claiming twenty million words",
+         report("huge-vocabulary.pt", "--data", "data", *OUT),
+         ("the model's ntoken is 20,000,000, outside 1 to 10,000,000",)),
+    Case("own checkpoint with a string for a size",
+         report("own-string-size.pt", "--text", "text.txt", *OUT),
+         ("damaged reportgen checkpoint (nhid is '6', not a whole number)",)),
+    Case("own checkpoint claiming a billion words",
+         report("own-billion-words.pt", "--text", "text.txt", *OUT),
+         ("the model's ntoken is 1,000,000,000, outside 1 to 10,000,000",)),
+    Case("own checkpoint with zero layers",
+         report("own-zero-layers.pt", "--text", "text.txt", *OUT),
+         ("the model's nlayers is 0, outside 1 to 64",)),
+    Case("own checkpoint of an unknown type",
+         report("own-unknown-type.pt", "--text", "text.txt", *OUT),
+         ("rnn_type 'Transformer' is not one of LSTM, GRU",)),
+    Case("own checkpoint without weights",
+         report("own-without-weights.pt", "--text", "text.txt", *OUT),
+         ("damaged reportgen checkpoint (it lacks state_dict)",)),
+    Case("own checkpoint whose vocabulary is short",
+         report("own-short-vocabulary.pt", "--text", "text.txt", *OUT),
+         ("its vocabulary has 3 words, its model 7",)),
+    Case("own checkpoint wider than its weights",
+         report("own-wider-than-weights.pt", "--text", "text.txt", *OUT),
+         ("size mismatch for rnn.weight_ih_l0: the checkpoint has (24, 4), the model needs "
+          "(32, 4)",)),
+    Case("own checkpoint whose weights are a list",
+         report("own-weights-not-a-table.pt", "--text", "text.txt", *OUT),
+         ("its state dict is a list, not a table of tensors",)),
     Case("vocabulary size differs", report("state.pt", "--data", "other-data", *OUT),
          ("has 9 words but the model has 7",)),
     Case("word outside a vocabulary without <unk>",
