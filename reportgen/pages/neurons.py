@@ -211,11 +211,13 @@ def ranking_rows(stats: NeuronStats, concepts: NeuronConcepts | None,
 
 def interval_source(stats: NeuronStats, cell_interval_given: bool) -> str:
     """How the histogram interval was chosen, in words."""
-    if stats.key[1] != "c":
+    state = stats.key[1]
+    if state != "c" and stats.bounded:
         return "h is bounded by tanh"
-    if cell_interval_given:
+    if state == "c" and cell_interval_given:
         return "set by --cell-interval"
-    return "the 99.9th percentile of |c| in this layer, rounded up to 0.01"
+    unbounded = "" if state == "c" else "h of a ReLU RNN has no bound: "
+    return f"{unbounded}the 99.9th percentile of |{state}| in this layer, rounded up to 0.01"
 
 
 def linked_kl_chart(stats: NeuronStats, concepts: ConceptResult | None,
