@@ -10,13 +10,17 @@ import argparse
 import errno
 import math
 import re
+import signal
 import sys
+import threading
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import NoReturn
 
+import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
@@ -40,6 +44,7 @@ from reportgen.versions import reportgen_version
 EXIT_ERROR = 1
 EXIT_USAGE = 2  # argparse's status for a command line it cannot parse
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports a process killed by it
 SWEPT_SETTINGS = ("dropout", "seed")  # train flags that take several values: a sweep
 
 DESCRIPTION = """\
@@ -463,10 +468,45 @@ def limited_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised where the program is, so that it unwinds as Ctrl-C does: the temporary
+    report folder is removed and an earlier report stays as it was."""
+
+
+def raise_terminated(signum: int, frame: object) -> NoReturn:
+    raise Terminated
+
+
+@contextmanager
+def terminate_like_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into `Terminated` while a command runs (in the main thread only, where
+    Python delivers signals), and restore the earlier handler after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    earlier = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, earlier)
+
+
+@contextmanager
+def quiet_numpy(quiet: bool) -> Iterator[None]:
+    """Under --quiet, NumPy's floating-point warnings (an empty bin's log, say) stay off stderr;
+    they never change a result, which the analyses check themselves."""
+    if not quiet:
+        yield
+        return
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        with limited_threads(args.threads):
+        with terminate_like_interrupt(), quiet_numpy(args.quiet), limited_threads(args.threads):
             COMMANDS[args.command](args)
     except ReportgenError as error:
         if args.debug:
@@ -483,6 +523,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print("reportgen: interrupted; no report was written or changed", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Terminated:
+        if args.debug:
+            raise
+        print("reportgen: terminated; no report was written or changed", file=sys.stderr)
+        return EXIT_TERMINATED
     return 0
 
 

@@ -494,17 +494,22 @@ def test_full_or_forbidden_disk_keeps_the_earlier_report(cli: CliServer, workspa
     assert temporary_folders(earlier_report) == []
 
 
-def test_ctrl_c_in_mid_render_keeps_the_earlier_report(workspace: Path, earlier_report: Path,
-                                                       tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum, status, says", [
+    (signal.SIGINT, 130, "reportgen: interrupted; no report was written or changed"),
+    (signal.SIGTERM, 143, "reportgen: terminated; no report was written or changed"),
+])
+def test_ctrl_c_or_sigterm_in_mid_render_keeps_the_earlier_report(
+        workspace: Path, earlier_report: Path, tmp_path: Path, signum: int, status: int,
+        says: str) -> None:
     before = file_digests(earlier_report)
     marker = tmp_path / "stalled"
     process = start_cli(rerun_args(workspace, earlier_report), workspace, f"stall:{marker}")
     wait_for(marker.exists, process)
     assert len(temporary_folders(earlier_report)) == 1  # the half-written site
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     result = finish(process)
-    assert result.returncode == 130
-    assert result.stderr_lines == ["reportgen: interrupted; no report was written or changed"]
+    assert result.returncode == status
+    assert result.stderr_lines == [says]
     assert file_digests(earlier_report) == before
     assert temporary_folders(earlier_report) == []
 

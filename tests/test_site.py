@@ -114,3 +114,13 @@ def test_refuses_to_replace_a_folder_that_is_not_a_report(tmp_path: Path) -> Non
         with atomic_folder(tmp_path / "thesis"):
             pass
     assert (tmp_path / "thesis" / "chapter1.tex").exists()
+
+
+def test_tokens_are_isolated_from_bidirectional_controls(hostile_site: Path) -> None:
+    """A right-to-left override in a token must not mirror the rest of a heatmap: each token
+    span, and each cell of tokens, is a bidi isolate."""
+    css = (hostile_site / "assets" / "style.css").read_text(encoding="utf-8")
+    rule = next(line for line in css.splitlines() if "unicode-bidi: isolate" in line)
+    assert ".heatmap .tok" in rule and "table.contexts td" in rule and ".word" in rule
+    page = (hostile_site / "expectancy.html").read_text(encoding="utf-8")
+    assert '<span class="tok' in page
