@@ -243,6 +243,11 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ReportgenError(f"{path}: no such config file; check the path") from None
     except tomllib.TOMLDecodeError as error:
         raise ReportgenError(f"{path}: not valid TOML ({error})") from None
+    except UnicodeDecodeError as error:
+        raise ReportgenError(f"{path}: not UTF-8 text (byte {error.start}); TOML files are "
+                             "UTF-8") from None
+    except RecursionError:
+        raise ReportgenError(f"{path}: nested too deeply to be a list of models") from None
 
 
 def check_keys(table: dict[str, Any], allowed: Sequence[str], where: str) -> None:

@@ -25,6 +25,7 @@ from reportgen.progress import Progress, progress_enabled
 CHECKPOINT_NAME = "model.pt"
 VOCABULARY_NAME = "vocab.txt"
 LOG_NAME = "train_log.json"
+MAX_VALID_LOSS = 700.0  # nats a token; exp() overflows a little past 709, a model there diverged
 
 
 @dataclass
@@ -154,18 +155,25 @@ def train(data: Path, out: Path, config: TrainConfig | None = None,
         raise ReportgenError(f"{data / 'train.txt'}: too short to train on with --batch-size {config.batch_size}")
     model = RNNModel(config.model, len(vocabulary), config.emsize, config.nhid, config.nlayers,
                      config.dropout, config.tied).to(device)
-    lr, best_valid, best_state, epochs = config.lr, math.inf, None, []
+    lr, best_valid, best_state, epochs, diverged = config.lr, math.inf, None, [], 0
     for epoch in range(1, config.epochs + 1):
         with Progress(f"epoch {epoch}/{config.epochs}", train_data.numel(), "tokens",
                       **progress_enabled(progress)) as bar:
             train_epoch(model, train_data, config, lr, bar)
         valid_loss = evaluate(model, valid_data, config.bptt)
+        if not valid_loss <= MAX_VALID_LOSS:  # NaN, Inf or past exp()'s range: diverged
+            diverged = epoch
+            break
         epochs.append({"epoch": epoch, "lr": lr, "valid_perplexity": math.exp(valid_loss)})
         if valid_loss < best_valid:
             best_valid = valid_loss
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
             lr /= 4.0
+    if best_state is None:
+        raise ReportgenError(
+            f"training diverged in epoch {diverged} (the validation loss is not finite) and no "
+            "epoch before it gave a model to keep; lower --lr or --clip")
     model.load_state_dict(best_state)
     test_loss = evaluate(model, test_data, config.bptt)
     result = TrainResult(
@@ -178,6 +186,11 @@ def train(data: Path, out: Path, config: TrainConfig | None = None,
         epochs=epochs,
     )
     write_training_outputs(model.cpu(), vocabulary, config, result, out)
+    if diverged:
+        raise ReportgenError(
+            f"training diverged in epoch {diverged} (the validation loss is not finite); the "
+            f"best model before it (valid perplexity {result.valid_perplexity:.2f}) is in "
+            f"{result.checkpoint}; lower --lr or --clip to train further")
     return result
 
 

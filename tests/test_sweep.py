@@ -353,3 +353,16 @@ def test_config_paths_are_relative_to_the_file(tmp_path: Path) -> None:
     assert models_file.text == path.parent / "t.txt" and models_file.data is None
     assert select_models(models_file, ["b", "a"]) == [
         ModelSpec(path.parent / "b.pt", "b", None, 4), ModelSpec(path.parent / "runs/a/model.pt")]
+
+
+@pytest.mark.parametrize("content, says", [
+    (b"[[models]]\ncheckpoint = '\xff\xfe'\n", "not UTF-8 text"),
+    (b"x = " + b"[" * 5000 + b"]" * 5000 + b"\n", "nested too deeply"),
+])
+def test_a_config_that_is_not_utf8_or_nested_too_deep_is_one_error(tmp_path, content, says):
+    from reportgen.sweep import read_models_file
+
+    path = tmp_path / "models.toml"
+    path.write_bytes(content)
+    with pytest.raises(ReportgenError, match=says):
+        read_models_file(path)
