@@ -173,6 +173,10 @@ def named_charts(pages: list[Page]) -> dict[str, ChartSpec]:
 
 
 def write_svg_and_png(svg: str, folder: Path, stem: str) -> list[Path]:
+    """Write a chart's SVG and its PNG. Vega writes corpus text into the SVG (a point's
+    aria-label holds its token), so characters XML forbids become U+FFFD first: the PNG
+    renderer refuses them, and so would any SVG reader."""
+    svg = XML_FORBIDDEN.sub("\ufffd", svg)
     svg_path, png_path = folder / f"{stem}.svg", folder / f"{stem}.png"
     svg_path.write_text(svg, encoding="utf-8")
     png_path.write_bytes(vl_convert.svg_to_png(svg, scale=PNG_SCALE))

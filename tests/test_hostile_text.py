@@ -28,6 +28,7 @@ from browsertools import PageCheck, check_page, check_site, checking_context, ch
 from reportgen.analysis.clustering import TOP_WORDS
 from reportgen.analysis.embedding import EmbeddingOptions
 from reportgen.corpus import EOS, Vocabulary
+from reportgen.images import XML_FORBIDDEN
 from reportgen.pages import SiteOptions
 from reportgen.report import ReportConfig, analyse, load_inputs
 from reportgen.site import write_site
@@ -47,6 +48,8 @@ PAYLOADS = [
     "${alert(1)}",
     "line\u2028separator",
     "paragraph\u2029separator",
+    "\x01bell\x08",  # control characters, which XML forbids in the SVG figures
+    "\u202eevil",  # a right-to-left override
 ]
 RENAMED = {"LINESEP": "line\u2028separator", "PARASEP": "paragraph\u2029separator"}
 FILLERS = ["the", "cat", "sat", "."]
@@ -253,4 +256,7 @@ def test_the_checks_catch_a_payload_left_unescaped(hostile_site: Path, browser: 
 def test_svg_figures_hold_payloads_as_text(hostile_site: Path) -> None:
     root = ET.parse(hostile_site / "img" / "expectancy-excerpt.svg").getroot()
     texts = {element.text for element in root.iter("{http://www.w3.org/2000/svg}text")}
-    assert set(PAYLOADS) <= texts
+    assert {XML_FORBIDDEN.sub("\ufffd", payload) for payload in PAYLOADS} <= texts
+    assert "\ufffdbell\ufffd" in texts  # XML cannot hold a control character, even escaped
+    for chart in (hostile_site / "img").glob("*.svg"):  # Vega's charts, with tokens in labels
+        ET.parse(chart)
