@@ -8,7 +8,11 @@ change stored values. Reading maps the files read-only, so the states live in th
 and not in the process; the analyses stream over them in chunks.
 
 Entries are written under a `.pending-` name and renamed once complete, so an interrupted run
-never leaves an entry that looks whole. The least recently used entries are removed once the
+never leaves an entry that looks whole. `meta.json` holds the CRC-32 of every `.npy` file, and
+a reused entry is checked against them whole: damaged data behind an intact header would
+otherwise give a wrong perplexity and wrong neurons without a word. CRC-32 reads 3.6 GB/s here,
+so checking the 2.5 GB of a medium model's capture costs under a second against minutes to
+capture again. The least recently used entries are removed once the
 cache grows past its limit.
 
 The cache folder may be a folder of the user's (`--cache DIR`, `$REPORTGEN_CACHE`), so reportgen
@@ -23,6 +27,7 @@ import hashlib
 import json
 import os
 import shutil
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -32,7 +37,8 @@ from reportgen.capture import TOP_K, Capture, CaptureOptions, capture, state_nam
 from reportgen.errors import ReportgenError
 from reportgen.model import RNNModel
 
-CACHE_FORMAT = 1  # bump when an entry's files or their meaning change
+CACHE_FORMAT = 2  # bump when an entry's files or their meaning change (2: CRC-32 of each file)
+CHECK_CHUNK = 16 << 20  # bytes read at a time when a file's CRC-32 is computed
 DEFAULT_LIMIT_GB = 20.0
 META = "meta.json"
 PENDING = ".pending-"
@@ -134,7 +140,8 @@ def store_entry(model: RNNModel, token_ids: np.ndarray, tokens: list[str],
         np.save(pending / "token_ids.npy", captured.token_ids)
         meta = {"format": CACHE_FORMAT, "n_tokens": captured.n_tokens, "dtype": options.dtype,
                 "states": [state_name(key) for key in captured.keys],
-                "decoder_dtype": captured.decoder_dtype, "decoder_error": captured.decoder_error}
+                "decoder_dtype": captured.decoder_dtype, "decoder_error": captured.decoder_error,
+                "crc32": {path.name: file_crc32(path) for path in sorted(pending.glob("*.npy"))}}
         (pending / META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         del captured
         publish(pending, entry)
@@ -199,6 +206,7 @@ def load_entry(entry: Path, tokens: list[str], vocabulary: list[str]) -> Capture
         n = len(tokens)
         if meta.get("format") != CACHE_FORMAT or meta.get("n_tokens") != n:
             raise ValueError("format or length differs")
+        check_files(entry, meta["crc32"])
         states = {}
         for name in meta["states"]:
             layer, state = name[1:].split("-")
@@ -218,6 +226,25 @@ def load_entry(entry: Path, tokens: list[str], vocabulary: list[str]) -> Capture
         remove_if_ours(entry)
         return None
     return captured
+
+
+def file_crc32(path: Path) -> int:
+    """The CRC-32 of a whole file, read in chunks so memory stays small."""
+    crc = 0
+    with path.open("rb") as file:
+        while chunk := file.read(CHECK_CHUNK):
+            crc = zlib.crc32(chunk, crc)
+    return crc
+
+
+def check_files(entry: Path, expected: dict[str, int]) -> None:
+    """Every `.npy` file of the entry, and only those, with the CRC-32 it was written with."""
+    present = sorted(path.name for path in entry.glob("*.npy"))
+    if present != sorted(expected):
+        raise ValueError(f"the entry holds {present}, not {sorted(expected)}")
+    for name, crc in expected.items():
+        if file_crc32(entry / name) != crc:
+            raise ValueError(f"{name} is damaged: its CRC-32 differs from when it was written")
 
 
 def _legacy_entry(entry: Path) -> bool:

@@ -239,6 +239,15 @@ def atomic_folder(out: Path) -> Iterator[Path]:
 SWAP_TRIES = 20
 
 
+def discard(old: Path) -> None:
+    """Delete the report moved aside; when OUT was a symbolic link, only the link goes, and the
+    folder it pointed to is left as it was."""
+    if old.is_symlink():
+        old.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def swap_in(temporary: Path, out: Path) -> None:
     """Move the report at `out` aside, rename `temporary` to `out`, delete the old one.
 
@@ -247,9 +256,9 @@ def swap_in(temporary: Path, out: Path) -> None:
     """
     old = out.parent / f".{out.name}.old-{os.getpid()}"
     for _ in range(SWAP_TRIES):
-        if old.exists():  # what the other run swapped in, last try: superseded by ours
-            shutil.rmtree(old, ignore_errors=True)
-        if out.exists():
+        if old.exists() or old.is_symlink():  # what another run swapped in: superseded by ours
+            discard(old)
+        if out.exists() or out.is_symlink():
             try:
                 out.rename(old)
             except FileNotFoundError:  # the other run moved it aside meanwhile
@@ -262,7 +271,7 @@ def swap_in(temporary: Path, out: Path) -> None:
             if old.exists() and not out.exists():
                 old.rename(out)  # put the earlier report back
             raise
-        shutil.rmtree(old, ignore_errors=True)
+        discard(old)
         return
     raise ReportgenError(f"{out}: other runs kept replacing this folder while this one tried to "
                          "write it; run one report into an --out at a time")

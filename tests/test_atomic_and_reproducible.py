@@ -182,3 +182,21 @@ def test_two_runs_give_byte_identical_sites(tiny_model: Path, tiny_corpus: Path,
             found = [s for s in forbidden if s in text]
             assert not found, (path, found)
 
+
+
+def test_an_out_that_is_a_link_leaves_no_link_behind_and_its_target_as_it_was(tmp_path: Path):
+    from reportgen.site import swap_in
+
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    (target / "index.html").write_text("earlier report", encoding="utf-8")
+    out = tmp_path / "report"
+    out.symlink_to(target, target_is_directory=True)
+    new = tmp_path / ".report.tmp-1"
+    new.mkdir()
+    (new / "index.html").write_text("new report", encoding="utf-8")
+    swap_in(new, out)
+    assert out.is_dir() and not out.is_symlink()
+    assert (out / "index.html").read_text(encoding="utf-8") == "new report"
+    assert (target / "index.html").read_text(encoding="utf-8") == "earlier report"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["elsewhere", "report"]

@@ -210,3 +210,20 @@ def test_a_folder_named_like_an_entry_without_the_marker_is_left_alone(inputs,
     with pytest.raises(ReportgenError, match="could not be read back"):
         cached(inputs, tmp_path)
     assert (entry / META).read_text(encoding="utf-8") == "not json"
+
+
+def test_damaged_data_behind_an_intact_header_is_captured_again(inputs, tmp_path: Path) -> None:
+    """A few bytes changed in the middle of a state file leave its header and size intact, so
+    only a checksum can tell: the entry must be captured again, not reused with wrong numbers."""
+    first = cached(inputs, tmp_path)
+    expected = np.array(first.capture.states[(1, "h")])
+    state_file = first.entry / "L1-h.npy"
+    del first
+    data = bytearray(state_file.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 8] = bytes(8 * [0x7F])
+    state_file.write_bytes(bytes(data))
+    again = cached(inputs, tmp_path)
+    assert not again.reused
+    np.testing.assert_array_equal(again.capture.states[(1, "h")], expected)
+    assert cached(inputs, tmp_path).reused  # the new entry checks out
