@@ -178,8 +178,21 @@ def add_demo_parser(commands: argparse._SubParsersAction) -> None:
                              f"(default: ~/.cache/reportgen/demo-v{DEMO_VERSION}-seedN)")
     parser.add_argument("--retrain", action="store_true",
                         help="train again even when the work folder has the model")
+    add_layout_arguments(parser)
+    parser.add_argument("--max-points", type=positive_int, default=EmbeddingOptions.max_points,
+                        metavar="N",
+                        help="token positions sampled for each t-SNE map (default: %(default)s)")
     add_images_flag(parser)
     add_common(parser)
+
+
+def add_layout_arguments(parser: argparse.ArgumentParser) -> None:
+    """The page options that the overview's notes name: how many neuron and text pages."""
+    parser.add_argument("--tokens-per-page", type=positive_int, default=SiteOptions.tokens_per_page,
+                        help="tokens per expectancy page (default: %(default)s)")
+    parser.add_argument("--top-neurons", type=positive_int, default=SiteOptions.top_neurons,
+                        help="neuron pages per layer and state by KL rank (default: "
+                             "%(default)s); the units the concepts page lists get pages too")
 
 
 def add_train_parser(commands: argparse._SubParsersAction) -> None:
@@ -320,11 +333,7 @@ def add_report_parser(commands: argparse._SubParsersAction) -> None:
                                        "for several models, of the comparison page)")
     parser.add_argument("--max-tokens", type=positive_int,
                         help="analyse only the first N tokens of the text")
-    parser.add_argument("--tokens-per-page", type=positive_int, default=SiteOptions.tokens_per_page,
-                        help="tokens per expectancy page (default: %(default)s)")
-    parser.add_argument("--top-neurons", type=positive_int, default=SiteOptions.top_neurons,
-                        help="neuron pages per layer and state by KL rank (default: "
-                             "%(default)s); the units the concepts page lists get pages too")
+    add_layout_arguments(parser)
     parser.add_argument("--expectancy-scale", choices=SCALES, default=SiteOptions.expectancy_scale,
                         help="colour p(word) by log10 p, which spreads a real model's words over "
                              "the colours, or by p itself as the thesis did (default: %(default)s)")
@@ -364,8 +373,10 @@ def build_parser() -> argparse.ArgumentParser:
 def run_demo_command(args: argparse.Namespace) -> None:
     check_output_folder(args.out)  # before minutes of training, not after
     out = run_demo(args.out, args.work, args.seed, args.retrain, args.quiet,
-                   SiteOptions(images=not args.no_images, all_figures=args.all_figures),
-                   EmbeddingOptions(n_jobs=args.threads or available_cores()))
+                   SiteOptions(tokens_per_page=args.tokens_per_page, top_neurons=args.top_neurons,
+                               images=not args.no_images, all_figures=args.all_figures),
+                   EmbeddingOptions(max_points=args.max_points,
+                                    n_jobs=args.threads or available_cores()))
     print(f"report written to {out}/index.html")
 
 
