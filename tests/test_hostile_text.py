@@ -260,3 +260,32 @@ def test_svg_figures_hold_payloads_as_text(hostile_site: Path) -> None:
     assert "\ufffdbell\ufffd" in texts  # XML cannot hold a control character, even escaped
     for chart in (hostile_site / "img").glob("*.svg"):  # Vega's charts, with tokens in labels
         ET.parse(chart)
+
+
+RLO_ORDER = """() => {
+  // For each span holding a right-to-left override, is the next span on its line still to its
+  // right? Without isolation the override runs to the end of the paragraph and mirrors them.
+  const spans = Array.from(document.querySelectorAll(".heatmap span.tok"));
+  const results = [];
+  spans.forEach((span, i) => {
+    const next = spans[i + 1];
+    if (!span.textContent.includes("\\u202e") || !next) return;
+    const a = span.getBoundingClientRect(), b = next.getBoundingClientRect();
+    if (Math.abs(a.top - b.top) < 2) results.push(b.left >= a.right - 1);
+  });
+  return results;
+}"""
+
+
+@pytest.mark.browser
+def test_a_right_to_left_override_does_not_mirror_the_tokens_after_it(hostile_site: Path,
+                                                                      browser: Any) -> None:
+    context = checking_context(browser)
+    page = context.new_page()
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    order = []
+    for path in sorted(hostile_site.glob("expectancy*.html")):
+        page.goto(path.as_uri())
+        order += page.evaluate(RLO_ORDER)
+    context.close()
+    assert order and all(order)
