@@ -212,9 +212,9 @@ def test_exports_have_the_design_columns(embedded):
         assert (points[f"cluster_{row.linkage}"] == row.cluster).sum() == row.size
     every = result.clusters_frame(every_cut=True)
     assert list(every.columns)[0] == "n_clusters" and set(every["n_clusters"]) == set(cuts)
-    for (linkage, k), group in every.groupby(["linkage", "n_clusters"]):
+    for (name, k), group in every.groupby(["linkage", "n_clusters"]):
         assert group["size"].sum() == result.n_points
-        assert set(group["cluster"]) == set(points[f"cluster_{linkage}_k{k}"])
+        assert set(group["cluster"]) == set(points[f"cluster_{name}_k{k}"])
 
 
 def test_each_cluster_is_named_by_its_most_common_class():
@@ -230,10 +230,10 @@ def test_each_cluster_is_named_by_its_most_common_class():
 def test_cuts_of_one_tree_are_nested_and_ward_pca_clusters_the_states(embedded):
     _, result = embedded
     cuts = [k for k in result.options.all_cuts if k]
-    for linkage in ("ward", "ward_pca"):
+    for name in ("ward", "ward_pca"):
         for coarse, fine in zip(cuts, cuts[1:]):
-            pairs = set(zip(result.cut_labels[(linkage, fine)].tolist(),
-                            result.cut_labels[(linkage, coarse)].tolist()))
+            pairs = set(zip(result.cut_labels[(name, fine)].tolist(),
+                            result.cut_labels[(name, coarse)].tolist()))
             assert len({f for f, _ in pairs}) == len(pairs)  # each fine cluster in one coarse
     reference = ward_labels(result.pca, n_clusters=cuts[0])
     assert np.array_equal(result.cut_labels[("ward_pca", cuts[0])], reference)
