@@ -327,12 +327,13 @@ def analyse(config: ReportConfig, inputs: Inputs, timings: dict[str, float]) -> 
                                     progress=progress_flag(config),
                                     within_threshold=config.neurons.within_threshold))
     map_options = {**asdict(config.embedding), "n_jobs": None}  # threads never change a map
+    classes = features.classes()  # what names each map's clusters
     for key in embedded_keys(config, captured):
         with timed(timings, f"t-SNE {state_name(key)}", config.quiet):
             result = reuse(report, cached.entry, f"map-{state_name(key)}", {
-                **map_options, "classes": features_digest(features.classes()),
+                **map_options, "classes": features_digest(classes),
             }, lambda: embed(captured, *key, config.embedding, progress=progress_flag(config),
-                             classes=features.classes()))
+                             classes=classes))
             report.embeddings.append(replace(result, options=config.embedding))
     report.notes += sampling_notes(captured.tokens, config.embedding, report.embeddings)
     return report
