@@ -8,7 +8,7 @@ split into the validation text (its first 1,300 lines) and the analysed text (th
 split folder, the model and the report go to --work (default ~/.cache/reportgen/wikitext2-proof);
 a model already there is reused, so a second run only renders. Nothing is downloaded.
 
-It prints, from data/neurons.csv, data/clusters.csv and data/tokens.csv:
+It prints, from data/neurons.csv, data/clusters.csv and data/tokens.csv.gz:
 - for each layer, the best quote unit: the top-ranked unit labelled in_quotes, else the unit
   farthest from chance, with its AUROC, within-word AUROC and KL rank;
 - for each word class, the purest cluster of that class at the opening cut, and the purest
@@ -152,7 +152,7 @@ def main() -> int:
     for state in ("h", "c"):
         print(f"\nL1-{state}: mean over the word classes of their best cluster's F1, by cut:")
         print(class_f1_by_cut(points, 1, state).to_string(float_format="%.2f"))
-    tokens = pd.read_csv(data / "tokens.csv", keep_default_na=False, na_values=[], dtype=str)
+    tokens = pd.read_csv(data / "tokens.csv.gz", keep_default_na=False, na_values=[], dtype=str)
     prob_next = pd.to_numeric(tokens["prob_next"], errors="coerce").to_numpy()  # "" at the end
     probs = np.concatenate([[np.nan], prob_next[:-1]])  # p of each token; the first has none
     for scale in ("log", "linear"):

@@ -53,11 +53,12 @@ def neuron_histogram_chart(stats: NeuronStats, neuron: int, max_bars: int = MAX_
     # the average first, so the neuron's bars are drawn on top of it
     shares = stats.distribution(neuron)  # (B,)
     series = {AVERAGE: stats.average, f"neuron {neuron}": shares}
-    records = binned_records(stats.edges, series, max_bars)
-    chart = alt.Chart(alt.Data(values=records), title=f"{stats.name} neuron {neuron}")
-    # clamp: the average's bars beyond the neuron's own range shrink to nothing at the axis's
-    # ends (mark clipping would write a clip-path id that changes between conversions)
     domain = histogram_domain(stats.edges, shares)
+    records = drawn_bars(binned_records(stats.edges, series, max_bars), domain)
+    chart = (alt.Chart(alt.Data(values=series_columns(records)), title=f"{stats.name} neuron {neuron}")
+             .transform_flatten(["start", "end", "share"]))
+    # clamp: a bar across an end of the range is cut at the axis (mark clipping would write a
+    # clip-path id that changes between conversions)
     return chart.mark_bar(opacity=0.55).encode(
         x=alt.X("start:Q", title="activation",
                 scale=alt.Scale(domain=domain, nice=False, clamp=True)),
@@ -72,6 +73,25 @@ def neuron_histogram_chart(stats: NeuronStats, neuron: int, max_bars: int = MAX_
             alt.Tooltip("share:Q", format=".4f"),
         ],
     ).properties(width=WIDTH, height=HEIGHT)
+
+
+def series_columns(records: list[dict[str, object]]) -> list[dict[str, object]]:
+    """Long records {series, start, end, share} as one record of columns per series, in order;
+    a chart flattens them back. A neuron page's bars take a third of the bytes this way."""
+    columns: dict[object, dict[str, list[object]]] = {}
+    for record in records:
+        series = columns.setdefault(record["series"], {"start": [], "end": [], "share": []})
+        for name in ("start", "end", "share"):
+            series[name].append(record[name])
+    return [{"series": name, **values} for name, values in columns.items()]
+
+
+def drawn_bars(records: list[dict[str, object]], domain: list[float]) -> list[dict[str, object]]:
+    """The bars that show: some share, and at least partly inside the x range. The rest drew
+    nothing, yet the layer's average over a wide cell interval made up half of a neuron page."""
+    low, high = domain
+    return [record for record in records
+            if record["share"] > 0 and record["end"] > low and record["start"] < high]
 
 
 def histogram_domain(edges: np.ndarray, shares: np.ndarray, step: float = 0.1) -> list[float]:
@@ -254,9 +274,9 @@ def cluster_explorer_chart(
     """Every layer and state's t-SNE map in one scatter, with selectors for layer, linkage and
     number of clusters.
 
-    The points of all maps are one inline dataset in long form, one row per point and map:
-    its map's name, position, x, y and `c`, its cluster under every (linkage, cut) in
-    `explorer_cuts` order. Tokens and contexts are a second dataset keyed by position and joined
+    The points of all maps are one inline dataset, one record of columns per map
+    (`explorer_points`), flattened after the map filter into one row per point: position, x, y
+    and `c`, its cluster under every (linkage, cut) in `explorer_cuts` order. Tokens and contexts are a second dataset keyed by position and joined
     by a lookup, since the maps usually share their sampled positions and would otherwise repeat
     the text once per map. Three params bound to select inputs pick the map, the linkage and
     the cut; `min_size` (unbound, set by the page) hides clusters smaller than it; a point
@@ -293,6 +313,7 @@ def cluster_explorer_chart(
     return (
         alt.Chart(alt.Data(values=explorer_points(results)))
         .transform_filter(alt.datum.map == map_param)
+        .transform_flatten(["position", "x", "y", "c"])
         .transform_lookup(
             lookup="position",
             from_=alt.LookupData(alt.Data(values=explorer_words(results)), key="position",
@@ -337,17 +358,18 @@ def map_label(key: StateKey) -> str:
 
 
 def explorer_points(results: Sequence[EmbeddingResult]) -> list[dict[str, object]]:
-    """One record per point and map: map, position, x, y and `c`, its cluster under every
-    linkage (outer) and cut (inner), in the order of the explorer's selectors."""
+    """One record per map, in columns: its name, and its points' positions, x, y and `c`, each
+    point's cluster under every linkage (outer) and cut (inner), in the order of the explorer's
+    selectors. The chart flattens the selected map's columns into one row per point; written
+    as columns, the field names come once per map instead of once per point, which saves a
+    third of the cluster page."""
     records: list[dict[str, object]] = []
     for result in results:
-        name = state_name(result.key)
-        xy = np.round(result.xy.astype(np.float64), MAP_DECIMALS).tolist()  # (N, 2)
+        xy = np.round(result.xy.astype(np.float64), MAP_DECIMALS)  # (N, 2)
         columns = np.stack([result.cut_labels[(linkage, k)] for linkage in result.labels
-                            for k in result.options.all_cuts], axis=1).tolist()  # (N, L*K)
-        for index, position in enumerate(result.positions.tolist()):
-            records.append({"map": name, "position": position, "x": xy[index][0],
-                            "y": xy[index][1], "c": columns[index]})
+                            for k in result.options.all_cuts], axis=1)  # (N, L*K)
+        records.append({"map": state_name(result.key), "position": result.positions.tolist(),
+                        "x": xy[:, 0].tolist(), "y": xy[:, 1].tolist(), "c": columns.tolist()})
     return records
 
 

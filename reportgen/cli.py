@@ -82,6 +82,11 @@ def positive_int(value: str) -> int:
     return number
 
 
+def count_or_all(value: str) -> int | None:
+    """A positive whole number, or "all" (None): no limit."""
+    return None if value.strip().lower() == "all" else positive_int(value)
+
+
 def finite_float(value: str) -> float:
     """A float option: NaN and infinities pass every `x < limit` check and then end in a
     traceback or a silent NaN, so they are refused here."""
@@ -190,6 +195,11 @@ def add_layout_arguments(parser: argparse.ArgumentParser) -> None:
     """The page options that the overview's notes name: how many neuron and text pages."""
     parser.add_argument("--tokens-per-page", type=positive_int, default=SiteOptions.tokens_per_page,
                         help="tokens per expectancy page (default: %(default)s)")
+    parser.add_argument("--expectancy-tokens", type=count_or_all, metavar="N|all",
+                        default=SiteOptions.expectancy_tokens,
+                        help="show the text's first N tokens in the expectancy pages, which take "
+                             "about 100 bytes a token; data/tokens.csv.gz keeps every token "
+                             "(default: %(default)s; all shows the whole text)")
     parser.add_argument("--top-neurons", type=positive_int, default=SiteOptions.top_neurons,
                         help="neuron pages per layer and state by KL rank (default: "
                              "%(default)s); the units the concepts page lists get pages too")
@@ -247,7 +257,7 @@ def add_concept_arguments(parser: argparse.ArgumentParser) -> None:
                        metavar="FILE",
                        help="your own features: a .toml file of word lists and regular "
                             "expressions, or a .csv annotation with one 0/1 row per token of the "
-                            "text (an earlier report's data/tokens.csv plus a column will do)")
+                            "text (an earlier report's data/tokens.csv.gz plus a column will do)")
     group.add_argument("--label-threshold", type=finite_float, default=LABEL_THRESHOLD, metavar="D",
                        help="a label needs |AUROC - 0.5| >= D (default: %(default)s)")
     group.add_argument("--within-threshold", type=finite_float, default=WITHIN_THRESHOLD, metavar="D",
@@ -374,6 +384,7 @@ def run_demo_command(args: argparse.Namespace) -> None:
     check_output_folder(args.out)  # before minutes of training, not after
     out = run_demo(args.out, args.work, args.seed, args.retrain, args.quiet,
                    SiteOptions(tokens_per_page=args.tokens_per_page, top_neurons=args.top_neurons,
+                               expectancy_tokens=args.expectancy_tokens,
                                images=not args.no_images, all_figures=args.all_figures),
                    EmbeddingOptions(max_points=args.max_points,
                                     n_jobs=args.threads or available_cores()))
@@ -446,6 +457,7 @@ def run_report_command(args: argparse.Namespace) -> None:
         feature_files=tuple(args.features),
         embedding=embedding_options(args), embed_states=() if args.no_clusters else (tuple(args.maps) if args.maps else None),
         site=SiteOptions(tokens_per_page=args.tokens_per_page, top_neurons=args.top_neurons,
+                         expectancy_tokens=args.expectancy_tokens,
                          expectancy_scale=args.expectancy_scale, images=not args.no_images,
                          all_figures=args.all_figures),
         quiet=args.quiet,

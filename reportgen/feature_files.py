@@ -20,8 +20,9 @@ Two kinds of file, told apart by their suffix:
   column other than `position` and `token` is a feature of 0/1 values. A `token` column, when
   there is one, must repeat the text's tokens (or the exports' quoted form of them, `'=` for
   `=`, see `reportgen.csv_safety`), which catches a file made for another text;
-  `position`, when there is one, must count from 0. `data/tokens.csv` of an earlier report is
-  a ready template: add a column and give it back.
+  `position`, when there is one, must count from 0. It may be gzipped (`.csv.gz`), like
+  `data/tokens.csv.gz` of an earlier report, which is a ready template: keep `position`,
+  `token` and the columns you want, add yours and give it back.
 
 The file is read and checked when the run starts, before any slow stage; it is only matched
 against tokens later, since the text is known then. Everything in it is untrusted: names must
@@ -31,7 +32,9 @@ be plain identifiers, and regular expressions are only ever matched against toke
 from __future__ import annotations
 
 import csv
+import gzip
 import re
+import zlib
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -121,12 +124,13 @@ def read_feature_file(path: Path, reserved: Sequence[str] = ()) -> FeatureFile:
         raise ReportgenError(f"--features {path}: no such file")
     if path.stat().st_size > MAX_FILE_BYTES:
         raise ReportgenError(f"--features {path}: larger than {MAX_FILE_BYTES >> 20} MB")
-    suffix = path.suffix.lower()
-    if suffix not in (".toml", ".csv"):
+    suffix = ".csv.gz" if path.name.lower().endswith(".csv.gz") else path.suffix.lower()
+    if suffix not in (".toml", ".csv", ".csv.gz"):
         raise ReportgenError(
-            f"--features {path}: give a .toml file of word lists or a .csv annotation")
+            f"--features {path}: give a .toml file of word lists or a .csv (or .csv.gz) "
+            "annotation")
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = file_bytes(path, suffix).decode("utf-8")
     except UnicodeDecodeError as error:
         raise ReportgenError(f"{path}: not UTF-8 text (byte {error.start})") from None
     if suffix == ".toml":
@@ -139,6 +143,20 @@ def read_feature_file(path: Path, reserved: Sequence[str] = ()) -> FeatureFile:
     if not features.names:
         raise ReportgenError(f"{path}: defines no feature")
     return features
+
+
+def file_bytes(path: Path, suffix: str) -> bytes:
+    """The file's bytes, gunzipped for `.csv.gz`, never more than MAX_FILE_BYTES of them."""
+    if suffix != ".csv.gz":
+        return path.read_bytes()
+    try:
+        with gzip.open(path) as stream:
+            data = stream.read(MAX_FILE_BYTES + 1)
+    except (OSError, EOFError, zlib.error) as error:
+        raise ReportgenError(f"--features {path}: not a readable gzip file ({error})") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ReportgenError(f"--features {path}: larger than {MAX_FILE_BYTES >> 20} MB unpacked")
+    return data
 
 
 def check_name(path: Path, name: str) -> str:

@@ -35,7 +35,7 @@ class TokenCell:
     """One token as shown: its text (untrusted), background colour and tooltip."""
 
     text: str
-    color: str  # CSS colour, e.g. "rgb(33,102,172)"
+    color: str  # CSS colour, e.g. "#2166ac"
     title: str  # tooltip, plain text
     position: int
     line_end: bool  # `<eos>`: the template breaks the line after it
@@ -47,7 +47,7 @@ def _mix(a: tuple[int, int, int], b: tuple[int, int, int], t: float) -> tuple[in
 
 
 def _rgb(color: tuple[int, int, int]) -> str:
-    return "rgb({},{},{})".format(*color)
+    return "#{:02x}{:02x}{:02x}".format(*color)
 
 
 def sequential_color(value: float) -> tuple[str, bool]:
@@ -66,14 +66,30 @@ def diverging_color(value: float, scale: float) -> tuple[str, bool]:
     return sequential_color(0.5 + 0.5 * max(-1.0, min(1.0, value / scale)))
 
 
+def per_mille(log_prob: float) -> int:
+    """A guess's probability in thousandths, as its tooltip shows it (0.129)."""
+    return round(1000 * math.exp(log_prob))
+
+
 def format_predictions(capture: Capture, position: int) -> str:
-    """The model's top guesses after `position`, as `word 0.31, word 0.12, ...`."""
+    """The model's top guesses after `position`, as `word 0.310, word 0.120, ...`."""
     guesses = [
-        f"{capture.vocabulary[i]} {math.exp(lp):.3f}"
+        f"{capture.vocabulary[i]} {per_mille(lp) / 1000:.3f}"
         for i, lp in zip(capture.top_ids[position], capture.top_log_probs[position])
         if i >= 0
     ]
     return ", ".join(guesses)
+
+
+def rounded_probability(prob: float) -> float:
+    """p to 3 significant digits: what a tooltip needs, in a third of the characters."""
+    return float(f"{prob:.3g}")
+
+
+def shown_probability(prob: float) -> str:
+    """p as a tooltip shows it: 4 decimals, or 2 significant digits below 0.001 (1.6e-05).
+    report.js writes the same text from an expectancy page's table."""
+    return f"{prob:.4f}" if prob >= 0.001 else f"{prob:.1e}"
 
 
 def scale_position(prob: float, scale: str = "log") -> float:
@@ -142,36 +158,69 @@ def token_probabilities(capture: Capture) -> np.ndarray:
     return probs
 
 
-def expectancy_cells(capture: Capture, start: int, stop: int,
-                     scale: str = "log") -> list[TokenCell]:
-    """Tokens start..stop-1 coloured by the probability the model gave each of them."""
+def expectancy_title(capture: Capture, probs: np.ndarray, t: int) -> str:
+    if t == 0:
+        return f"{capture.tokens[t]}: first token, not predicted"
+    shown = shown_probability(rounded_probability(float(probs[t])))
+    return f"{capture.tokens[t]}: p = {shown}\nexpected: {format_predictions(capture, t - 1)}"
+
+
+def expectancy_cells(capture: Capture, start: int, stop: int, scale: str = "log",
+                     titles: bool = True) -> list[TokenCell]:
+    """Tokens start..stop-1 coloured by the probability the model gave each of them.
+
+    `titles=False` leaves the tooltips out, for pages that carry them as `expectancy_tips`.
+    """
     probs = token_probabilities(capture)
     cells = []
     for t in range(start, stop):
         color, dark = sequential_color(scale_position(float(probs[t]), scale))
-        if t == 0:
-            title = f"{capture.tokens[t]}: first token, not predicted"
-        else:
-            title = (
-                f"{capture.tokens[t]}: p = {probs[t]:.4f}\n"
-                f"expected: {format_predictions(capture, t - 1)}"
-            )
+        title = expectancy_title(capture, probs, t) if titles else ""
         cells.append(TokenCell(capture.tokens[t], color, title, t, capture.tokens[t] == EOS, dark))
     return cells
 
 
+def expectancy_tips(capture: Capture, start: int, stop: int) -> dict[str, list]:
+    """The tooltips of tokens start..stop-1 in about a fifth of their text's bytes.
+
+    A tooltip names the token, its p and the model's five best guesses. Written out on every
+    span, that was 180 bytes a token, the bulk of an expectancy page. Here each word is written
+    once per page, in `words`, and each token is one row of numbers: `[token]` for the first
+    token of the text, which nothing predicted, else `[token, p, guess, per_mille, guess,
+    per_mille, ...]`, with word indices into `words`, p to 3 significant digits and each guess's
+    probability in thousandths, as the tooltip shows it. report.js writes the tooltip's text.
+    """
+    probs = token_probabilities(capture)  # (T,)
+    index: dict[str, int] = {}
+
+    def word_id(word: str) -> int:
+        return index.setdefault(word, len(index))
+
+    rows = []
+    for t in range(start, stop):
+        row: list[float] = [word_id(capture.tokens[t])]
+        if t > 0:
+            row.append(rounded_probability(float(probs[t])))
+            for guess, log_prob in zip(capture.top_ids[t - 1], capture.top_log_probs[t - 1]):
+                if guess >= 0:
+                    row += [word_id(capture.vocabulary[guess]), per_mille(float(log_prob))]
+        rows.append(row)
+    return {"words": list(index), "rows": rows}
+
+
 def activation_cells(
-    tokens: list[str], values: np.ndarray, start: int, stop: int, scale: float, label: str
+    tokens: list[str], values: np.ndarray, start: int, stop: int, scale: float
 ) -> list[TokenCell]:
-    """Tokens start..stop-1 coloured by one neuron's activation `values` (T,), centred at 0."""
+    """Tokens start..stop-1 coloured by one neuron's activation `values` (T,), centred at 0.
+
+    The tooltip is the value alone: the word is the one under the pointer, and the neuron is
+    the page's, so naming both on each of a page's 186 words made up a third of the page.
+    """
     cells = []
     for t in range(start, stop):
         value = float(values[t])
         color, dark = diverging_color(value, scale)
-        cells.append(
-            TokenCell(tokens[t], color, f"{tokens[t]}: {label} = {value:+.4f}", t,
-                      tokens[t] == EOS, dark)
-        )
+        cells.append(TokenCell(tokens[t], color, f"{value:+.4f}", t, tokens[t] == EOS, dark))
     return cells
 
 
@@ -193,10 +242,12 @@ class Surprise:
 
 
 def most_surprising(capture: Capture, page_of: list[str], tokens_per_page: int,
-                    count: int = SURPRISING, before: int = 6) -> list[Surprise]:
-    """The `count` tokens with the lowest p(word), lowest first, each linked to its place on
-    the expectancy page `page_of[position // tokens_per_page]` (anchor `#t{position}`)."""
-    probs = token_probabilities(capture)  # (T,)
+                    shown: int | None = None, count: int = SURPRISING,
+                    before: int = 6) -> list[Surprise]:
+    """The `count` tokens among the first `shown` (default all) with the lowest p(word), lowest
+    first, each linked to its place on the expectancy page `page_of[position // tokens_per_page]`
+    (anchor `#t{position}`)."""
+    probs = token_probabilities(capture)[:shown]  # (shown,)
     order = np.argsort(np.nan_to_num(probs, nan=np.inf), kind="stable")[:count]
     return [
         Surprise(int(t), capture.tokens[t], float(probs[t]),

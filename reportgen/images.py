@@ -151,7 +151,7 @@ def neuron_figures(report: ModelReport, options: SiteOptions) -> dict[str, Heatm
             values = report.capture.states[key][:, neuron].astype(np.float32)  # (T,)
             scale = float(np.max(np.abs(values)))
             label = f"{state_name(key)} neuron {neuron}"
-            excerpt = neurons.excerpts(tokens, values, True, scale, label)[0]
+            excerpt = neurons.excerpts(tokens, values, True, scale)[0]
             caption = (f"{label}: highest value {excerpt.value:+.3f} at position "
                        f"{excerpt.centre} (outlined), blue -{scale:.3f} to red +{scale:.3f}")
             figures[f"{state_name(key)}-{neuron:04d}-excerpt"] = layout_heatmap(
@@ -172,10 +172,17 @@ def named_charts(pages: list[Page]) -> dict[str, ChartSpec]:
     return charts
 
 
+def figure_spec(spec: dict) -> dict:
+    """A page's chart as its figure draws it: the same marks, without the ARIA label Vega
+    gives each mark (its tooltip's fields, corpus text included). A figure is an image in a
+    paper; the labels made up half of each SVG, 1.1 of the 2 MB of a 5,000-point map's."""
+    return {**spec, "config": {**spec.get("config", {}), "aria": False}}
+
+
 def write_svg_and_png(svg: str, folder: Path, stem: str) -> list[Path]:
-    """Write a chart's SVG and its PNG. Vega writes corpus text into the SVG (a point's
-    aria-label holds its token), so characters XML forbids become U+FFFD first: the PNG
-    renderer refuses them, and so would any SVG reader."""
+    """Write a chart's SVG and its PNG. Corpus text can reach a chart's SVG through a title or
+    label taken from the data, so characters XML forbids become U+FFFD first: the PNG renderer
+    refuses them, and so would any SVG reader."""
     svg = XML_FORBIDDEN.sub("\ufffd", svg)
     svg_path, png_path = folder / f"{stem}.svg", folder / f"{stem}.png"
     svg_path.write_text(svg, encoding="utf-8")
@@ -191,7 +198,8 @@ def write_images(report: ModelReport, pages: list[Page], folder: Path, env: jinj
     charts = named_charts(pages)
     with Progress("figures", len(charts), "charts", **progress_enabled(progress)) as bar:
         for stem, chart in charts.items():
-            written += write_svg_and_png(vl_convert.vegalite_to_svg(chart.spec), folder, stem)
+            written += write_svg_and_png(vl_convert.vegalite_to_svg(figure_spec(chart.spec)),
+                                         folder, stem)
             bar.advance()
     excerpt = expectancy_figure(report, options.expectancy_scale)
     written += write_svg_and_png(render_heatmap_svg(env, excerpt), folder, "expectancy-excerpt")

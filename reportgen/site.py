@@ -61,7 +61,8 @@ def make_environment() -> jinja2.Environment:
         keep_trailing_newline=True,
     )
     env.filters["thousands"] = thousands
-    env.policies["json.dumps_kwargs"] = {"sort_keys": True, "ensure_ascii": True}
+    env.policies["json.dumps_kwargs"] = {"sort_keys": True, "ensure_ascii": True,
+                                         "separators": (",", ":")}
     return env
 
 

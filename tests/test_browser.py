@@ -12,7 +12,6 @@ test does the same on the demo report (slow: it trains the demo model).
 from __future__ import annotations
 
 import hashlib
-import html
 import json
 import re
 import shutil
@@ -21,11 +20,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import pandas as pd
 import pytest
 
 from browsertools import (DESKTOP, PHONE, PageCheck, check_page, check_site, checking_context,
                           chromium, site_pages)
+from expectancy_pages import page_words, tip_table
+
 from reportgen.analysis.embedding import EmbeddingOptions
 from reportgen.pages import SiteOptions
 from reportgen.report import ReportConfig, build_report
@@ -212,6 +214,11 @@ def open_page(context: Any, page: Path) -> Any:
     return tab
 
 
+def word_at(tab: Any, position: int) -> Any:
+    """The span of the first expectancy page's word at `position`: spans in text order."""
+    return tab.locator(f".heatmap > span:nth-of-type({position + 1})")
+
+
 def tip_shown(tab: Any) -> str | None:
     """The tooltip's text while it is shown, else None."""
     tip = tab.locator("div.tip")
@@ -221,34 +228,34 @@ def tip_shown(tab: Any) -> str | None:
 @pytest.mark.browser
 def test_a_tapped_word_shows_its_probability_and_the_models_guesses(site: Path,
                                                                    browser: Any) -> None:
-    tokens = pd.read_csv(site / "data" / "tokens.csv", keep_default_na=False)
+    tokens = pd.read_csv(site / "data" / "tokens.csv.gz", keep_default_na=False)
     context = checking_context(browser, PHONE, touch=True)
     tab = open_page(context, site / "expectancy.html")
     assert tip_shown(tab) is None
+    words = page_words(site / "expectancy.html")
     position = 300  # a word below the first screen: tap scrolls to it
-    span = tab.locator(f'.heatmap span.tok[data-pos="{position}"]')
-    span.tap()
+    word_at(tab, position).tap()
     text = tip_shown(tab)
-    assert text == span.get_attribute("data-tip")
+    assert text == words[position].tip
     token = tokens["token"][position]
     first, second = text.split("\n")
-    said = re.fullmatch(rf"{re.escape(token)}: p = ([0-9.]+)", first)
+    said = re.fullmatch(rf"{re.escape(token)}: p = ([0-9.e+-]+)", first)
     expected = float(tokens["prob_next"][position - 1])  # a column with blanks: read as text
     assert said and float(said.group(1)) == pytest.approx(expected, abs=6e-5)
     assert second.startswith("expected: ") and len(second.split(", ")) == 5  # five guesses
     box = tab.locator("div.tip").bounding_box()
     assert 0 <= box["x"] and box["x"] + box["width"] <= PHONE["width"]
     assert tab.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
-    tab.locator(f'.heatmap span.tok[data-pos="{position + 1}"]').tap()
+    word_at(tab, position + 1).tap()
     assert tip_shown(tab).startswith(f"{tokens['token'][position + 1]}: p = ")
     tab.locator("h1").tap()  # anywhere else hides it
     assert tip_shown(tab) is None
 
     neuron = sorted((site / "neuron").glob("*.html"))[0]
     tab = open_page(context, neuron)
-    centre = tab.locator(".heatmap.excerpt span.tok.centre").first
+    centre = tab.locator(".heatmap.excerpt > span.centre").first
     centre.tap()
-    value = float(tip_shown(tab).rsplit(" = ", 1)[1])
+    value = float(tip_shown(tab))
     expected = float(tab.locator("h3.excerpt-title").first.text_content().rsplit(": ", 1)[1])
     assert value == pytest.approx(expected, abs=1e-4)  # the excerpt's title gives the centre's value
     context.close()
@@ -258,11 +265,12 @@ def test_a_tapped_word_shows_its_probability_and_the_models_guesses(site: Path,
 def test_tooltips_show_on_hover_and_step_with_the_keyboard(site: Path, browser: Any) -> None:
     context = checking_context(browser, DESKTOP)
     tab = open_page(context, site / "expectancy.html")
+    words = page_words(site / "expectancy.html")
 
     def tip_of(position: int) -> str:
-        return tab.locator(f'.heatmap span.tok[data-pos="{position}"]').get_attribute("data-tip")
+        return words[position].tip
 
-    tab.locator('.heatmap span.tok[data-pos="5"]').hover()
+    word_at(tab, 5).hover()
     assert tip_shown(tab) == tip_of(5)
     tab.mouse.move(1, 1)
     assert tip_shown(tab) is None
@@ -272,7 +280,7 @@ def test_tooltips_show_on_hover_and_step_with_the_keyboard(site: Path, browser: 
     tab.keyboard.press("ArrowRight")
     tab.keyboard.press("ArrowRight")
     assert tip_shown(tab) == tip_of(2)
-    assert tab.evaluate("document.activeElement.dataset.pos") == "2"
+    assert tab.evaluate("document.activeElement.textContent") == words[2].text
     assert tab.evaluate("document.activeElement.getAttribute('aria-describedby')") == (
         tab.locator("div.tip").get_attribute("id"))
     tab.keyboard.press("End")
@@ -293,14 +301,17 @@ def test_a_tooltip_shows_markup_as_text(site: Path, browser: Any, tmp_path: Path
     payload = '<img src=x onerror="window.__x=1"></div><script>window.__x=2</script>'
     page = spoiled / "expectancy.html"
     source = page.read_text(encoding="utf-8")
-    edited = re.sub(r'data-tip="[^"]*"( data-pos="10")',
-                    lambda match: f'data-tip="{html.escape(payload)}"{match.group(1)}', source)
-    assert edited != source
+    table = tip_table(source, "tips")
+    table["words"][table["rows"][10][0]] = payload  # as the site writes any word: |tojson
+    written = jinja2.utils.htmlsafe_json_dumps(table, sort_keys=True, separators=(",", ":"))
+    edited = re.sub(r'(<script type="application/json" id="tips">).*?(</script>)',
+                    lambda match: match.group(1) + written + match.group(2), source, flags=re.S)
+    assert edited != source and "<img" not in edited
     page.write_text(edited, encoding="utf-8")
     context = checking_context(browser, PHONE, touch=True)
     tab = open_page(context, page)
-    tab.locator('.heatmap span.tok[data-pos="10"]').tap()
-    assert tip_shown(tab) == payload
+    word_at(tab, 10).tap()
+    assert tip_shown(tab).startswith(payload + ": p = ")
     assert tab.evaluate("document.querySelector('div.tip').children.length") == 0
     assert tab.evaluate("document.querySelectorAll('main img, script:not([src]):not([type])')"
                         ".length") == 0

@@ -1,6 +1,7 @@
 """Chart builders: the Vega-Lite each one produces, checked through to_dict()."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from reportgen.charts import (
     kl_scatter_chart,
     neuron_histogram_chart,
 )
+from reportgen.pages import ChartSpec
 
 
 @pytest.fixture(scope="module")
@@ -69,11 +71,21 @@ def test_neuron_chart_draws_the_neuron_against_the_average(hidden_stats):
     assert spec["mark"]["type"] == "bar"
     assert spec["encoding"]["color"]["field"] == "series"
     assert spec["encoding"]["y2"]["datum"] == 0
-    rows = spec["data"]["values"]
+    assert spec["transform"] == [{"flatten": ["start", "end", "share"]}]
+    rows = [{"series": record["series"], "start": start, "end": end, "share": share}
+            for record in spec["data"]["values"]
+            for start, end, share in zip(record["start"], record["end"], record["share"],
+                                         strict=True)]  # as the flatten makes them
     assert {row["series"] for row in rows} == {"neuron 4", "average"}
-    assert len(rows) == 400
-    neuron_shares = [row["share"] for row in rows if row["series"] == "neuron 4"]
-    np.testing.assert_allclose(neuron_shares, hidden_stats.counts[4] / hidden_stats.counts[4].sum())
+    low, high = spec["encoding"]["x"]["scale"]["domain"]
+    for series, counts in (("neuron 4", hidden_stats.counts[4]),
+                           ("average", hidden_stats.average)):
+        shares = counts / counts.sum()  # (200,) bins of 0.01 over [-1, 1]
+        starts = np.round(hidden_stats.edges[:-1], 6)
+        shown = (shares > 0) & (starts + 0.01 > low) & (starts < high)  # empty bars are left out
+        drawn = {row["start"]: row["share"] for row in rows if row["series"] == series}
+        assert sorted(drawn) == pytest.approx(starts[shown].tolist())
+        np.testing.assert_allclose([drawn[start] for start in sorted(drawn)], shares[shown])
 
 
 def test_kl_scatter_has_one_point_per_neuron_with_tooltips(hidden_stats):
@@ -122,3 +134,14 @@ def test_histogram_domain_clips_to_the_neurons_values():
     shares = np.zeros(600)
     shares[0] = shares[-1] = 1  # both ends: the whole interval, never beyond it
     assert histogram_domain(edges, shares) == [-3.0, 3.0]
+
+
+def test_chart_numbers_keep_four_significant_digits_and_every_whole_digit():
+    spec = ChartSpec("x", {"data": {"values": [
+        {"share": 1.85486059500049e-05, "x": -17.8912, "position": 123456, "big": 123456.789,
+         "zero": 0.0, "nan": float("nan"), "name": "0.123456"}]}, "domain": [-2.4049, 2.4049]})
+    row = spec.spec["data"]["values"][0]
+    assert row["share"] == 1.855e-05 and row["x"] == -17.89 and row["big"] == 123457.0
+    assert row["position"] == 123456 and isinstance(row["position"], int)  # ints as they were
+    assert row["zero"] == 0.0 and math.isnan(row["nan"]) and row["name"] == "0.123456"
+    assert spec.spec["domain"] == [-2.405, 2.405]

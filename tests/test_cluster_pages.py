@@ -1,6 +1,6 @@
 """The clusters section: clusters.html, data/points.csv and data/clusters.csv, on a real model.
 
-The exports are checked against each other and against tokens.csv (counts recomputed here with
+The exports are checked against each other and against tokens.csv.gz (counts recomputed here with
 pandas), the page's chart spec is parsed back and compiled to Vega, and the command's flags are
 run through `main`.
 """
@@ -40,7 +40,7 @@ TABLE = re.compile(r'<table class="data cluster-table" data-map="([^"]+)" '
                    r'data-linkage="([^"]+)" data-cut="(\d+)"( hidden)?>(.*?)</table>', re.S)
 ROW = re.compile(r'<tr data-size="(\d+)"><td class="num">(\d+)</td>.*?<td class="class">(.*?)</td>'
                  r'<td class="words">(.*?)</td></tr>', re.S)
-WORD = re.compile(r'<span class="word">(.*?)</span>&nbsp;<span class="count">(\d+)</span>')
+WORD = re.compile(r'<bdi>(.*?)</bdi>&nbsp;<small>(\d+)</small>')
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,7 @@ def test_exports_have_the_design_columns_for_every_map(site: Path, points, clust
     assert maps == sorted(MAPS)
     assert sorted(clusters.groupby(["layer", "state"]).groups) == sorted(MAPS)
     assert set(clusters["linkage"]) == set(LINKAGES)
-    tokens = read_export(site / "data" / "tokens.csv")
+    tokens = read_export(site / "data" / "tokens.csv.gz")
     for _, rows in points.groupby(["layer", "state"]):
         assert len(rows) == MAX_POINTS
         assert rows["position"].is_unique and rows["position"].is_monotonic_increasing
@@ -137,7 +137,11 @@ def test_chart_has_selectors_highlight_and_every_point(page: str, points) -> Non
     assert spec["encoding"]["color"]["field"] == "cluster"
     assert "param" in spec["encoding"]["opacity"]["condition"]
     assert {t["field"] for t in spec["encoding"]["tooltip"]} >= {"token", "context"}
-    values = spec["data"]["values"]
+    assert {"flatten": ["position", "x", "y", "c"]} in spec["transform"]
+    values = [{"map": record["map"], "position": position, "c": c}  # as the flatten makes them
+              for record in spec["data"]["values"]
+              for position, c, _, _ in zip(record["position"], record["c"], record["x"],
+                                           record["y"], strict=True)]
     assert len(values) == len(points)
     by_point = {(f"L{row.layer}-{row.state}", row.position): row for row in points.itertuples()}
     for value in values:  # `c` holds every linkage's cluster at every cut, in selector order
@@ -200,7 +204,7 @@ def test_size_filter_and_exports_are_on_the_page(page: str) -> None:
 
 
 def test_overview_notes_the_sample_and_links_the_section(site: Path) -> None:
-    tokens = pd.read_csv(site / "data" / "tokens.csv", keep_default_na=False)
+    tokens = pd.read_csv(site / "data" / "tokens.csv.gz", keep_default_na=False)
     index = (site / "index.html").read_text(encoding="utf-8")
     assert f"{MAX_POINTS:,} of {len(tokens):,} positions sampled for the t-SNE maps" in index
     assert 'href="clusters.html"' in index

@@ -1,5 +1,7 @@
 """--features FILE: word lists and regular expressions in TOML, per-token annotations in CSV."""
 
+import gzip
+
 import numpy as np
 import pytest
 
@@ -104,7 +106,7 @@ def test_features_flag_takes_part_in_labels_concepts_and_clusters(tiny_model, ti
     assert main(["report", str(tiny_model), "--data", str(tiny_corpus), "--out", str(out),
                  "--max-tokens", "1200", "--features", str(toml), "--maps", "L1-h",
                  "--max-points", "400", "--no-images", "--quiet"]) == 0
-    tokens = pd.read_csv(out / "data" / "tokens.csv", keep_default_na=False)
+    tokens = pd.read_csv(out / "data" / "tokens.csv.gz", keep_default_na=False)
     assert tokens["is_title"].tolist() == [int(t in WORD_CLASSES["title"]) for t in tokens["token"]]
     neurons = pd.read_csv(out / "data" / "neurons.csv")
     assert {"auroc_is_title", "within_auroc_is_title"} <= set(neurons.columns)
@@ -135,6 +137,29 @@ def test_a_bad_features_file_stops_the_run_before_the_model_runs(tiny_model, tin
                  "--features", str(annotation), "--no-cache", "--quiet"])
     error = capsys.readouterr().err
     assert code == 1 and "rows but the text has" in error and not out.exists()
+
+
+def test_a_gzipped_annotation_reads_as_the_plain_one(tmp_path, monkeypatch):
+    """data/tokens.csv.gz of a report is gzipped: given back with a column added, it reads as
+    the same file unpacked; a file that is not gzip, or unpacks past the limit, is one error."""
+    rows = "\n".join(f"{t},{token},{int(t % 2)}" for t, token in enumerate(TOKENS))
+    text = "position,token,odd\n" + rows + "\n"
+    packed = tmp_path / "tokens.csv.gz"
+    packed.write_bytes(gzip.compress(text.encode("utf-8")))
+    plain = write(tmp_path, "tokens.csv", text)
+    assert read_feature_file(packed).names == ["odd"]
+    np.testing.assert_array_equal(read_feature_file(packed).evaluate(TOKENS)["odd"],
+                                  read_feature_file(plain).evaluate(TOKENS)["odd"])
+    broken = tmp_path / "broken.csv.gz"
+    broken.write_bytes(b"position,token,odd\n0,a,1\n")
+    with pytest.raises(ReportgenError, match="not a readable gzip file"):
+        read_feature_file(broken)
+    bomb = tmp_path / "bomb.csv.gz"
+    bomb.write_bytes(gzip.compress(b"position,token,odd\n" + b"0" * 5000))
+    monkeypatch.setattr("reportgen.feature_files.MAX_FILE_BYTES", 1000)
+    assert bomb.stat().st_size < 1000
+    with pytest.raises(ReportgenError, match="unpacked"):
+        read_feature_file(bomb)
 
 
 def test_an_earlier_reports_tokens_csv_fits_although_its_cells_are_quoted(tmp_path):

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from captures import make_capture
+from expectancy_pages import tip_text
 
 from reportgen.heatmap import (LOG_FLOOR, colour_shares, expectancy_cells, expectancy_legend,
-                               most_surprising, scale_position, sequential_color,
+                               expectancy_tips, most_surprising, scale_position, sequential_color,
                                token_probabilities)
 
 
@@ -53,7 +54,7 @@ def test_legend_ticks_sit_where_the_cells_of_those_p_are():
     legend = expectancy_legend("log")
     assert [label for _, label in legend.ticks] == ["10⁻⁵", "10⁻⁴", "10⁻³", "10⁻²", "10⁻¹", "1"]
     assert [at for at, _ in legend.ticks] == pytest.approx([0, 20, 40, 60, 80, 100])
-    assert legend.gradient.startswith("linear-gradient(to right, rgb(33,102,172) 0%")
+    assert legend.gradient.startswith("linear-gradient(to right, #2166ac 0%")
     assert [label for _, label in expectancy_legend("linear").ticks][-1] == "1"
 
 
@@ -65,3 +66,23 @@ def test_the_most_surprising_tokens_come_lowest_first_with_their_page():
     assert found[0].prob == pytest.approx(1e-6, rel=1e-4)
     assert [s.href for s in found] == ["expectancy.html#t2", "expectancy-2.html#t4"]
     assert found[1].context.endswith("w3")
+
+
+def test_the_tips_table_reads_back_as_the_tooltips_it_replaces():
+    """Each page word's tooltip row, read by the format's own rules, says what the spelled-out
+    tooltip said, for p above and below 0.001, guesses padded with -1, and <eos>."""
+    probs = np.array([0.61234, 1.6037e-5, 0.0009996, 0.15794, 0.0012])
+    tokens = ["a", "b", "<eos>", "a", "c", "<eos>"]
+    rng = np.random.default_rng(0)
+    capture = dataclasses.replace(
+        capture_with_probs(probs), tokens=tokens, vocabulary=["a", "b", "c", "<eos>", "d"],
+        top_ids=rng.integers(0, 5, size=(6, 5)),
+        top_log_probs=np.log(rng.dirichlet(np.ones(6), size=6)[:, :5]).astype(np.float32))
+    capture.top_ids[3, 3:] = -1  # fewer guesses than five
+    for start, stop in ((0, 6), (2, 5)):
+        table = expectancy_tips(capture, start, stop)
+        titles = [cell.title for cell in expectancy_cells(capture, start, stop)]
+        assert [tip_text(table, row) for row in table["rows"]] == titles
+        assert len(table["words"]) == len(set(table["words"]))
+    assert titles[0].startswith("<eos>: p = 1.6e-05\n")  # position 2: two significant digits
+    assert tip_text(table, table["rows"][2]).count(",") == 2  # three guesses after position 3

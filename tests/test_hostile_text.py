@@ -66,9 +66,14 @@ PROBES = {
       return document.querySelectorAll(tags).length
         + Array.from(document.scripts).filter(s => !ours(s)).length;
     }""",
-    "spans": """() => Array.from(document.querySelectorAll(".heatmap span.tok")).map(
-                      s => [Number(s.dataset.pos), s.textContent, s.dataset.tip])""",
-    "words": """() => Array.from(document.querySelectorAll("table.cluster-table span.word")).map(
+    # Each heatmap word's position, text, and the tooltip report.js shows when it is hovered.
+    "spans": """() => Array.from(document.querySelectorAll(".heatmap")).flatMap(box =>
+      Array.from(box.querySelectorAll(":scope > span")).map((s, i) => {
+        s.dispatchEvent(new MouseEvent("mouseover", {bubbles: true}));
+        var position = s.dataset.pos ? Number(s.dataset.pos) : Number(box.dataset.start) + i;
+        return [position, s.textContent, document.getElementById("reportgen-tip").textContent];
+      }))""",
+    "words": """() => Array.from(document.querySelectorAll("table.cluster-table bdi")).map(
                       s => s.textContent)""",
     "contexts": """() => Array.from(document.querySelectorAll("table.contexts tbody tr")).map(
                       r => Array.from(r.cells).map(c => c.textContent))""",
@@ -117,7 +122,7 @@ def hostile_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def tokens(hostile_site: Path) -> list[str]:
-    frame = pd.read_csv(hostile_site / "data" / "tokens.csv", keep_default_na=False)
+    frame = pd.read_csv(hostile_site / "data" / "tokens.csv.gz", keep_default_na=False)
     return frame["token"].tolist()
 
 
@@ -156,9 +161,11 @@ def test_heatmaps_and_their_tooltips_show_each_token_as_text(checks: dict[str, P
     for path, check in checks.items():
         for position, text, title in check.probed["spans"]:
             assert text == shown(tokens[position]), (path, position)
-            assert title.startswith(f"{tokens[position]}: "), (path, position)
             if path.startswith("expectancy"):
+                assert title.startswith(f"{tokens[position]}: "), (path, position)
                 seen[position] = text
+            else:  # a neuron page's excerpt: the unit's value at that word
+                assert re.fullmatch(r"[+-]\d+\.\d{4}", title), (path, position)
     assert sorted(seen) == list(range(len(tokens)))  # the expectancy pages show the whole text
     assert set(PAYLOADS) <= set(seen.values())
 
@@ -265,7 +272,7 @@ def test_svg_figures_hold_payloads_as_text(hostile_site: Path) -> None:
 RLO_ORDER = """() => {
   // For each span holding a right-to-left override, is the next span on its line still to its
   // right? Without isolation the override runs to the end of the paragraph and mirrors them.
-  const spans = Array.from(document.querySelectorAll(".heatmap span.tok"));
+  const spans = Array.from(document.querySelectorAll(".heatmap > span"));
   const results = [];
   spans.forEach((span, i) => {
     const next = spans[i + 1];

@@ -30,8 +30,9 @@ from reportgen.site import write_site
 
 CELL_INTERVAL = 1.5
 SPEC = re.compile(r'<script type="application/json" id="spec-([^"]+)">(.*?)</script>', re.S)
-SPAN = re.compile(r'<span class="tok([^"]*)" style="background:rgb\((\d+),\d+,(\d+)\)" '
-                  r'data-tip="([^"]*)" data-pos="(\d+)">')
+EXCERPT = re.compile(r'<div class="heatmap excerpt"[^>]*data-start="(\d+)"[^>]*>(.*?)</div>', re.S)
+SPAN = re.compile(r'<span(?: class="([^"]*)")? style="background:#(\w\w)\w\w(\w\w)" '
+                  r'data-tip="([^"]*)">')
 ROW = re.compile(r'<tr>\s*<td class="num" data-value="(\d+)">\d+</td>\s*'
                  r'<td class="num"><a href="neuron/(L\d+-[hc]-\d{4})\.html">(\d+)</a>')
 
@@ -178,13 +179,14 @@ def test_neuron_page_heatmaps_and_contexts_show_the_captured_values(site: Path,
         layer, state, neuron = re.fullmatch(r"L(\d+)-([hc])-(\d{4})", page.stem).groups()
         values = fresh.states[(int(layer), state)][:, int(neuron)]  # (T,)
         text = page.read_text(encoding="utf-8")
-        spans = SPAN.findall(text)
+        spans = [(*span, int(start) + index) for start, cells in EXCERPT.findall(text)
+                 for index, span in enumerate(SPAN.findall(cells))]
         centres = []
         for classes, red, blue, title, position in spans:
-            value = float(html.unescape(title).rsplit(" = ", 1)[1])
+            value = float(html.unescape(title))
             assert value == pytest.approx(float(values[int(position)]), abs=6e-5)
             if value > 0.05 * np.abs(values).max():
-                assert int(red) > int(blue)
+                assert int(red, 16) > int(blue, 16)
             if "centre" in classes.split():
                 centres.append(int(position))
         assert centres[0] == int(np.argmax(values)) and len(centres) == 6

@@ -7,7 +7,10 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
+from expectancy_pages import page_words, site_words, tip_table
 
 from reportgen.errors import ReportgenError
 from reportgen.report import ReportConfig, build_report
@@ -46,9 +49,10 @@ def test_every_page_escapes_corpus_text(hostile_site: Path) -> None:
         text = page.read_text(encoding="utf-8")
         assert "<img" not in text and "<svg" not in text, page
         assert text.count("<script") == text.count("</script>"), page
-    expectancy = (hostile_site / "expectancy.html").read_text(encoding="utf-8")
-    shown = [html.unescape(t) for t in re.findall(r'<span class="tok[^>]*>([^<]*)</span>', expectancy)]
+    shown = [word.text for word in page_words(hostile_site / "expectancy.html")]
     assert PAYLOAD in shown and ATTRIBUTE_PAYLOAD in shown
+    words = tip_table((hostile_site / "expectancy.html").read_text(encoding="utf-8"), "tips")["words"]
+    assert PAYLOAD in words and ATTRIBUTE_PAYLOAD in words  # the tooltips' table reads back as data
 
 
 def test_long_text_is_paged_and_pages_link_to_each_other(hostile_site: Path) -> None:
@@ -58,18 +62,38 @@ def test_long_text_is_paged_and_pages_link_to_each_other(hostile_site: Path) -> 
     first = (hostile_site / "expectancy.html").read_text(encoding="utf-8")
     for page in pages[1:]:
         assert f'href="{page.name}"' in first
-    spans = sum(p.read_text(encoding="utf-8").count('<span class="tok') for p in pages)
-    assert spans == tokens
+    assert [word.position for word in site_words(hostile_site)] == list(range(tokens))
+
+
+def test_expectancy_tokens_cuts_the_pages_but_not_the_export(hostile_model, tmp_path: Path) -> None:
+    """--expectancy-tokens 250 of 400: pages for tokens 0 to 249 only, the surprising tokens
+    among them, a note on the page and the overview, and every token still in tokens.csv.gz."""
+    data, checkpoint = hostile_model
+    out = build_report(ReportConfig(checkpoint, tmp_path / "cut", data=data, quiet=True,
+                                    embed_states=(),
+                                    site=SiteOptions(tokens_per_page=100, expectancy_tokens=250,
+                                                     images=False)))
+    assert [word.position for word in site_words(out)] == list(range(250))
+    assert len(list(out.glob("expectancy*.html"))) == 3
+    first = (out / "expectancy.html").read_text(encoding="utf-8")
+    assert "first 250 tokens of 400" in first
+    anchors = {int(n) for n in re.findall(r'href="expectancy(?:-\d+)?\.html#t(\d+)"', first)}
+    probs = pd.read_csv(out / "data" / "tokens.csv.gz")["prob_next"]  # the last is empty: NaN
+    assert len(probs) == 400
+    p = np.append(np.nan, probs.to_numpy()[:-1])  # (400,) p of each token, as the pages colour it
+    others = set(range(1, 250)) - anchors
+    assert anchors and max(anchors) < 250  # linked tokens lie on the pages
+    assert max(p[sorted(anchors)]) <= min(p[sorted(others)]) + 1e-6  # and are the least expected
+    overview = html.unescape((out / "index.html").read_text(encoding="utf-8"))
+    assert "shows the text's first 250 tokens of 400" in overview
 
 
 def test_tooltips_hold_probability_and_top_predictions(hostile_site: Path) -> None:
-    text = (hostile_site / "expectancy.html").read_text(encoding="utf-8")
-    titles = re.findall(r'data-tip="([^"]*)"', text)
+    titles = [word.tip for word in page_words(hostile_site / "expectancy.html")]
     assert titles[0].endswith("first token, not predicted")
-    second = html.unescape(titles[1])
-    probability = float(re.search(r"p = ([0-9.]+)", second).group(1))
+    probability = float(re.search(r"p = ([0-9.e+-]+)", titles[1]).group(1))
     assert 0.0 <= probability <= 1.0
-    assert second.count(",") == 4  # five guesses
+    assert titles[1].count(",") == 4  # five guesses
 
 
 def test_site_is_self_contained(hostile_site: Path) -> None:
@@ -121,6 +145,6 @@ def test_tokens_are_isolated_from_bidirectional_controls(hostile_site: Path) -> 
     span, and each cell of tokens, is a bidi isolate."""
     css = (hostile_site / "assets" / "style.css").read_text(encoding="utf-8")
     rule = next(line for line in css.splitlines() if "unicode-bidi: isolate" in line)
-    assert ".heatmap .tok" in rule and "table.contexts td" in rule and ".word" in rule
+    assert ".heatmap > span" in rule and "table.contexts td" in rule and "bdi" in rule
     page = (hostile_site / "expectancy.html").read_text(encoding="utf-8")
-    assert '<span class="tok' in page
+    assert '<div class="heatmap"' in page and '<span style="background:' in page

@@ -10,18 +10,46 @@ line in `reportgen.site.SECTIONS`:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
+
+SIGNIFICANT_DIGITS = 4  # of a chart's numbers: beyond what any axis, tooltip or figure shows
+
+
+def rounded_numbers(value: Any) -> Any:
+    """`value` with every float cut to SIGNIFICANT_DIGITS, never above the units place.
+
+    A histogram's shares came out as 1.85486059500049e-05; written as 1.855e-05 they draw the
+    same chart and the specs of a neuron page shrink to less than half.
+    """
+    if isinstance(value, float):
+        if value == 0 or not math.isfinite(value):
+            return value
+        decimals = SIGNIFICANT_DIGITS - 1 - math.floor(math.log10(abs(value)))
+        return round(value, max(decimals, 0))
+    if isinstance(value, dict):
+        return {key: rounded_numbers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [rounded_numbers(item) for item in value]
+    return value
 
 
 @dataclass
 class ChartSpec:
-    """One Vega-Lite chart on a page: its id (unique in the page) and its spec."""
+    """One Vega-Lite chart on a page: its id (unique in the page) and its spec.
+
+    The spec's numbers are rounded on the way in, so the page and its figures carry the same,
+    shorter numbers.
+    """
 
     id: str
     spec: dict[str, Any]
     caption: str = ""
     image_name: str = ""  # file stem under img/ for the static figure, "" for none
+
+    def __post_init__(self) -> None:
+        self.spec = rounded_numbers(self.spec)
 
 
 @dataclass
@@ -51,6 +79,7 @@ class SiteOptions:
     """How the pages are laid out; none of these change an analysis."""
 
     tokens_per_page: int = 2000  # expectancy heatmap tokens per page
+    expectancy_tokens: int | None = 40_000  # the text's first tokens in those pages; None: all
     expectancy_scale: str = "log"  # "log" (log10 p) or "linear" (p), see reportgen.heatmap
     top_neurons: int = 20  # neuron pages per layer and state
     images: bool = True  # also write PNG and SVG figures under img/

@@ -282,14 +282,13 @@ def excerpt_centres(values: np.ndarray, count: int, radius: int, highest: bool) 
     return centres
 
 
-def excerpts(tokens: list[str], values: np.ndarray, highest: bool, scale: float,
-             label: str) -> list[Excerpt]:
+def excerpts(tokens: list[str], values: np.ndarray, highest: bool, scale: float) -> list[Excerpt]:
     """The heatmaps around the highest (or lowest) values, coloured on one scale for the page."""
     centres = excerpt_centres(values, EXCERPTS, EXCERPT_RADIUS, highest)
     return [
         Excerpt(centre, float(values[centre]),
                 activation_cells(tokens, values, max(0, centre - EXCERPT_RADIUS),
-                                 min(len(tokens), centre + EXCERPT_RADIUS + 1), scale, label))
+                                 min(len(tokens), centre + EXCERPT_RADIUS + 1), scale))
         for centre in centres
     ]
 
@@ -377,8 +376,8 @@ def neuron_page(report: ModelReport, key: StateKey, neurons: list[int], index: i
             "rank_by": stats.rank_by,
             "scale": scale,
             "scale_legend": activation_legend(scale),
-            "high_excerpts": excerpts(tokens, values, True, scale, label),
-            "low_excerpts": excerpts(tokens, values, False, scale, label),
+            "high_excerpts": excerpts(tokens, values, True, scale),
+            "low_excerpts": excerpts(tokens, values, False, scale),
             "contexts": top_contexts(tokens, values),
             "aurocs": feature_aurocs(concepts, neuron, (report.concepts.descriptions or {})
                                      if report.concepts is not None else {}),

@@ -16,6 +16,7 @@ from typing import Any
 from reportgen.capture import state_name
 from reportgen.heatmap import page_bounds
 from reportgen.pages import Page, Section, SiteOptions
+from reportgen.pages.expectancy import shown_tokens
 from reportgen.pages.neurons import neuron_page_path
 from reportgen.results import ModelReport, json_safe
 
@@ -44,7 +45,11 @@ def option_rows(options: dict[str, Any], prefix: str = "") -> list[tuple[str, st
 def layout_notes(report: ModelReport, options: SiteOptions) -> list[str]:
     """What the pages split or leave out to stay light, beside what the analyses sampled."""
     notes = []
-    n_pages = len(page_bounds(report.capture.n_tokens, options.tokens_per_page))
+    shown = shown_tokens(report.capture.n_tokens, options)
+    if shown < report.capture.n_tokens:
+        notes.append(f"the expectancy heatmap shows the text's first {shown:,} tokens of "
+                     f"{report.capture.n_tokens:,}; --expectancy-tokens sets how many")
+    n_pages = len(page_bounds(shown, options.tokens_per_page))
     if n_pages > 1:
         notes.append(f"the expectancy heatmap is split into {n_pages} pages of at most "
                      f"{options.tokens_per_page:,} tokens; --tokens-per-page sets how many")

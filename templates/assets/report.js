@@ -118,6 +118,9 @@
 // corpus text stays text. A [data-tips] box (a heatmap, a list) takes one Tab stop; the arrow
 // keys, Home and End then step through its items, which are made focusable only as they are
 // reached, so a page of 2,000 words carries no per-word attribute for it. Escape hides the tip.
+// A box with data-tip-rows="ID" (the expectancy text) has its spans as items and their tips in
+// the JSON table <script id="ID"> that heatmap.expectancy_tips writes: row i is span i's
+// [word] or [word, p, guess, per mille, guess, per mille, ...], with words as indices.
 (function () {
   "use strict";
   var tip = null;
@@ -146,11 +149,41 @@
     tip.style.left = (left + window.scrollX) + "px";
     tip.style.top = (top + window.scrollY) + "px";
   }
-  function show(target) {
+  function isRowBox(box) { return box.hasAttribute("data-tip-rows"); }
+  function itemsOf(box) {
+    if (!box.tipItems) {
+      var found = isRowBox(box) ? box.querySelectorAll(":scope > span") : box.querySelectorAll("[data-tip]");
+      box.tipItems = Array.prototype.slice.call(found);
+    }
+    return box.tipItems;
+  }
+  function tableOf(box) {
+    if (!box.tipTable) {
+      box.tipTable = JSON.parse(document.getElementById(box.getAttribute("data-tip-rows")).textContent);
+    }
+    return box.tipTable;
+  }
+  function probability(p) { // as heatmap.shown_probability: 0.0160, or 1.6e-05 below 0.001
+    return p >= 0.001 ? p.toFixed(4) : p.toExponential(1).replace(/e([+-])(\d)$/, "e$10$2");
+  }
+  function rowText(table, row) {
+    var word = table.words[row[0]];
+    if (row.length === 1) return word + ": first token, not predicted";
+    var guesses = [];
+    for (var i = 2; i + 1 < row.length; i += 2) {
+      guesses.push(table.words[row[i]] + " " + (row[i + 1] / 1000).toFixed(3));
+    }
+    return word + ": p = " + probability(row[1]) + "\nexpected: " + guesses.join(", ");
+  }
+  function tipText(item, box) {
+    if (!isRowBox(box)) return item.getAttribute("data-tip");
+    return rowText(tableOf(box), tableOf(box).rows[itemsOf(box).indexOf(item)]);
+  }
+  function show(target, box) {
     element();
     if (current && current !== target) current.removeAttribute("aria-describedby");
     current = target;
-    tip.textContent = target.getAttribute("data-tip");
+    tip.textContent = tipText(target, box);
     tip.style.left = "0px"; // measured at the left edge, so the page edge does not squeeze it
     tip.style.top = "0px";
     tip.hidden = false;
@@ -163,13 +196,14 @@
     current = null;
   }
   function itemOf(node, box) {
-    var item = node && node.closest ? node.closest("[data-tip]") : null;
-    return item && box.contains(item) ? item : null;
+    var item = node && node.closest ? node.closest(isRowBox(box) ? "span" : "[data-tip]") : null;
+    if (!item || !box.contains(item)) return null;
+    return !isRowBox(box) || item.parentNode === box ? item : null;
   }
   function step(box, key) {
-    var items = box.querySelectorAll("[data-tip]");
+    var items = itemsOf(box);
     if (!items.length) return;
-    var at = Array.prototype.indexOf.call(items, document.activeElement);
+    var at = items.indexOf(document.activeElement);
     var next;
     if (key === "Home") next = 0;
     else if (key === "End") next = items.length - 1;
@@ -183,21 +217,21 @@
   document.querySelectorAll("[data-tips]").forEach(function (box) {
     box.addEventListener("mouseover", function (event) {
       var item = itemOf(event.target, box);
-      if (item && item !== current) show(item);
+      if (item && item !== current) show(item, box);
     });
     box.addEventListener("mouseout", function (event) {
       if (current && !current.contains(event.relatedTarget)) {
         var focused = itemOf(document.activeElement, box);
-        if (focused) show(focused); else hide();
+        if (focused) show(focused, box); else hide();
       }
     });
     box.addEventListener("click", function (event) { // a tap on a touch screen
       var item = itemOf(event.target, box);
-      if (item) show(item);
+      if (item) show(item, box);
     });
     box.addEventListener("focusin", function (event) {
       var item = itemOf(event.target, box);
-      if (item) show(item);
+      if (item) show(item, box);
     });
     box.addEventListener("focusout", function () { hide(); });
     box.addEventListener("keydown", function (event) {
@@ -210,7 +244,7 @@
     });
   });
   document.addEventListener("pointerdown", function (event) {
-    if (current && !(event.target.closest && event.target.closest("[data-tip]"))) hide();
+    if (current && !(event.target.closest && event.target.closest("[data-tip], [data-tip-rows] > span"))) hide();
   });
   window.addEventListener("resize", hide);
 })();
