@@ -303,7 +303,7 @@ def test_a_tooltip_shows_markup_as_text(site: Path, browser: Any, tmp_path: Path
     source = page.read_text(encoding="utf-8")
     table = tip_table(source, "tips")
     table["words"][table["rows"][10][0]] = payload  # as the site writes any word: |tojson
-    written = jinja2.utils.htmlsafe_json_dumps(table, sort_keys=True, separators=(",", ":"))
+    written = str(jinja2.utils.htmlsafe_json_dumps(table, sort_keys=True, separators=(",", ":")))
     edited = re.sub(r'(<script type="application/json" id="tips">).*?(</script>)',
                     lambda match: match.group(1) + written + match.group(2), source, flags=re.S)
     assert edited != source and "<img" not in edited
