@@ -109,6 +109,12 @@ class PairAlignment:
     a_to_b: UnitAlignment
     b_to_a: UnitAlignment
 
+    def summary(self) -> dict[str, float]:
+        """Mean matched |r| and the share above each threshold."""
+        values = self.a_to_b.matched_abs
+        return {"matched_mean": float(values.mean()) if values.size else float("nan"),
+                **{f"matched_share_{t:g}": self.a_to_b.share_above(t) for t in THRESHOLDS}}
+
 
 @dataclass
 class AlignmentResult:
@@ -163,12 +169,6 @@ class AlignmentResult:
                                 "state": state_name(pair.key),
                                 "rank": i / max(len(values) - 1, 1), "abs_r": float(value)})
         return records
-
-    def summary(self, pair: PairAlignment) -> dict[str, float]:
-        """Mean matched |r| and the share above each threshold, for one pair and state."""
-        values = pair.a_to_b.matched_abs
-        return {"matched_mean": float(values.mean()) if values.size else float("nan"),
-                **{f"matched_share_{t:g}": pair.a_to_b.share_above(t) for t in THRESHOLDS}}
 
 
 def align_models(samples: dict[str, StateSample],

@@ -15,7 +15,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from reportgen.analysis.alignment import THRESHOLDS, UNMATCHED, AlignmentResult
+from reportgen.analysis.alignment import THRESHOLDS, UNMATCHED, AlignmentResult, UnitAlignment
 from reportgen.analysis.similarity import SimilarityResult
 from reportgen.capture import StateKey, state_name
 from reportgen.charts import matched_correlation_chart, similarity_matrix_chart
@@ -115,7 +115,7 @@ def share_rows(alignment: AlignmentResult, similarity: SimilarityResult) -> list
     cka = {(s.model_a, s.model_b, s.key_a): s.cka for s in similarity.across}
     return [{"model_a": pair.model_a, "model_b": pair.model_b, "state": state_name(pair.key),
              "cka": cka.get((pair.model_a, pair.model_b, pair.key), math.nan),
-             **alignment.summary(pair)} for pair in alignment.pairs]
+             **pair.summary()} for pair in alignment.pairs]
 
 
 def labelled_rows(alignment: AlignmentResult, pages: UnitPages) -> list[dict[str, Any]]:
@@ -180,7 +180,7 @@ def alignment_pages(alignment: AlignmentResult, keys: list[StateKey], pages: Uni
     return found
 
 
-def match_cells(pages: UnitPages, other: str, key: StateKey, units: Any,
+def match_cells(pages: UnitPages, other: str, key: StateKey, units: UnitAlignment,
                 unit: int) -> dict[str, Any]:
     matched, best = int(units.matched[unit]), int(units.best[unit])
     return {
