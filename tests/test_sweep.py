@@ -241,7 +241,8 @@ def test_comparison_page_and_model_pages_draw_in_a_browser(compared: CliResult,
     for check in checks:
         assert check.problems() == []
     assert [chart.id for chart in checks[0].charts] == [
-        "chart-perplexity", "chart-mean-abs", "chart-near-zero", "chart-kl-scores"]
+        "chart-perplexity", "chart-mean-abs", "chart-near-zero", "chart-kl-scores",
+        "chart-alignment-curve", "chart-cka-models", "chart-cka-layers"]
 
 
 def test_config_file_lists_models_and_selects_them_by_name(cli: CliServer, work: Path,

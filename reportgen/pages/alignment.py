@@ -119,7 +119,11 @@ def share_rows(alignment: AlignmentResult, similarity: SimilarityResult) -> list
 
 
 def labelled_rows(alignment: AlignmentResult, pages: UnitPages) -> list[dict[str, Any]]:
-    """Every labelled unit and its one-to-one match in each other model."""
+    """Every labelled unit and its one-to-one match in each other model, the units whose
+    strongest label is rarest first: a real model has one or two quote units and dozens of
+    month units, and the page shows only the first `LABELLED_ROWS`."""
+    strongest = [labels[0] for units in alignment.labels.values() for labels in units if labels]
+    rarity = {feature: strongest.count(feature) for feature in set(strongest)}
     rows = []
     for model, other, key, units in alignment.directed():
         for unit, labels in enumerate(alignment.labels.get((model, key), ())):
@@ -136,7 +140,7 @@ def labelled_rows(alignment: AlignmentResult, pages: UnitPages) -> list[dict[str
                 "r": float(units.matched_r[unit]), "matched_labels": matched_labels,
                 "shared": bool(set(labels) & set(matched_labels.split())),
             })
-    return rows
+    return sorted(rows, key=lambda row: rarity[row["labels"].split()[0]])  # stable: page order
 
 
 def context(alignment: AlignmentResult, similarity: SimilarityResult, keys: list[StateKey],
