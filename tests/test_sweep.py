@@ -237,7 +237,8 @@ def test_comparison_page_and_model_pages_draw_in_a_browser(compared: CliResult,
     with chromium() as browser:
         context = checking_context(browser)
         checks = [check_page(context, work / "compared", page)
-                  for page in ("index.html", "late/index.html", "late/neurons.html")]
+                  for page in ("index.html", "late/index.html", "late/neurons.html",
+                               "alignment/late-L1-h.html")]
     for check in checks:
         assert check.problems() == []
     assert [chart.id for chart in checks[0].charts] == [
