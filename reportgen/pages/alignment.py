@@ -147,6 +147,7 @@ def context(alignment: AlignmentResult, similarity: SimilarityResult, keys: list
             pages: UnitPages, n_positions: int) -> dict[str, Any]:
     """What the comparison page's across-model sections show, besides the charts."""
     labelled = labelled_rows(alignment, pages)
+    aligned = {(model, key) for model, _, key, _ in alignment.directed()}  # those with a page
     return {
         "n_positions": n_positions,
         "thresholds": THRESHOLDS,
@@ -154,8 +155,8 @@ def context(alignment: AlignmentResult, similarity: SimilarityResult, keys: list
         "labelled": labelled[:LABELLED_ROWS],
         "n_labelled": len(labelled),
         "alignment_pages": [{"model": m, "links": [
-            {"state": state_name(k), "href": alignment_page_path(m, k)} for k in keys]}
-            for m in alignment.models] if alignment.pairs else [],
+            {"state": state_name(k), "href": alignment_page_path(m, k)} for k in keys
+            if (m, k) in aligned]} for m in alignment.models],
         "alignment_table": ALIGNMENT_TABLE,
         "similarity_table": SIMILARITY_TABLE,
     }
