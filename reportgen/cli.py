@@ -27,6 +27,7 @@ from threadpoolctl import threadpool_limits
 from reportgen.analysis.concepts import LABEL_THRESHOLD, WITHIN_THRESHOLD
 from reportgen.analysis.distributions import RANK_BY_CHOICES
 from reportgen.analysis.embedding import EmbeddingOptions, available_cores
+from reportgen.analysis.state_sample import SAMPLE_POSITIONS
 from reportgen.capture import DECODER_DTYPES, CaptureOptions
 from reportgen.capture_cache import DEFAULT_LIMIT_GB, default_cache_folder
 from reportgen.combine import DEFAULT_TITLE, combine_reports
@@ -346,6 +347,14 @@ def add_report_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--rank-by", choices=RANK_BY_CHOICES, default="score",
                         help="rank neurons by KL(p||q) + KL(q||p) (score), or by one of them "
                              "(default: %(default)s)")
+    parser.add_argument("--comparison-positions", type=positive_int, default=SAMPLE_POSITIONS,
+                        metavar="N",
+                        help="positions of the text, seeded and the same for every model, at "
+                             "which data/comparable/ keeps the states as float16 for comparing "
+                             "models (unit alignment, CKA); N x units x 4 states x 2 bytes: 21 "
+                             "MB for a 2x650 model at the default. Fewer shrink the report and "
+                             "make the figures noisier; models compare only at the same N "
+                             "(default: %(default)s)")
     add_concept_arguments(parser)
     add_cluster_arguments(parser)
     add_capture_arguments(parser)
@@ -473,7 +482,8 @@ def run_report_command(args: argparse.Namespace) -> None:
         embedding=embedding_options(args), embed_states=() if args.no_clusters else (tuple(args.maps) if args.maps else None),
         site=SiteOptions(tokens_per_page=args.tokens_per_page, top_neurons=args.top_neurons,
                          expectancy_scale=args.expectancy_scale, images=not args.no_images,
-                         all_figures=args.all_figures),
+                         all_figures=args.all_figures,
+                         comparison_positions=args.comparison_positions),
         quiet=args.quiet,
     )
     if comparing:

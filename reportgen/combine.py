@@ -67,7 +67,7 @@ def check_same_positions(reports: Sequence[ComparableReport]) -> None:
         if not np.array_equal(report.sample.positions, first.sample.positions):
             raise ReportgenError(
                 f"{first.folder} and {report.folder} keep their states at different sampled "
-                "positions; render both with the same reportgen version and --max-tokens")
+                "positions; render both with the same --max-tokens and --comparison-positions")
 
 
 def relations_of(reports: Sequence[ComparableReport], comparison: Comparison) -> Relations:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from reportgen.analysis.comparison import ModelFigures, StateFigures, figures_of
-from reportgen.analysis.state_sample import StateSample, sample_states
+from reportgen.analysis.state_sample import SAMPLE_POSITIONS, StateSample, sample_states
 from reportgen.capture import state_name
 from reportgen.errors import ReportgenError
 from reportgen.results import ModelReport, json_safe
@@ -55,8 +55,9 @@ def figures_payload(figures: ModelFigures) -> dict[str, Any]:
     return {"format": FORMAT, **payload}
 
 
-def export(report: ModelReport, data: Path) -> None:
-    """Write `data/comparable/` for a report that has its distributions (every CLI report)."""
+def export(report: ModelReport, data: Path, positions: int = SAMPLE_POSITIONS) -> None:
+    """Write `data/comparable/` for a report that has its distributions (every CLI report),
+    with the states at `positions` sampled positions."""
     if report.distributions is None:
         return
     folder = data / FOLDER
@@ -64,7 +65,7 @@ def export(report: ModelReport, data: Path) -> None:
     (folder / FIGURES).write_text(json.dumps(json_safe(figures_payload(figures_of(report))),
                                              indent=1, sort_keys=True, allow_nan=False) + "\n",
                                   encoding="utf-8")
-    sample = sample_states(report.capture)
+    sample = sample_states(report.capture, positions)
     np.save(folder / POSITIONS, sample.positions)
     for key, values in sample.states.items():
         np.save(folder / f"{state_name(key)}.npy", values)

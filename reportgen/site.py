@@ -145,7 +145,7 @@ def write_model_folder(report: ModelReport, folder: Path, home: str = "",
     for module in SECTIONS:
         if module.section(report) is not None:
             module.export(report, data)
-    comparable.export(report, data)
+    comparable.export(report, data, options.comparison_positions)
     report.timings["render"] = round(time.perf_counter() - started, 3)
     overview.export(report, data)
 

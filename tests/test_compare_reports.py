@@ -168,7 +168,7 @@ def test_alignment_page_links_resolve(combined: CliResult, work: Path) -> None:
 
 
 @pytest.mark.parametrize("case", ["not-a-folder", "not-a-report", "single", "old-report",
-                                  "other-text", "out-is-input"])
+                                  "other-text", "other-sample", "out-is-input"])
 def test_bad_input_to_compare_is_one_clear_line(cli: CliServer, work: Path, case: str) -> None:
     first, second = (f"reports/{name}" for name in NAMES)
     if case == "old-report":
@@ -178,6 +178,11 @@ def test_bad_input_to_compare_is_one_clear_line(cli: CliServer, work: Path, case
         shorter = cli.run(["report", f"runs/{NAMES[1]}/model.pt", "--data", "corpus", "--out",
                            "shorter", *REPORT_FLAGS[:-1], "1000"], work)
         assert shorter.returncode == 0, shorter.stderr
+    if case == "other-sample":
+        sparse = cli.run(["report", f"runs/{NAMES[1]}/model.pt", "--data", "corpus", "--out",
+                          "sparse", "--comparison-positions", "700", *REPORT_FLAGS], work)
+        assert sparse.returncode == 0, sparse.stderr
+        assert np.load(work / "sparse" / "data" / "comparable" / "L2-c.npy").shape == (700, 24)
     arguments, fragments = {
         "not-a-folder": ([first, "missing"], ["missing: no such folder"]),
         "not-a-report": ([first, "corpus"], ["corpus: not a reportgen report folder"]),
@@ -185,6 +190,8 @@ def test_bad_input_to_compare_is_one_clear_line(cli: CliServer, work: Path, case
         "old-report": ([first, "old"], ["old: this report has no data/comparable/",
                                         "render it again"]),
         "other-text": ([first, "shorter"], ["different texts", "1,500 and 1,000 tokens"]),
+        "other-sample": ([first, "sparse"], ["different sampled positions",
+                                             "--comparison-positions"]),
         "out-is-input": ([first, second], ["overlaps the report"]),
     }[case]
     out = second if case == "out-is-input" else f"bad-{case}"

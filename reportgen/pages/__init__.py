@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from reportgen.analysis.state_sample import SAMPLE_POSITIONS
+
 
 @dataclass
 class ChartSpec:
@@ -55,3 +57,4 @@ class SiteOptions:
     top_neurons: int = 20  # neuron pages per layer and state
     images: bool = True  # also write PNG and SVG figures under img/
     all_figures: bool = False  # figures of every top neuron's page too, not only the main charts
+    comparison_positions: int = SAMPLE_POSITIONS  # states kept in data/comparable/ per layer-state
