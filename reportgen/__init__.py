@@ -39,6 +39,7 @@ __all__ = [
     "Capture", "CaptureOptions", "EmbeddingOptions", "ModelSpec", "NeuronOptions", "ReportConfig", "ReportgenError",
     "SiteOptions", "TrainConfig", "Vocabulary", "analyse_concepts", "analyse_distributions",
     "align_models", "build_report", "build_reports", "cached_capture", "capture", "combine_reports",
-    "compare", "compare_representations", "embed", "read_comparable", "sample_states", "load_checkpoint", "read_feature_file", "run_demo", "token_features", "tokenize",
+    "compare", "compare_representations", "embed", "load_checkpoint", "read_comparable",
+    "read_feature_file", "run_demo", "sample_states", "token_features", "tokenize",
     "train", "train_sweep", "vocabulary_from_file", "vocabulary_from_folder",
 ]

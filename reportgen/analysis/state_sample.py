@@ -2,8 +2,9 @@
 the representation similarity of several models need, small enough to keep in every report.
 
 The positions depend only on the number of tokens, the sample size (`--comparison-positions`,
-default `SAMPLE_POSITIONS`) and `SAMPLE_SEED`, never on the model or on `--seed`, so every model read on the same text is sampled at the same positions, and two
-reports rendered on different machines can be compared without their models. The states are
+default `SAMPLE_POSITIONS`) and `SAMPLE_SEED`, never on the model or on `--seed`, so every model
+read on the same text is sampled at the same positions, and two reports rendered on different
+machines can be compared without their models. The states are
 kept as float16: on the WikiText-2 2x200 model (20k tokens, L1 against L2 and h against c)
 unit correlations from float16 differ from those of float32 by at most 3.5e-5 and CKA by at
 most 1e-6, far below the sampling error of the sample itself (about 1/sqrt(4000) = 0.016 for a
