@@ -10,12 +10,17 @@ The whole report is `build_report(ReportConfig(...))`; every stage is public on 
     embed(cap, 1, "h").chart("ward")        # t-SNE map of layer 1's hidden state, clustered
 """
 
+from reportgen.analysis.alignment import align_models
 from reportgen.analysis.comparison import compare
 from reportgen.analysis.concepts import analyse_concepts
 from reportgen.analysis.distributions import analyse_distributions
 from reportgen.analysis.embedding import EmbeddingOptions, embed
+from reportgen.analysis.similarity import compare_representations
+from reportgen.analysis.state_sample import sample_states
 from reportgen.capture import Capture, CaptureOptions, capture
 from reportgen.capture_cache import cached_capture
+from reportgen.combine import combine_reports
+from reportgen.comparable import read_comparable
 from reportgen.corpus import Vocabulary, tokenize, vocabulary_from_file, vocabulary_from_folder
 from reportgen.demo import run_demo
 from reportgen.errors import ReportgenError
@@ -33,6 +38,8 @@ __version__ = reportgen_version()
 __all__ = [
     "Capture", "CaptureOptions", "EmbeddingOptions", "ModelSpec", "NeuronOptions", "ReportConfig", "ReportgenError",
     "SiteOptions", "TrainConfig", "Vocabulary", "analyse_concepts", "analyse_distributions",
-    "build_report", "build_reports", "cached_capture", "capture", "compare", "embed", "load_checkpoint", "read_feature_file", "run_demo", "token_features", "tokenize",
+    "align_models", "build_report", "build_reports", "cached_capture", "capture", "combine_reports",
+    "compare", "compare_representations", "embed", "load_checkpoint", "read_comparable",
+    "read_feature_file", "run_demo", "sample_states", "token_features", "tokenize",
     "train", "train_sweep", "vocabulary_from_file", "vocabulary_from_folder",
 ]

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from reportgen.capture import TOP_K, Capture, CaptureOptions, capture, state_name
+from reportgen.corpus import strings_sha256, vocabulary_sha256
 from reportgen.errors import ReportgenError
 from reportgen.model import RNNModel
 
@@ -71,23 +72,15 @@ class CaptureKey:
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
-def _strings_sha256(strings: list[str]) -> str:
-    digest = hashlib.sha256()
-    for string in strings:
-        digest.update(string.encode("utf-8", "surrogatepass"))
-        digest.update(b"\0")
-    return digest.hexdigest()
-
-
 def capture_key(checkpoint_sha256: str, token_ids: np.ndarray, tokens: list[str],
                 vocabulary: list[str], options: CaptureOptions) -> CaptureKey:
     ids = np.ascontiguousarray(token_ids, dtype=np.int64)
     tokens_digest = hashlib.sha256(ids.tobytes())
-    tokens_digest.update(_strings_sha256(tokens).encode("ascii"))
+    tokens_digest.update(strings_sha256(tokens).encode("ascii"))
     return CaptureKey(
         checkpoint_sha256=checkpoint_sha256,
         tokens_sha256=tokens_digest.hexdigest(),
-        vocabulary_sha256=_strings_sha256(vocabulary),
+        vocabulary_sha256=vocabulary_sha256(vocabulary),
         dtype=options.dtype,
         decoder_dtype=options.decoder_dtype,
     )

@@ -27,8 +27,10 @@ from threadpoolctl import threadpool_limits
 from reportgen.analysis.concepts import LABEL_THRESHOLD, WITHIN_THRESHOLD
 from reportgen.analysis.distributions import RANK_BY_CHOICES
 from reportgen.analysis.embedding import EmbeddingOptions, available_cores
+from reportgen.analysis.state_sample import SAMPLE_POSITIONS
 from reportgen.capture import DECODER_DTYPES, CaptureOptions
 from reportgen.capture_cache import DEFAULT_LIMIT_GB, default_cache_folder
+from reportgen.combine import DEFAULT_TITLE, combine_reports
 from reportgen.demo import DEMO_VERSION, run_demo
 from reportgen.errors import ReportgenError
 from reportgen.heatmap import SCALES
@@ -67,6 +69,8 @@ examples:
   reportgen report runs/*/model.pt --data wikitext-2 --out comparison
       one report per model and a comparison page; name=PATH:dropout=0.5:seed=2 gives
       settings the checkpoint lacks, and --config models.toml lists the models instead
+  reportgen compare reports/d0.2 reports/d0.5 --out comparison
+      the same comparison page from reports rendered separately (one job per model)
 
 Run `reportgen COMMAND --help` for each command's options.
 """
@@ -353,6 +357,14 @@ def add_report_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--rank-by", choices=RANK_BY_CHOICES, default="score",
                         help="rank neurons by KL(p||q) + KL(q||p) (score), or by one of them "
                              "(default: %(default)s)")
+    parser.add_argument("--comparison-positions", type=positive_int, metavar="N",
+                        help="keep the states at N positions of the text (seeded, the same for "
+                             f"every model) in data/comparable/, so that `reportgen compare` "
+                             f"can align this model's units with other models' later, e.g. "
+                             f"{SAMPLE_POSITIONS}; they take N x units x 4 states x 2 bytes, "
+                             f"21 MB for a 2x650 model at {SAMPLE_POSITIONS}, and models "
+                             "compare only at the same N (default: none for one model, "
+                             f"{SAMPLE_POSITIONS} for several, whose comparison uses them)")
     add_concept_arguments(parser)
     add_cluster_arguments(parser)
     add_capture_arguments(parser)
@@ -363,6 +375,28 @@ def add_report_parser(commands: argparse._SubParsersAction) -> None:
                         help="DANGEROUS: unpickle the checkpoint without the class allowlist, "
                              "which runs any code it contains; only for files you trust")
     add_images_flag(parser)
+    add_common(parser)
+
+
+def add_compare_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "compare", help="compare finished reports, without their models",
+        description="Combine report folders that `reportgen report` wrote for models read on "
+                    "the same text (for example one cluster job per model) into one site: "
+                    "OUT/NAME/ is a copy of each report, OUT/index.html compares them against "
+                    "dropout, matches their units one to one (Hungarian algorithm on |r|) and "
+                    "gives the linear CKA of their layers, from the states each report keeps "
+                    "at the same sampled positions in data/comparable/. The page equals the "
+                    "one a multi-model `reportgen report` of the same models writes.",
+    )
+    parser.add_argument("reports", nargs="+", metavar="REPORT_DIR",
+                        help="report folders, at least two, each [NAME=]DIR; NAME replaces "
+                             "the model's own name (default: the name its report was given)")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="comparison folder; replaced atomically when the run succeeds")
+    parser.add_argument("--name", help=f"title of the comparison page (default: {DEFAULT_TITLE})")
+    parser.add_argument("--no-images", action="store_true",
+                        help="skip the PNG and SVG figures of the comparison page under img/")
     add_common(parser)
 
 
@@ -377,6 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_demo_parser(commands)
     add_train_parser(commands)
     add_report_parser(commands)
+    add_compare_parser(commands)
     return parser
 
 
@@ -459,7 +494,8 @@ def run_report_command(args: argparse.Namespace) -> None:
         site=SiteOptions(tokens_per_page=args.tokens_per_page, top_neurons=args.top_neurons,
                          expectancy_tokens=args.expectancy_tokens,
                          expectancy_scale=args.expectancy_scale, images=not args.no_images,
-                         all_figures=args.all_figures),
+                         all_figures=args.all_figures,
+                         comparison_positions=args.comparison_positions or 0),
         quiet=args.quiet,
     )
     if comparing:
@@ -472,7 +508,13 @@ def run_report_command(args: argparse.Namespace) -> None:
     print(f"report written to {out}/index.html")
 
 
-COMMANDS = {"demo": run_demo_command, "train": run_train_command, "report": run_report_command}
+def run_compare_command(args: argparse.Namespace) -> None:
+    combine_reports(args.reports, args.out, args.name, SiteOptions(images=not args.no_images))
+    print(f"comparison written to {args.out}/index.html")
+
+
+COMMANDS = {"demo": run_demo_command, "train": run_train_command, "report": run_report_command,
+            "compare": run_compare_command}
 
 
 @contextmanager

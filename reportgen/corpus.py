@@ -23,6 +23,22 @@ UNK = "<unk>"
 SPLITS = ("train.txt", "valid.txt", "test.txt")
 
 
+def strings_sha256(strings: Iterable[str]) -> str:
+    """SHA-256 of strings, each followed by a NUL byte: no word can hold one, so no two lists
+    hash alike by moving a boundary. Lone surrogates (undecodable bytes) are hashed as they are."""
+    digest = hashlib.sha256()
+    for string in strings:
+        digest.update(string.encode("utf-8", "surrogatepass"))
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def vocabulary_sha256(words: Iterable[str]) -> str:
+    """The one hash of a vocabulary, in id order, used by the capture cache and the comparison:
+    two models compare only if their ids mean the same words."""
+    return strings_sha256(words)
+
+
 @dataclass
 class Vocabulary:
     """Word <-> id, in first-appearance order, as `data.Dictionary` builds it."""

@@ -22,11 +22,14 @@ from types import ModuleType
 import jinja2
 import vl_convert
 
+from reportgen import comparable
 from reportgen.analysis.comparison import Comparison
 from reportgen.capture_cache import process_is_alive
 from reportgen.errors import ReportgenError
 from reportgen.images import IMAGE_FOLDER, write_images, write_svg_and_png
 from reportgen.pages import comparison as comparison_page
+from reportgen.pages.alignment import alignment_prefix
+from reportgen.pages.comparison import Relations
 from reportgen.pages import (Page, Section, SiteOptions, clusters, concepts, expectancy, neurons,
                              overview)
 from reportgen.progress import Progress, progress_enabled
@@ -98,6 +101,7 @@ def render_page(env: jinja2.Environment, page: Page, report: ModelReport, home: 
         nav=nav,
         charts=page.charts,
         version=reportgen_version(),
+        alignment_prefix=f"{up}{home}{alignment_prefix(report.summary.name)}" if home else "",
         **page.context,
     )
 
@@ -142,6 +146,7 @@ def write_model_folder(report: ModelReport, folder: Path, home: str = "",
     for module in SECTIONS:
         if module.section(report) is not None:
             module.export(report, data)
+    comparable.export(report, data, options.comparison_positions)
     report.timings["render"] = round(time.perf_counter() - started, 3)
     overview.export(report, data)
 
@@ -288,24 +293,32 @@ def write_site(report: ModelReport, out: Path, options: SiteOptions | None = Non
 
 
 def write_comparison(comparison: Comparison, folder: Path, title: str,
-                     options: SiteOptions | None = None) -> None:
-    """The top of a comparison site: `index.html`, `data/comparison.csv` and `img/` figures.
+                     options: SiteOptions | None = None,
+                     relations: Relations | None = None) -> None:
+    """The top of a comparison site: `index.html`, the `alignment/` pages, `data/comparison.csv`,
+    `alignment.csv`, `similarity.csv` and the `img/` figures of the comparison page.
 
-    The models' own folders are written beside it by `write_model_folder(..., home="../")`.
+    The models' own folders are written beside it first, by `write_model_folder(...,
+    home="../")`, so that the alignment pages can link the unit pages they hold.
     """
     options = options or SiteOptions()
-    page = comparison_page.page(comparison, title)
-    html = make_environment().get_template(page.template).render(
-        page_title=page.title, site_title=title, root="", home="",
-        nav=[{"title": "Comparison", "href": page.path, "current": True}],
-        charts=page.charts, version=reportgen_version(), **page.context,
-    )
-    (folder / page.path).write_text(html, encoding="utf-8")
+    pages = comparison_page.pages(comparison, title, folder, relations)
+    env = make_environment()
+    for page in pages:
+        up = "../" * page.path.count("/")
+        html = env.get_template(page.template).render(
+            page_title=page.title, site_title=title, root=up, home=up,
+            nav=[{"title": "Comparison", "href": up + comparison_page.PAGE,
+                  "current": page.path == comparison_page.PAGE}],
+            charts=page.charts, version=reportgen_version(), alignment_prefix="", **page.context,
+        )
+        (folder / page.path).parent.mkdir(parents=True, exist_ok=True)
+        (folder / page.path).write_text(html, encoding="utf-8")
     data = folder / "data"
     data.mkdir(parents=True, exist_ok=True)
-    comparison_page.export(comparison, data)
+    comparison_page.export(comparison, data, relations)
     if options.images:
         images = folder / IMAGE_FOLDER
         images.mkdir(parents=True, exist_ok=True)
-        for chart in page.charts:
+        for chart in pages[0].charts:
             write_svg_and_png(vl_convert.vegalite_to_svg(chart.spec), images, chart.image_name)

@@ -6,8 +6,10 @@ sweep runs for hours and one crash (out of memory, a full disk) must not lose th
 `OUT/sweep.csv` is rewritten after every run, so even a killed sweep leaves its table.
 
 `build_reports` renders several trained models read on the same text: `OUT/<name>/` is each
-model's full report, `OUT/index.html` the comparison page and `OUT/data/comparison.csv` its
-table. The pages of every model share the one Vega bundle in `OUT/assets/` (as DESIGN.md 4 lays
+model's full report, `OUT/index.html` the comparison page, `OUT/alignment/` each model's units
+matched in the others, and `OUT/data/` the comparison's exports. The comparison is built from
+what each model folder keeps in `data/comparable/`, read back from the folder just written, as
+`reportgen compare` reads it from separately rendered reports (`reportgen.combine`). The pages of every model share the one Vega bundle in `OUT/assets/` (as DESIGN.md 4 lays
 out) rather than copying its 0.9 MB into each folder; a model folder holds all of its own pages
 and exports, and `reportgen report` on that one checkpoint gives a folder that stands alone.
 Models are analysed one after another and only their figures are kept, so memory stays that of
@@ -30,7 +32,10 @@ from typing import Any
 
 import pandas as pd
 
-from reportgen.analysis.comparison import Comparison, ModelFailure, compare, figures_of
+from reportgen.analysis.comparison import Comparison, ModelFailure
+from reportgen.analysis.state_sample import SAMPLE_POSITIONS
+from reportgen.combine import DEFAULT_TITLE, MODEL_NAME, RESERVED_NAMES, write_comparison_site
+from reportgen.comparable import read_comparable
 from reportgen.corpus import Text, Vocabulary, tokenize, vocabulary_from_folder
 from reportgen.csv_safety import neutralise_formulas
 from reportgen.errors import ReportgenError
@@ -41,17 +46,14 @@ from reportgen.report import (Inputs, ReportConfig, analyse, check_output_path, 
                               check_annotations, progress_flag, read_feature_files, resolve_text_path,
                               resolve_vocabulary, timed)
 from reportgen.results import ModelReport
-from reportgen.site import atomic_folder, write_assets, write_comparison, write_model_folder
+from reportgen.site import atomic_folder, write_assets, write_model_folder
 from reportgen.train import TrainConfig, TrainResult, train
 
 SWEEP_TABLE = "sweep.csv"
-MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-RESERVED_NAMES = ("assets", "data", "index.html")  # what the comparison site keeps at its top
 SETTING_SUFFIX = re.compile(r":([A-Za-z_]+)=([^:/]*)$")
 MODEL_SETTINGS = ("dropout", "seed")
 MODELS_FILE_KEYS = ("data", "text", "vocabulary", "models")
 MODEL_ENTRY_KEYS = ("name", "checkpoint", "dropout", "seed")
-DEFAULT_TITLE = "Model comparison"
 
 
 # Training sweeps ---------------------------------------------------------------------------
@@ -480,7 +482,9 @@ def build_reports(models: Sequence[ModelSpec], config: ReportConfig) -> Comparis
         check_output_path(model_config(config, spec))
     resolve_device(config.capture.device)
     prepared = prepare(models, config)
-    figures, failures = [], list(prepared.failures)
+    site = replace(config.site,
+                   comparison_positions=config.site.comparison_positions or SAMPLE_POSITIONS)
+    written, failures = [], list(prepared.failures)
     with atomic_folder(config.out) as folder:
         write_assets(folder)
         for index, spec in enumerate(prepared.models, start=1):
@@ -492,15 +496,15 @@ def build_reports(models: Sequence[ModelSpec], config: ReportConfig) -> Comparis
             except ReportgenError as error:
                 failures.append(ModelFailure(name, str(spec.checkpoint), str(error)))
                 continue
-            write_model_folder(report, folder / name, "../", config.site, progress_flag(config))
-            figures.append(figures_of(report, href=f"{name}/index.html"))
+            write_model_folder(report, folder / name, "../", site, progress_flag(config))
+            written.append(read_comparable(folder / name, href=f"{name}/index.html"))
             note(f"[{index}/{len(prepared.models)}] {name}: perplexity "
                  f"{report.summary.perplexity:.2f}, {time.perf_counter() - started:.0f} s",
                  not config.quiet)
             del report  # its capture: one model's states at a time
-        if not figures:
+        if not written:
             raise ReportgenError(f"no model could be analysed: {failures[0].name}: "
                                  f"{failures[0].message}")
-        comparison = compare(figures, failures)
-        write_comparison(comparison, folder, config.name or DEFAULT_TITLE, config.site)
+        comparison = write_comparison_site(written, failures, folder,
+                                           config.name or DEFAULT_TITLE, site)
     return ComparisonRun(Path(config.out), comparison)

@@ -237,11 +237,13 @@ def test_comparison_page_and_model_pages_draw_in_a_browser(compared: CliResult,
     with chromium() as browser:
         context = checking_context(browser)
         checks = [check_page(context, work / "compared", page)
-                  for page in ("index.html", "late/index.html", "late/neurons.html")]
+                  for page in ("index.html", "late/index.html", "late/neurons.html",
+                               "alignment/late-L1-h.html")]
     for check in checks:
         assert check.problems() == []
     assert [chart.id for chart in checks[0].charts] == [
-        "chart-perplexity", "chart-mean-abs", "chart-near-zero", "chart-kl-scores"]
+        "chart-perplexity", "chart-mean-abs", "chart-near-zero", "chart-kl-scores",
+        "chart-alignment-curve", "chart-cka-models", "chart-cka-layers"]
 
 
 def test_config_file_lists_models_and_selects_them_by_name(cli: CliServer, work: Path,

@@ -27,7 +27,6 @@ Definitions, and why:
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from reportgen.capture import StateKey, state_name
+from reportgen.corpus import vocabulary_sha256
 from reportgen.errors import ReportgenError
 from reportgen.results import ModelReport, ModelSummary
 
@@ -64,6 +64,7 @@ class StateFigures:
     mean_abs: float  # mean |activation| over all positions and neurons
     n_near_zero: int
     kl_scores: np.ndarray  # (H,) float64 KL(p||q) + KL(q||p), NaN without values in the interval
+    labels: tuple[tuple[str, ...], ...] = ()  # H tuples of feature names, strongest first; () unknown
 
     @property
     def near_zero_share(self) -> float:
@@ -117,13 +118,17 @@ def training_settings(summary: ModelSummary) -> tuple[float | None, int | None]:
     return (None if dropout is None else float(dropout)), (None if seed is None else int(seed))
 
 
-def vocabulary_digest(words: Sequence[str]) -> str:
-    """SHA-256 of the vocabulary in id order: two models compare only if their ids mean the same."""
-    return hashlib.sha256("\n".join(words).encode("utf-8")).hexdigest()
-
-
 def optional_float(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+def unit_labels(report: ModelReport, key: StateKey) -> tuple[tuple[str, ...], ...]:
+    """Each unit's concept labels (feature names, strongest first), to follow them across
+    models; () when the report has no concepts."""
+    if report.concepts is None or key not in report.concepts.states:
+        return ()
+    return tuple(tuple(feature for feature, _ in labels)
+                 for labels in report.concepts.states[key].labels)
 
 
 def figures_of(report: ModelReport, href: str = "") -> ModelFigures:
@@ -136,7 +141,8 @@ def figures_of(report: ModelReport, href: str = "") -> ModelFigures:
     dropout, seed = training_settings(report.summary)
     states = [
         StateFigures(key, stats.n_neurons, stats.mean_abs_activation,
-                     int(stats.near_zero.sum()), stats.kl_p_q + stats.kl_q_p)
+                     int(stats.near_zero.sum()), stats.kl_p_q + stats.kl_q_p,
+                     unit_labels(report, key))
         for key, stats in report.distributions.states.items()
     ]
     summary = report.summary
@@ -144,7 +150,7 @@ def figures_of(report: ModelReport, href: str = "") -> ModelFigures:
         name=summary.name, dropout=dropout, seed=seed, perplexity=summary.perplexity,
         n_tokens=summary.n_tokens, text_name=summary.text_name,
         text_sha256=summary.text_sha256,
-        vocabulary_sha256=vocabulary_digest(report.capture.vocabulary),
+        vocabulary_sha256=vocabulary_sha256(report.capture.vocabulary),
         vocabulary_size=summary.vocabulary_size,
         valid_perplexity=optional_float(summary.metadata.get("valid_perplexity")),
         test_perplexity=optional_float(summary.metadata.get("test_perplexity")),

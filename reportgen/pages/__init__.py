@@ -14,6 +14,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from reportgen.analysis.state_sample import SAMPLE_POSITIONS
+
 SIGNIFICANT_DIGITS = 4  # of a chart's numbers: beyond what any axis, tooltip or figure shows
 
 
@@ -84,3 +86,6 @@ class SiteOptions:
     top_neurons: int = 20  # neuron pages per layer and state
     images: bool = True  # also write PNG and SVG figures under img/
     all_figures: bool = False  # figures of every top neuron's page too, not only the main charts
+    # states kept in data/comparable/ per layer-state for `reportgen compare`; 0 keeps none (a
+    # 2x650 model's 4,000 are 21 MB), and a multi-model report keeps SAMPLE_POSITIONS then
+    comparison_positions: int = 0

@@ -1,5 +1,6 @@
 """The comparison page of several models: `index.html` at the top of the site, and
-`data/comparison.csv`.
+`data/comparison.csv`; with `Relations`, also the units and representations across models
+(`reportgen.pages.alignment`).
 
 The page shows the charts of `Comparison.charts()` against dropout, the failed models, and two
 tables: one row per model, and one per model and layer-state; each model's name links to its
@@ -8,18 +9,31 @@ own report in `<name>/index.html`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reportgen.analysis.alignment import AlignmentResult
 from reportgen.analysis.comparison import Comparison
 from reportgen.analysis.distributions import NEAR_ZERO_BOUND, NEAR_ZERO_SHARE
+from reportgen.analysis.similarity import SimilarityResult
 from reportgen.capture import state_name
 from reportgen.csv_safety import neutralise_formulas
 from reportgen.pages import ChartSpec, Page
+from reportgen.pages import alignment as across
 from reportgen.pages.neurons import page_spec
 
 PAGE = "index.html"
 TABLE_NAME = "comparison.csv"
+
+
+@dataclass
+class Relations:
+    """The models' units and representations compared over their sampled positions."""
+
+    alignment: AlignmentResult
+    similarity: SimilarityResult
+    n_positions: int
 
 
 def captions(comparison: Comparison) -> dict[str, str]:
@@ -62,11 +76,19 @@ def state_rows(comparison: Comparison) -> list[dict[str, Any]]:
     return rows
 
 
-def page(comparison: Comparison, title: str) -> Page:
+def page(comparison: Comparison, title: str, folder: Path | None = None,
+         relations: Relations | None = None) -> Page:
+    """The comparison page; `folder` is the site, whose model folders hold the unit pages."""
     texts = captions(comparison)
     charts = [ChartSpec(chart_id, page_spec(chart), texts[chart_id], f"comparison-{chart_id}")
               for chart_id, chart in comparison.charts().items()]
     first = comparison.models[0]
+    context: dict[str, Any] = {"relations": relations is not None}
+    if relations is not None:
+        keys = comparison.state_keys
+        charts += across.charts(relations.alignment, relations.similarity, keys)
+        context.update(across.context(relations.alignment, relations.similarity, keys,
+                                      unit_pages(comparison, folder), relations.n_positions))
     return Page(PAGE, "comparison.html", title, "comparison", {
         "title": title,
         "text_name": first.text_name,
@@ -77,10 +99,32 @@ def page(comparison: Comparison, title: str) -> Page:
         "without_dropout": comparison.without_dropout,
         "charts_by_id": {chart.id: chart for chart in charts},
         "table_name": TABLE_NAME,
+        **context,
     }, charts)
 
 
-def export(comparison: Comparison, data: Path) -> None:
-    """comparison.csv: one row per model and layer-state; see `COMPARISON_COLUMNS`."""
+def unit_pages(comparison: Comparison, folder: Path | None) -> across.UnitPages:
+    if folder is None:
+        return set()
+    sizes = {(m.name, s.key): s.n_neurons for m in comparison.models for s in m.states}
+    return across.unit_pages_in(folder, [m.name for m in comparison.models],
+                                comparison.state_keys, sizes)
+
+
+def pages(comparison: Comparison, title: str, folder: Path | None = None,
+          relations: Relations | None = None) -> list[Page]:
+    """The comparison page first, then the alignment page of each model and state."""
+    found = [page(comparison, title, folder, relations)]
+    if relations is not None:
+        found += across.alignment_pages(relations.alignment, comparison.state_keys,
+                                        unit_pages(comparison, folder), title)
+    return found
+
+
+def export(comparison: Comparison, data: Path, relations: Relations | None = None) -> None:
+    """comparison.csv: one row per model and layer-state, see `COMPARISON_COLUMNS`; with the
+    relations, alignment.csv and similarity.csv."""
     neutralise_formulas(comparison.table).to_csv(data / TABLE_NAME, index=False,
                                                  float_format="%.8g")
+    if relations is not None:
+        across.export(relations.alignment, relations.similarity, data)

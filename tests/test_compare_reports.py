@@ -1,0 +1,211 @@
+"""`reportgen compare` over separately rendered reports, against the multi-model `reportgen
+report` of the same models, through the real command.
+
+Two tiny LSTMs (dropout 0 and 0.4) trained on the built-in corpus, reported on 1,500 tokens
+without t-SNE. The alignment and CKA the pages show are recomputed here from the models' own
+captures at the sampled positions, by `np.corrcoef`, scipy's Hungarian algorithm and CKA's Gram
+form, so a wrong sample, a wrong matching or a wrong formula fails.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from clitools import CliResult, CliServer, assert_one_line_error
+from test_alignment import gram_cka, independent_match
+from test_comparison import page_specs
+
+from reportgen import synthetic
+from reportgen.analysis.state_sample import SAMPLE_POSITIONS, sample_positions
+from reportgen.capture import capture, state_name
+from reportgen.corpus import tokenize, vocabulary_from_folder
+from reportgen.model import load_checkpoint
+
+NAMES = ("lstm-d0-s1", "lstm-d0.4-s1")
+TINY = ("--emsize", "16", "--nhid", "24", "--nlayers", "2", "--epochs", "1", "--batch-size",
+        "10", "--bptt", "20")
+MAX_TOKENS = 1500
+REPORT_FLAGS = ("--no-clusters", "--no-images", "--top-neurons", "2", "--quiet",
+                "--max-tokens", str(MAX_TOKENS))
+SAME_FILES = ("index.html", "data/comparison.csv", "data/alignment.csv", "data/similarity.csv")
+KEYS = [(1, "h"), (1, "c"), (2, "h"), (2, "c")]
+
+
+@pytest.fixture(scope="module")
+def cli() -> Iterator[CliServer]:
+    server = CliServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory: pytest.TempPathFactory, cli: CliServer) -> Path:
+    """The corpus, the two models, their multi-model report and their separate reports."""
+    folder = tmp_path_factory.mktemp("compare")
+    synthetic.write_corpus(folder / "corpus", seed=0, n_train=60_000, n_valid=2_000,
+                           n_test=2_000)
+    trained = cli.run(["train", "--data", "corpus", "--out", "runs", *TINY, "--dropout", "0",
+                       "0.4", "--seed", "1", "--quiet"], folder)
+    assert trained.returncode == 0, trained.stderr
+    models = [f"runs/{name}/model.pt" for name in NAMES]
+    multi = cli.run(["report", *models, "--data", "corpus", "--out", "multi", *REPORT_FLAGS],
+                    folder)
+    assert multi.returncode == 0, multi.stderr
+    for name, model in zip(NAMES, models):
+        single = cli.run(["report", model, "--data", "corpus", "--out", f"reports/{name}",
+                          "--comparison-positions", str(SAMPLE_POSITIONS), *REPORT_FLAGS],
+                         folder)
+        assert single.returncode == 0, single.stderr
+    return folder
+
+
+@pytest.fixture(scope="module")
+def combined(cli: CliServer, work: Path) -> CliResult:
+    result = cli.run(["compare", *(f"reports/{name}" for name in NAMES), "--out", "combined",
+                      "--quiet"], work)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def own_sample(work: Path, name: str) -> dict:
+    """The model's states at the sampled positions, from a capture run here, as float16."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        vocabulary = vocabulary_from_folder(work / "corpus")
+        text = tokenize(work / "corpus" / "test.txt", vocabulary, MAX_TOKENS)
+        cap = capture(load_checkpoint(work / "runs" / name / "model.pt").model, text.ids,
+                      text.tokens, vocabulary.words)
+    finally:
+        torch.set_num_threads(threads)
+    positions = sample_positions(cap.n_tokens)
+    return {key: values[positions].astype(np.float16) for key, values in cap.states.items()}
+
+
+def test_compare_over_separate_reports_equals_the_multi_model_report(combined: CliResult,
+                                                                     work: Path) -> None:
+    pages = sorted(p.relative_to(work / "multi").as_posix()
+                   for p in (work / "multi" / "alignment").glob("*.html"))
+    assert len(pages) == len(NAMES) * len(KEYS)
+    for path in [*SAME_FILES, *pages]:
+        assert (work / "combined" / path).read_bytes() == (work / "multi" / path).read_bytes(), path
+    for name in NAMES:
+        assert (work / "combined" / name / "index.html").is_file()
+    for kind in ("png", "svg"):
+        for chart in ("alignment-curve", "cka-models", "cka-layers"):
+            assert (work / "combined" / "img" / f"comparison-{chart}.{kind}").stat().st_size > 0
+
+
+def test_alignment_and_cka_equal_those_of_the_models_own_captures(combined: CliResult,
+                                                                  work: Path) -> None:
+    samples = {name: own_sample(work, name) for name in NAMES}
+    for name in NAMES:
+        stored = work / "reports" / name / "data" / "comparable"
+        for key in KEYS:
+            np.testing.assert_array_equal(np.load(stored / f"{state_name(key)}.npy"),
+                                          samples[name][key])
+    alignment = pd.read_csv(work / "combined" / "data" / "alignment.csv")
+    similarity = pd.read_csv(work / "combined" / "data" / "similarity.csv")
+    specs = page_specs((work / "combined" / "index.html").read_text(encoding="utf-8"))
+    assert {"alignment-curve", "cka-models", "cka-layers"} <= set(specs)
+    curve = pd.DataFrame(specs["alignment-curve"]["data"]["values"])
+    cka_cells = pd.DataFrame(specs["cka-models"]["data"]["values"])
+    a, b = NAMES
+    for key in KEYS:
+        matched, r = independent_match(samples[a][key], samples[b][key])
+        rows = alignment[(alignment.model_a == a) & (alignment.layer == key[0])
+                         & (alignment.state == key[1])].sort_values("unit")
+        assert rows.matched_unit.tolist() == matched.tolist()
+        np.testing.assert_allclose(rows.matched_r, r[np.arange(len(matched)), matched],
+                                   rtol=1e-5, atol=1e-6)
+        back = alignment[(alignment.model_a == b) & (alignment.layer == key[0])
+                         & (alignment.state == key[1])].sort_values("unit")
+        assert back.matched_unit.to_numpy()[matched].tolist() == list(range(len(matched)))
+        drawn = curve[curve.state == state_name(key)].abs_r.to_numpy()
+        np.testing.assert_allclose(drawn, np.sort(np.abs(r[np.arange(24), matched]))[::-1],
+                                   rtol=1e-9)
+        cka = gram_cka(samples[a][key], samples[b][key])
+        row = similarity[(similarity.model_a == a) & (similarity.model_b == b)
+                         & (similarity.layer_a == key[0]) & (similarity.state_a == key[1])]
+        assert row.linear_cka.iloc[0] == pytest.approx(cka, rel=1e-5)
+        cell = cka_cells[(cka_cells.panel == state_name(key)) & (cka_cells.row == a)
+                         & (cka_cells.column == b)]
+        assert cell.cka.iloc[0] == pytest.approx(cka, rel=1e-9)
+    within = similarity[similarity.model_a == similarity.model_b]
+    assert len(within) == len(NAMES) * 6
+
+
+def test_unit_pages_of_a_multi_model_report_link_their_row_of_the_alignment(
+        work: Path) -> None:
+    site = work / "multi"
+    unit_pages = sorted((site / NAMES[0] / "neuron").glob("*.html"))
+    assert unit_pages
+    for page in unit_pages:
+        link = re.search(r'href="\.\./\.\./(alignment/[^"#]+)#(unit-\d+)"',
+                         page.read_text(encoding="utf-8"))
+        assert link, page
+        target = (site / link.group(1)).read_text(encoding="utf-8")
+        unit = int(link.group(2).split("-")[1])
+        assert f'id="unit-{unit}"' in target
+        assert page.name.startswith(link.group(1).split(f"{NAMES[0]}-")[1][:-5])
+
+
+def test_alignment_page_links_resolve(combined: CliResult, work: Path) -> None:
+    site = work / "combined"
+    for page in (site / "alignment").glob("*.html"):
+        for link in re.findall(r'href="([^"#]+)"', page.read_text(encoding="utf-8")):
+            assert (page.parent / link).resolve().is_file(), (page, link)
+    index = (site / "index.html").read_text(encoding="utf-8")
+    for link in re.findall(r'href="([^"#]+)"', index):
+        assert (site / link).is_file(), link
+
+
+@pytest.mark.parametrize("case", ["not-a-folder", "not-a-report", "single", "old-report",
+                                  "no-states", "other-text", "other-sample", "out-is-input"])
+def test_bad_input_to_compare_is_one_clear_line(cli: CliServer, work: Path, case: str) -> None:
+    first, second = (f"reports/{name}" for name in NAMES)
+    if case == "old-report":
+        shutil.copytree(work / second, work / "old", dirs_exist_ok=True)
+        shutil.rmtree(work / "old" / "data" / "comparable")
+    if case == "no-states":  # rendered as one model is by default: figures but no states
+        plain = cli.run(["report", f"runs/{NAMES[1]}/model.pt", "--data", "corpus", "--out",
+                         "plain", *REPORT_FLAGS], work)
+        assert plain.returncode == 0, plain.stderr
+        assert not (work / "plain" / "data" / "comparable" / "positions.npy").exists()
+    if case == "other-text":
+        shorter = cli.run(["report", f"runs/{NAMES[1]}/model.pt", "--data", "corpus", "--out",
+                           "shorter", "--comparison-positions", str(SAMPLE_POSITIONS),
+                           *REPORT_FLAGS[:-1], "1000"], work)
+        assert shorter.returncode == 0, shorter.stderr
+    if case == "other-sample":
+        sparse = cli.run(["report", f"runs/{NAMES[1]}/model.pt", "--data", "corpus", "--out",
+                          "sparse", "--comparison-positions", "700", *REPORT_FLAGS], work)
+        assert sparse.returncode == 0, sparse.stderr
+        assert np.load(work / "sparse" / "data" / "comparable" / "L2-c.npy").shape == (700, 24)
+    arguments, fragments = {
+        "not-a-folder": ([first, "missing"], ["missing: no such folder"]),
+        "not-a-report": ([first, "corpus"], ["corpus: not a reportgen report folder"]),
+        "single": ([first], ["at least two report folders"]),
+        "old-report": ([first, "old"], ["old: this report has no data/comparable/",
+                                        "render it again"]),
+        "no-states": ([first, "plain"], ["plain: this report keeps no states",
+                                         f"--comparison-positions {SAMPLE_POSITIONS}"]),
+        "other-text": ([first, "shorter"], ["different texts", "1,500 and 1,000 tokens"]),
+        "other-sample": ([first, "sparse"], ["different sampled positions",
+                                             "--comparison-positions"]),
+        "out-is-input": ([first, second], ["overlaps the report"]),
+    }[case]
+    out = second if case == "out-is-input" else f"bad-{case}"
+    before = sorted(p.name for p in (work / second).iterdir())
+    result = cli.run(["compare", *arguments, "--out", out, "--no-images"], work)
+    assert_one_line_error(result, *fragments)
+    assert not (work / f"bad-{case}").exists()
+    assert sorted(p.name for p in (work / second).iterdir()) == before
