@@ -131,14 +131,14 @@ def test_alignment_and_cka_equal_those_of_the_models_own_captures(combined: CliR
         assert back.matched_unit.to_numpy()[matched].tolist() == list(range(len(matched)))
         drawn = curve[curve.state == state_name(key)].abs_r.to_numpy()
         np.testing.assert_allclose(drawn, np.sort(np.abs(r[np.arange(24), matched]))[::-1],
-                                   rtol=1e-9)
+                                   rtol=5e-4)  # charts keep 4 significant digits
         cka = gram_cka(samples[a][key], samples[b][key])
         row = similarity[(similarity.model_a == a) & (similarity.model_b == b)
                          & (similarity.layer_a == key[0]) & (similarity.state_a == key[1])]
         assert row.linear_cka.iloc[0] == pytest.approx(cka, rel=1e-5)
         cell = cka_cells[(cka_cells.panel == state_name(key)) & (cka_cells.row == a)
                          & (cka_cells.column == b)]
-        assert cell.cka.iloc[0] == pytest.approx(cka, rel=1e-9)
+        assert cell.cka.iloc[0] == pytest.approx(cka, rel=5e-4)
     within = similarity[similarity.model_a == similarity.model_b]
     assert len(within) == len(NAMES) * 6
 

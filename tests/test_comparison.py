@@ -235,7 +235,7 @@ def test_page_links_models_shows_failures_and_escapes_names(reports, tmp_path: P
     specs = page_specs(page)
     assert set(specs) == {"perplexity", "mean-abs", "near-zero", "kl-scores"}
     shown = {r["model"]: r["perplexity"] for r in specs["perplexity"]["data"]["values"]}
-    assert shown == {f.name: pytest.approx(f.perplexity) for f in figures}
+    assert shown == {f.name: pytest.approx(f.perplexity, rel=5e-4) for f in figures}  # 4 digits
     written = pd.read_csv(tmp_path / "data" / "comparison.csv")
     pd.testing.assert_frame_equal(written, comparison.table, check_dtype=False, rtol=1e-7)
     for chart_id in specs:

@@ -38,6 +38,7 @@ TINY = ("--emsize", "16", "--nhid", "24", "--nlayers", "2", "--epochs", "1", "--
         "10", "--bptt", "20")
 MAX_TOKENS = 1500
 REPORT_FLAGS = ("--no-clusters", "--no-images", "--top-neurons", "1", "--quiet")
+CHART_REL = 5e-4  # a chart keeps 4 significant digits (pages.SIGNIFICANT_DIGITS)
 
 
 @pytest.fixture(scope="module")
@@ -163,24 +164,24 @@ def test_each_figure_equals_one_computed_from_the_models_own_capture(
         rows = table[table.model == model]
         assert rows.perplexity.iloc[0] == pytest.approx(truth["perplexity"], rel=1e-5)
         assert perplexity_points[model]["perplexity"] == pytest.approx(truth["perplexity"],
-                                                                        rel=1e-5)
+                                                                        rel=CHART_REL)
         assert len(rows) == len(truth["states"]) == 4
         for row in rows.itertuples():
             state = f"L{row.layer}-{row.state}"
             expected = truth["states"][state]
             assert row.mean_abs == pytest.approx(expected["mean_abs"], rel=1e-6)
             assert mean_abs_points[model, state]["mean_abs"] == pytest.approx(
-                expected["mean_abs"], rel=1e-6)
+                expected["mean_abs"], rel=CHART_REL)
             assert row.n_near_zero == expected["n_near_zero"]
             assert near_zero_points[model, state]["near_zero_share"] == pytest.approx(
-                expected["n_near_zero"] / 24)
+                expected["n_near_zero"] / 24, rel=CHART_REL)
             if expected["kl"] is not None:
                 q1, median, q3 = np.quantile(expected["kl"], [0.25, 0.5, 0.75])
                 assert row.kl_score_median == pytest.approx(median, rel=1e-5)
                 box = kl_boxes[model, state]
                 assert [box["kl_q1"], box["kl_median"], box["kl_q3"]] == pytest.approx(
-                    [q1, median, q3], rel=1e-5)
-                assert box["kl_max"] == pytest.approx(expected["kl"].max(), rel=1e-5)
+                    [q1, median, q3], rel=CHART_REL)
+                assert box["kl_max"] == pytest.approx(expected["kl"].max(), rel=CHART_REL)
 
 
 def test_page_tables_show_the_same_figures_as_the_export(compared: CliResult,
