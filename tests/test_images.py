@@ -93,7 +93,7 @@ def test_every_chart_of_every_page_has_its_figure_drawn_from_the_page_spec(site:
     matched = set()
     for name, spec in charts.items():
         svg = vl_convert.vegalite_to_svg(figure_spec(spec))
-        assert "aria-label" not in svg
+        assert svg.count("aria-label") <= 2  # the title's, not one on every mark
         found = [stem for stem, text in figures.items() if text == svg]
         assert len(found) == 1, name
         matched.update(found)
