@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from reportgen.analysis.correlations import analyse_correlations
-from tests.captures import make_capture
+from captures import make_capture
 
 
 def correlated_states(seed: int = 0) -> dict[tuple[int, str], np.ndarray]:

@@ -116,12 +116,12 @@ def layer_inputs(capture: Capture, weights: GateWeights, layer: int, start: int,
     """x_t of positions start..stop-1 for `layer` (1-based): (S, in) float32."""
     if layer == 1:
         return weights.embedding[capture.token_ids[start:stop]]
-    return np.asarray(capture.states[(layer - 1, "h")][start:stop], dtype=np.float32)
+    return np.array(capture.states[(layer - 1, "h")][start:stop], dtype=np.float32)
 
 
 def previous_hidden(hs: np.ndarray, start: int, stop: int) -> np.ndarray:
     """h_{t-1} of positions start..stop-1, (S, H) float32; zero before the first token."""
-    previous = np.asarray(hs[max(start - 1, 0) : stop - 1], dtype=np.float32)
+    previous = np.array(hs[max(start - 1, 0) : stop - 1], dtype=np.float32)  # writable, for torch
     if start == 0:
         previous = np.concatenate([np.zeros((1, hs.shape[1]), np.float32), previous])
     return previous

@@ -1,0 +1,79 @@
+"""Chart builders for how units behave over time: gate saturation, memory time constants and a
+unit's activation trace over a passage. Plain records in, Altair charts out, as in `charts.py`;
+corpus text reaches a chart only as data, shown in tooltips, which vega-embed escapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import altair as alt
+
+GATE_TITLES = {"i": "input gate", "f": "forget gate", "o": "output gate", "r": "reset gate",
+               "z": "update gate"}
+PANEL = 200  # px: each gate's square panel
+TRACE_WIDTH = 760
+TRACE_HEIGHT = 200
+SPAN_COLOUR = "#f2b447"
+
+
+def gate_saturation_chart(records: Sequence[dict[str, object]], gates: Sequence[str],
+                          title: str) -> alt.FacetChart:
+    """Left against right saturation, one point per unit, one panel per gate (Karpathy et al.
+    2015, figure 3). Records: neuron, gate, left, right and href (a unit page or None)."""
+    chart = alt.Chart(alt.Data(values=list(records))).mark_circle(size=22, opacity=0.6)
+    axis = alt.Scale(domain=[0, 1])
+    return chart.encode(
+        x=alt.X("left:Q", title="share of tokens with gate < 0.1", scale=axis),
+        y=alt.Y("right:Q", title="share with gate > 0.9", scale=axis),
+        href="href:N",
+        tooltip=[alt.Tooltip("neuron:Q", title="unit"),
+                 alt.Tooltip("gate_title:N", title="gate"),
+                 alt.Tooltip("left:Q", title="< 0.1", format=".3f"),
+                 alt.Tooltip("right:Q", title="> 0.9", format=".3f")],
+    ).properties(width=PANEL, height=PANEL).facet(
+        column=alt.Column("gate_title:N", title=None,
+                          sort=[GATE_TITLES.get(gate, gate) for gate in gates]),
+        title=title,
+    )
+
+
+def time_constant_chart(records: Sequence[dict[str, object]], title: str,
+                        axis_title: str) -> alt.Chart:
+    """A histogram of time constants binned in Python on a log scale. Records: start, end
+    (tokens) and count."""
+    chart = alt.Chart(alt.Data(values=list(records)), title=title).mark_bar()
+    return chart.encode(
+        x=alt.X("start:Q", title=axis_title, scale=alt.Scale(type="log")),
+        x2="end:Q",
+        y=alt.Y("count:Q", title="units"),
+        y2=alt.datum(0),
+        tooltip=[alt.Tooltip("start:Q", title="from", format=".3g"),
+                 alt.Tooltip("end:Q", title="to", format=".3g"),
+                 alt.Tooltip("count:Q", title="units")],
+    ).properties(width=420, height=PANEL)
+
+
+def activation_trace_chart(points: Sequence[dict[str, object]],
+                           spans: Sequence[dict[str, object]], title: str,
+                           feature: str) -> alt.LayerChart:
+    """A unit's value at each position of a passage as a line, with the positions of its
+    labelled feature shaded. Points: position, value, token; spans: start, end (positions)."""
+    line = alt.Chart(alt.Data(values=list(points))).mark_line(
+        strokeWidth=1.2, point=alt.OverlayMarkDef(size=10, filled=True)).encode(
+        x=alt.X("position:Q", title="position in the text", scale=alt.Scale(nice=False, zero=False)),
+        y=alt.Y("value:Q", title="activation"),
+        tooltip=[alt.Tooltip("token:N", title="token"),
+                 alt.Tooltip("position:Q", title="position"),
+                 alt.Tooltip("value:Q", title="value", format=".3f")],
+    )
+    layers = [line]
+    if spans:
+        shade = alt.Chart(alt.Data(values=list(spans))).mark_rect(
+            color=SPAN_COLOUR, opacity=0.3).encode(
+            x="start:Q", x2="end:Q",
+            tooltip=[alt.Tooltip("feature:N", title="feature")],
+        )
+        layers.insert(0, shade)
+    caption = f"{title}; shaded: {feature}" if spans else title
+    return alt.layer(*layers, title=caption).properties(width=TRACE_WIDTH, height=TRACE_HEIGHT)
