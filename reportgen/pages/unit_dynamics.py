@@ -110,27 +110,32 @@ def context_at(tokens: list[str], position: int, before: int, after: int) -> tup
 
 def band_contexts(tokens: list[str], values: np.ndarray, rng: np.random.Generator,
                   before: int, after: int) -> list[BandContext]:
-    """PER_BAND positions drawn at random from each decile band of values (T,), lowest band
-    first. A band that ties leave empty (many equal values) is skipped."""
-    edges = np.quantile(values, np.linspace(0, 1, BANDS + 1))  # (BANDS + 1,)
-    band_of = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, BANDS - 1)  # (T,)
+    """PER_BAND positions drawn at random from each tenth of the positions ranked by value
+    (T,), lowest tenth first. Ranks, not value edges: when many values tie (a unit at rest),
+    every band still holds a tenth of the text, ties taken in text order."""
+    order = np.argsort(values, kind="stable")  # (T,) positions, lowest value first
+    bounds = np.linspace(0, len(values), BANDS + 1).astype(int)
     found = []
     for band in range(BANDS):
-        members = np.flatnonzero(band_of == band)
+        members = order[bounds[band] : bounds[band + 1]]
         if members.size == 0:
             continue
+        low, high = float(values[members[0]]), float(values[members[-1]])
         picks = np.sort(rng.choice(members, size=min(PER_BAND, members.size), replace=False))
         for position in picks:
             found.append(BandContext(
-                f"{100 * band // BANDS}–{100 * (band + 1) // BANDS}%", float(edges[band]),
-                float(edges[band + 1]), int(position), float(values[position]),
-                *context_at(tokens, int(position), before, after)))
+                f"{100 * band // BANDS}–{100 * (band + 1) // BANDS}%", low, high, int(position),
+                float(values[position]), *context_at(tokens, int(position), before, after)))
     return found
 
 
-def trace_window(values: np.ndarray, highest: bool) -> tuple[int, int]:
-    """TRACE_TOKENS positions centred on the unit's highest (or lowest) value."""
-    centre = int(np.argmax(values) if highest else np.argmin(values))
+def trace_window(values: np.ndarray, flags: np.ndarray | None, high: bool) -> tuple[int, int]:
+    """TRACE_TOKENS positions centred on the unit's highest value (lowest when `high` is False)
+    among the positions where its labelled feature holds, flags (T,), so that the passage
+    shows the feature; among all positions when it has no label."""
+    if flags is not None and flags.any():
+        values = np.where(flags, values, np.nan)
+    centre = int(np.nanargmax(values) if high else np.nanargmin(values))
     start = min(max(0, centre - TRACE_TOKENS // 2), max(0, len(values) - TRACE_TOKENS))
     return start, min(len(values), start + TRACE_TOKENS)
 
@@ -155,18 +160,20 @@ def trace_chart(report: ModelReport, key: StateKey, neuron: int, values: np.ndar
                 figure: str) -> tuple[ChartSpec, tuple[int, int], str]:
     from reportgen.pages.neurons import unvalidated_spec  # the neuron pages' spec rule
     feature, high = strongest_label(report, key, neuron)
-    start, stop = trace_window(values, high)
+    flags = None  # (T,) where the labelled feature holds
+    if feature and report.features is not None and feature in report.features.values:
+        flags = np.asarray(report.features.values[feature], dtype=bool)
+    start, stop = trace_window(values, flags, high)
     tokens = report.capture.tokens
     points = [{"position": t, "value": round(float(values[t]), 4), "token": tokens[t]}
               for t in range(start, stop)]
-    spans = []
-    if feature and report.features is not None and feature in report.features.values:
-        flags = np.asarray(report.features.values[feature][start:stop], dtype=bool)
-        spans = [dict(span, feature=feature) for span in feature_spans(flags, start)]
+    spans = [] if flags is None else [dict(span, feature=feature)
+                                      for span in feature_spans(flags[start:stop], start)]
     title = f"{state_name(key)} unit {neuron}, positions {start:,}–{stop - 1:,}"
     spec = unvalidated_spec(lambda: activation_trace_chart(points, spans, title, feature))
+    where = f" where {feature} holds" if spans else ""
     caption = (f"The unit's value over {stop - start} tokens around its "
-               f"{'highest' if high else 'lowest'} value"
+               f"{'highest' if high else 'lowest'} value{where}"
                + (f"; shaded: the tokens where {feature} holds." if spans else "."))
     return ChartSpec("trace", spec, caption, f"{figure}-trace" if figure else ""), (start, stop), \
         feature if spans else ""
