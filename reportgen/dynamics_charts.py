@@ -54,12 +54,20 @@ def time_constant_chart(records: Sequence[dict[str, object]], title: str,
     ).properties(width=420, height=PANEL)
 
 
-def activation_trace_chart(points: Sequence[dict[str, object]],
-                           spans: Sequence[dict[str, object]], title: str,
-                           feature: str) -> alt.LayerChart:
-    """A unit's value at each position of a passage as a line, with the positions of its
-    labelled feature shaded. Points: position, value, token; spans: start, end (positions)."""
-    line = alt.Chart(alt.Data(values=list(points))).mark_line(
+TRACE_POINTS = "trace_points"  # the trace's named datasets: `datasets` of the spec's top level
+TRACE_SPANS = "trace_spans"
+
+
+def trace_title(title: str, feature: str, shaded: bool) -> str:
+    return f"{title}; shaded: {feature}" if shaded else title
+
+
+def trace_layers(shaded: bool) -> alt.LayerChart:
+    """The trace's marks, reading the passage from the named datasets TRACE_POINTS (position,
+    value, token) and TRACE_SPANS (start, end, feature). Named data keeps the records out of
+    Altair's conversion, which walks every record: the page builds this structure once and
+    puts each unit's passage in."""
+    line = alt.Chart(alt.NamedData(TRACE_POINTS)).mark_line(
         strokeWidth=1.2, point=alt.OverlayMarkDef(size=10, filled=True)).encode(
         x=alt.X("position:Q", title="position in the text", scale=alt.Scale(nice=False, zero=False)),
         y=alt.Y("value:Q", title="activation"),
@@ -68,12 +76,23 @@ def activation_trace_chart(points: Sequence[dict[str, object]],
                  alt.Tooltip("value:Q", title="value", format=".3f")],
     )
     layers = [line]
-    if spans:
-        shade = alt.Chart(alt.Data(values=list(spans))).mark_rect(
+    if shaded:
+        shade = alt.Chart(alt.NamedData(TRACE_SPANS)).mark_rect(
             color=SPAN_COLOUR, opacity=0.3).encode(
             x="start:Q", x2="end:Q",
             tooltip=[alt.Tooltip("feature:N", title="feature")],
         )
         layers.insert(0, shade)
-    caption = f"{title}; shaded: {feature}" if spans else title
-    return alt.layer(*layers, title=caption).properties(width=TRACE_WIDTH, height=TRACE_HEIGHT)
+    return alt.layer(*layers).properties(width=TRACE_WIDTH, height=TRACE_HEIGHT)
+
+
+def activation_trace_chart(points: Sequence[dict[str, object]],
+                           spans: Sequence[dict[str, object]], title: str,
+                           feature: str) -> alt.LayerChart:
+    """A unit's value at each position of a passage as a line, with the positions of its
+    labelled feature shaded. Points: position, value, token; spans: start, end, feature."""
+    datasets = {TRACE_POINTS: list(points)}
+    if spans:
+        datasets[TRACE_SPANS] = list(spans)
+    return trace_layers(bool(spans)).properties(
+        title=trace_title(title, feature, bool(spans)), datasets=datasets)

@@ -18,9 +18,10 @@ import pytest
 from reportgen.capture import Capture, capture
 from reportgen.cli import main
 from reportgen.corpus import load_vocabulary, tokenize
+from reportgen.dynamics_charts import TRACE_POINTS, activation_trace_chart
 from reportgen.model import load_checkpoint
 from reportgen.pages.unit_dynamics import (BANDS, TRACE_TOKENS, band_contexts, feature_spans,
-                                           trace_window)
+                                           trace_spec, trace_window)
 
 SPEC = re.compile(r'<script type="application/json" id="spec-([^"]+)">(.*?)</script>', re.S)
 LINK = re.compile(r'<li><a href="([^"]+)">(L\d-[hc]) unit (\d+)</a>: r = ([+-][\d.]+)</li>')
@@ -68,6 +69,17 @@ def test_trace_window_centres_on_the_strongest_labelled_position() -> None:
     assert trace_window(values, flags, high=False)[0] <= 1000
 
 
+@pytest.mark.parametrize("shaded", [True, False])
+def test_the_pages_trace_spec_is_the_validated_chart(shaded: bool) -> None:
+    """The page fills a cached structure with each passage; it must equal the chart builder's
+    own spec, validated against the Vega-Lite schema."""
+    points = [{"position": t, "value": 0.5 - t / 20, "token": f"</script>{t}"} for t in range(20)]
+    spans = [{"start": 2.5, "end": 6.5, "feature": "in_quotes"}] if shaded else []
+    chart = activation_trace_chart(points, spans, "L1-h unit 3", "in_quotes").to_dict()
+    chart.pop("$schema")
+    assert trace_spec(points, spans, "L1-h unit 3", "in_quotes") == chart
+
+
 @pytest.fixture(scope="module")
 def site(tiny_model: Path, tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dynamics-site") / "site"
@@ -112,8 +124,7 @@ def test_unit_page_trace_shows_the_passage_tokens(site: Path, fresh: Capture) ->
     page = sorted((site / "neuron").glob("L2-h-*.html"))[0]
     specs = dict(SPEC.findall(page.read_text(encoding="utf-8")))
     trace = json.loads(specs["trace"])
-    points = next(layer["data"]["values"] for layer in trace["layer"]
-                  if "position" in layer["data"]["values"][0])
+    points = trace["datasets"][TRACE_POINTS]
     unit = int(page.stem[5:])
     for point in points:
         assert point["token"] == fresh.tokens[point["position"]]

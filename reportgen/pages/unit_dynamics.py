@@ -8,14 +8,18 @@ drawn with a seed made of the unit's name, so a page is the same on every run.
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from reportgen.capture import StateKey, state_name
-from reportgen.dynamics_charts import GATE_TITLES, activation_trace_chart
+from reportgen.dynamics_charts import (GATE_TITLES, TRACE_POINTS, TRACE_SPANS, trace_layers,
+                                       trace_title)
 from reportgen.pages import ChartSpec
 from reportgen.results import ModelReport
 
@@ -156,9 +160,25 @@ def strongest_label(report: ModelReport, key: StateKey, neuron: int) -> tuple[st
     return (labels[0][0], labels[0][1] >= 0.5) if labels else ("", True)
 
 
+@functools.cache
+def trace_structure(shaded: bool) -> str:
+    """The trace's spec without its passage, as JSON: built once, since Altair's conversion
+    costs about 50 ms a chart, most of a unit page's time."""
+    from reportgen.pages.neurons import unvalidated_spec  # the neuron pages' spec rule
+    return json.dumps(unvalidated_spec(lambda: trace_layers(shaded)))
+
+
+def trace_spec(points: list[dict[str, object]], spans: list[dict[str, object]], title: str,
+               feature: str) -> dict[str, Any]:
+    """The same spec as `activation_trace_chart(points, spans, title, feature).to_dict()`."""
+    spec = json.loads(trace_structure(bool(spans)))
+    spec["title"] = trace_title(title, feature, bool(spans))
+    spec["datasets"] = {TRACE_POINTS: points, **({TRACE_SPANS: spans} if spans else {})}
+    return spec
+
+
 def trace_chart(report: ModelReport, key: StateKey, neuron: int, values: np.ndarray,
                 figure: str) -> tuple[ChartSpec, tuple[int, int], str]:
-    from reportgen.pages.neurons import unvalidated_spec  # the neuron pages' spec rule
     feature, high = strongest_label(report, key, neuron)
     flags = None  # (T,) where the labelled feature holds
     if feature and report.features is not None and feature in report.features.values:
@@ -170,7 +190,7 @@ def trace_chart(report: ModelReport, key: StateKey, neuron: int, values: np.ndar
     spans = [] if flags is None else [dict(span, feature=feature)
                                       for span in feature_spans(flags[start:stop], start)]
     title = f"{state_name(key)} unit {neuron}, positions {start:,}–{stop - 1:,}"
-    spec = unvalidated_spec(lambda: activation_trace_chart(points, spans, title, feature))
+    spec = trace_spec(points, spans, title, feature)
     where = f" where {feature} holds" if spans else ""
     caption = (f"The unit's value over {stop - start} tokens around its "
                f"{'highest' if high else 'lowest'} value{where}"
