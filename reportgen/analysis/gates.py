@@ -101,7 +101,8 @@ class GateResult:
             for index, gate in enumerate(stats.gates):
                 columns[f"gate_{gate}_left"] = stats.left[index]
                 columns[f"gate_{gate}_right"] = stats.right[index]
-            columns["forget_time_constant"] = stats.time_constant
+            finite = np.isfinite(stats.time_constant)
+            columns["forget_time_constant"] = np.where(finite, stats.time_constant, np.nan)
             for state in states:
                 frame = pd.DataFrame(columns)
                 frame.insert(0, "neuron", np.arange(stats.left.shape[1]))

@@ -64,7 +64,6 @@ class BandContext:
 
 @dataclass(frozen=True)
 class UnitDynamics:
-    rnn_type: str
     gates: list[GateRow]  # empty for a plain RNN
     memory_gate: str
     time_constant: float
@@ -105,6 +104,12 @@ def partners(report: ModelReport, key: StateKey, neuron: int,
 
     positive, negative = result.partners(key, neuron)
     return [partner(*item) for item in positive], [partner(*item) for item in negative]
+
+
+def was_correlated(report: ModelReport, key: StateKey, neuron: int) -> bool:
+    """Whether the report computed this unit's partners: it had a page when it was built."""
+    found = report.correlations.states.get(key) if report.correlations is not None else None
+    return found is not None and neuron in found.units
 
 
 def context_at(tokens: list[str], position: int, before: int, after: int) -> tuple[str, str, str]:
@@ -210,13 +215,10 @@ def unit_dynamics(report: ModelReport, key: StateKey, neuron: int, figure: str,
     rng = np.random.default_rng([SEED, key[0], STATE_CODES[key[1]], neuron])
     trace, trace_range, feature = trace_chart(report, key, neuron, values, figure)
     return UnitDynamics(
-        rnn_type=report.summary.hyperparameters.get("rnn_type", ""),
         gates=gates,
         memory_gate=report.gates.memory_gate if report.gates is not None else "",
         time_constant=time_constant,
-        correlated=bool(positive or negative) or (
-            report.correlations is not None and key in report.correlations.states
-            and neuron in report.correlations.states[key].units),
+        correlated=was_correlated(report, key, neuron),
         positive=positive,
         negative=negative,
         typical=band_contexts(report.capture.tokens, values, rng, *context),
