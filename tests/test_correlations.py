@@ -10,7 +10,7 @@ from captures import make_capture
 
 def correlated_states(seed: int = 0) -> dict[tuple[int, str], np.ndarray]:
     """Three layer-states of 1,000 positions whose units share a few hidden sources, so that
-    strong positive and negative correlations exist across states; one unit is constant."""
+    strong positive and negative correlations exist across states; one unit is constant and one sits far from zero."""
     rng = np.random.default_rng(seed)
     sources = rng.normal(size=(1000, 4))
     states = {}
@@ -18,6 +18,7 @@ def correlated_states(seed: int = 0) -> dict[tuple[int, str], np.ndarray]:
         mix = rng.normal(size=(4, width))
         states[key] = (sources @ mix + 0.5 * rng.normal(size=(1000, width))).astype(np.float32)
     states[(1, "c")][:, 2] = 0.25
+    states[(1, "h")][:, 4] += 30.0  # a cell far from zero: its moments must not cancel
     return states
 
 
