@@ -18,24 +18,29 @@ SPAN_COLOUR = "#f2b447"
 
 
 def gate_saturation_chart(records: Sequence[dict[str, object]], gates: Sequence[str],
-                          title: str) -> alt.FacetChart:
+                          layer: str) -> alt.HConcatChart:
     """Left against right saturation, one point per unit, one panel per gate (Karpathy et al.
-    2015, figure 3). Records: neuron, gate, left, right and href (a unit page or None)."""
-    chart = alt.Chart(alt.Data(values=list(records))).mark_circle(size=22, opacity=0.6)
+    2015, figure 3). Records: neuron, gate, left, right and href (a unit page or None).
+
+    Panels side by side over one shared dataset, each named by its x axis, rather than a
+    facet, whose header titles are more text for the figures to carry.
+    """
     axis = alt.Scale(domain=[0, 1])
-    return chart.encode(
-        x=alt.X("left:Q", title="share of tokens with gate < 0.1", scale=axis),
-        y=alt.Y("right:Q", title="share with gate > 0.9", scale=axis),
-        href="href:N",
-        tooltip=[alt.Tooltip("neuron:Q", title="unit"),
-                 alt.Tooltip("gate_title:N", title="gate"),
-                 alt.Tooltip("left:Q", title="< 0.1", format=".3f"),
-                 alt.Tooltip("right:Q", title="> 0.9", format=".3f")],
-    ).properties(width=PANEL, height=PANEL).facet(
-        column=alt.Column("gate_title:N", title=None,
-                          sort=[GATE_TITLES.get(gate, gate) for gate in gates]),
-        title=title,
-    )
+
+    def panel(gate: str) -> alt.Chart:
+        return alt.Chart().mark_circle(size=22, opacity=0.6).encode(
+            x=alt.X("left:Q", title=f"{GATE_TITLES.get(gate, gate)}: share of tokens < 0.1",
+                    scale=axis),
+            y=alt.Y("right:Q", title=f"{layer} units: share with gate > 0.9", scale=axis),
+            href="href:N",
+            tooltip=[alt.Tooltip("neuron:Q", title="unit"),
+                     alt.Tooltip("gate_title:N", title="gate"),
+                     alt.Tooltip("left:Q", title="< 0.1", format=".3f"),
+                     alt.Tooltip("right:Q", title="> 0.9", format=".3f")],
+        ).transform_filter(alt.datum.gate == gate).properties(width=PANEL, height=PANEL)
+
+    return alt.hconcat(*(panel(gate) for gate in gates), data=alt.Data(values=list(records)),
+                       title=f"{layer}: gate saturation of each unit")
 
 
 def time_constant_chart(records: Sequence[dict[str, object]], title: str,

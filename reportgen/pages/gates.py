@@ -78,7 +78,7 @@ def layer_summary(report: ModelReport, options: SiteOptions, stats: LayerGates) 
     memory = report.gates.memory_gate
     saturation = gate_saturation_chart(saturation_records(stats, unit_pages(report, options,
                                                                             stats.layer)),
-                                       stats.gates, f"{name}: gate saturation of each unit")
+                                       stats.gates, name)
     histogram = time_constant_chart(time_constant_records(stats.time_constant),
                                     f"{name}: memory time constants",
                                     f"−1 / ln(mean {memory}), tokens (log scale)")
