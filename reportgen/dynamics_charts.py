@@ -67,14 +67,25 @@ def trace_title(title: str, feature: str, shaded: bool) -> str:
     return f"{title}; shaded: {feature}" if shaded else title
 
 
+POINT_FIELDS = ("position", "value", "token")
+
+
+def trace_columns(points: Sequence[dict[str, object]]) -> list[dict[str, list[object]]]:
+    """The passage's records as one record of columns, which the chart flattens back: the
+    field names are written once, not once per token, a third of a trace's bytes."""
+    return [{name: [point[name] for point in points] for name in POINT_FIELDS}]
+
+
 def trace_layers(shaded: bool) -> alt.LayerChart:
     """The trace's marks, reading the passage from the named datasets TRACE_POINTS (position,
-    value, token) and TRACE_SPANS (start, end, feature). Named data keeps the records out of
-    Altair's conversion, which walks every record: the page builds this structure once and
-    puts each unit's passage in."""
-    line = alt.Chart(alt.NamedData(TRACE_POINTS)).mark_line(
-        strokeWidth=1.2, point=alt.OverlayMarkDef(size=10, filled=True)).encode(
-        x=alt.X("position:Q", title="position in the text", scale=alt.Scale(nice=False, zero=False)),
+    value and token, as `trace_columns` writes them) and TRACE_SPANS (start, end, feature).
+    Named data keeps the records out of Altair's conversion, which walks every record: the page
+    builds this structure once and puts each unit's passage in."""
+    passage = alt.Chart(alt.NamedData(TRACE_POINTS)).transform_flatten(list(POINT_FIELDS))
+    dots = alt.OverlayMarkDef(size=10, filled=True)  # each token a point to hover
+    line = passage.mark_line(strokeWidth=1.2, point=dots).encode(
+        x=alt.X("position:Q", title="position in the text",
+                scale=alt.Scale(nice=False, zero=False)),
         y=alt.Y("value:Q", title="activation"),
         tooltip=[alt.Tooltip("token:N", title="token"),
                  alt.Tooltip("position:Q", title="position"),
@@ -96,7 +107,7 @@ def activation_trace_chart(points: Sequence[dict[str, object]],
                            feature: str) -> alt.LayerChart:
     """A unit's value at each position of a passage as a line, with the positions of its
     labelled feature shaded. Points: position, value, token; spans: start, end, feature."""
-    datasets = {TRACE_POINTS: list(points)}
+    datasets = {TRACE_POINTS: trace_columns(points)}
     if spans:
         datasets[TRACE_SPANS] = list(spans)
     return trace_layers(bool(spans)).properties(

@@ -10,7 +10,8 @@ from captures import make_capture
 
 def correlated_states(seed: int = 0) -> dict[tuple[int, str], np.ndarray]:
     """Three layer-states of 1,000 positions whose units share a few hidden sources, so that
-    strong positive and negative correlations exist across states; one unit is constant and one sits far from zero."""
+    strong positive and negative correlations exist across states; one unit is constant and one
+    sits far from zero."""
     rng = np.random.default_rng(seed)
     sources = rng.normal(size=(1000, 4))
     states = {}

@@ -124,7 +124,8 @@ def test_unit_page_trace_shows_the_passage_tokens(site: Path, fresh: Capture) ->
     page = sorted((site / "neuron").glob("L2-h-*.html"))[0]
     specs = dict(SPEC.findall(page.read_text(encoding="utf-8")))
     trace = json.loads(specs["trace"])
-    points = trace["datasets"][TRACE_POINTS]
+    columns = trace["datasets"][TRACE_POINTS][0]
+    points = [dict(zip(columns, row)) for row in zip(*columns.values())]
     unit = int(page.stem[5:])
     for point in points:
         assert point["token"] == fresh.tokens[point["position"]]

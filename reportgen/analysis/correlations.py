@@ -85,8 +85,9 @@ def moments(states: np.ndarray, chunk: int) -> tuple[np.ndarray, np.ndarray]:
     """Mean and population standard deviation of each column of (T, H).
 
     Each chunk's mean and variance come from numpy in float32, which centres before it squares
-    (torch's column reductions are 3x slower here); the chunks are merged in float64 by Chan et al.'s pairwise update. Summing x and x^2 instead
-    would lose a cell whose spread is small beside its mean to cancellation.
+    (torch's column reductions are 3x slower here); the chunks are merged in float64 by Chan et
+    al.'s pairwise update. Summing x and x^2 instead would lose a cell whose spread is small
+    beside its mean to cancellation.
     """
     count, mean = 0, np.zeros(states.shape[1])
     squares = np.zeros(states.shape[1])  # sum of squared deviations from the mean

@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from reportgen.capture import StateKey, state_name
-from reportgen.dynamics_charts import (GATE_TITLES, TRACE_POINTS, TRACE_SPANS, trace_layers,
-                                       trace_title)
+from reportgen.dynamics_charts import (GATE_TITLES, TRACE_POINTS, TRACE_SPANS, trace_columns,
+                                       trace_layers, trace_title)
 from reportgen.pages import ChartSpec
 from reportgen.results import ModelReport
 
@@ -178,7 +178,8 @@ def trace_spec(points: list[dict[str, object]], spans: list[dict[str, object]], 
     """The same spec as `activation_trace_chart(points, spans, title, feature).to_dict()`."""
     spec = json.loads(trace_structure(bool(spans)))
     spec["title"] = trace_title(title, feature, bool(spans))
-    spec["datasets"] = {TRACE_POINTS: points, **({TRACE_SPANS: spans} if spans else {})}
+    spec["datasets"] = {TRACE_POINTS: trace_columns(points),
+                        **({TRACE_SPANS: spans} if spans else {})}
     return spec
 
 
@@ -190,7 +191,7 @@ def trace_chart(report: ModelReport, key: StateKey, neuron: int, values: np.ndar
         flags = np.asarray(report.features.values[feature], dtype=bool)
     start, stop = trace_window(values, flags, high)
     tokens = report.capture.tokens
-    points = [{"position": t, "value": round(float(values[t]), 4), "token": tokens[t]}
+    points = [{"position": t, "value": round(float(values[t]), 3), "token": tokens[t]}
               for t in range(start, stop)]
     spans = [] if flags is None else [dict(span, feature=feature)
                                       for span in feature_spans(flags[start:stop], start)]
