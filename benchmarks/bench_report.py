@@ -44,16 +44,20 @@ from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 
 from reportgen.analysis.concepts import analyse_concepts
+from reportgen.analysis.correlations import analyse_correlations
 from reportgen.analysis.distributions import KL_EPSILON, DistributionResult, analyse_distributions
 from reportgen.analysis.clustering import cut_labels
 from reportgen.analysis.embedding import (EmbeddingOptions, embed,
                                           sample_positions)
+from reportgen.analysis.gates import GateWeights, analyse_gates
 from reportgen.capture import Capture, CaptureOptions, stepwise_capture
 from reportgen.capture_cache import cached_capture
 from reportgen.corpus import SPLITS, Vocabulary, add_file_to_vocabulary, tokenize
 from reportgen.features import token_features
 from reportgen.model import RNNModel, load_checkpoint, resolve_device, save_checkpoint
 from reportgen.pages import SiteOptions
+from reportgen.pages.neurons import CONTEXT_AFTER, CONTEXT_BEFORE, neuron_page_path, paged_neurons
+from reportgen.pages.unit_dynamics import unit_dynamics
 from reportgen.report import Inputs, ReportConfig, options_record, summarise
 from reportgen.results import ModelReport
 from reportgen.site import write_site
@@ -269,6 +273,7 @@ def run_report(args: argparse.Namespace, checkpoint: Path, work: Path,
     stage.rate = f"{values / stage.seconds / 1e6:,.0f} M values/s"
     with timer.stage("concepts"):
         report.concepts = analyse_concepts(captured, report.features)
+    time_dynamics_analyses(report, loaded.model, config.site, timer)
     with timer.stage("t-SNE and clustering") as stage:
         report.embeddings = [embed(captured, *key, config.embedding) for key in captured.keys]
     started = time.perf_counter()
@@ -287,6 +292,42 @@ def run_report(args: argparse.Namespace, checkpoint: Path, work: Path,
     ours = Ours(capture_rate, timer.seconds("distributions"), tsne, clustering,
                 report.embeddings[0].n_points)
     return ours, report
+
+
+DYNAMICS_SHARE_TARGET = 0.25  # issue 15: its new stages together, of the whole report
+
+
+def time_dynamics_analyses(report: ModelReport, model: RNNModel, site: SiteOptions,
+                           timer: Timer) -> None:
+    """Issue 15's analyses, as `build_report` runs them: gate statistics and correlated units."""
+    weights = GateWeights.of(model)
+    if weights is not None:
+        with timer.stage("gates") as stage:
+            report.gates = analyse_gates(report.capture, weights)
+        stage.rate = f"{len(weights.layers)} layers x {report.capture.n_tokens:,} tokens"
+    with timer.stage("correlated units") as stage:
+        paged = paged_neurons(report, site)
+        report.correlations = analyse_correlations(report.capture, paged)
+    stage.rate = f"{sum(map(len, paged.values()))} paged units against all"
+
+
+def print_dynamics_share(report: ModelReport, site: SiteOptions, timer: Timer) -> None:
+    """Issue 15's page data (trace, decile contexts, partners: part of render, timed again
+    here on its own), and its new stages' share of the whole report's time."""
+    paged = paged_neurons(report, site)
+    with timer.stage("unit dynamics of the pages") as stage:
+        for key, units in paged.items():
+            for unit in units:
+                unit_dynamics(report, key, unit, "", neuron_page_path,
+                              (CONTEXT_BEFORE, CONTEXT_AFTER))
+    stage.rate = f"{sum(map(len, paged.values()))} unit pages (within render)"
+    whole = sum(stage.seconds for stage in timer.stages if not stage.name.startswith(
+        ("baseline", "capture again", "unit dynamics")))
+    new = sum(timer.seconds(name) for name in ("gates", "correlated units",
+                                              "unit dynamics of the pages")
+              if any(stage.name == name for stage in timer.stages))
+    print(f"  issue 15's gates, correlated units and unit-page dynamics: {new:.1f} s of the "
+          f"whole report's {whole:,.0f} s: {new / whole:.1%} (limit {DYNAMICS_SHARE_TARGET:.0%})")
 
 
 def run_baseline(args: argparse.Namespace, checkpoint: Path, report: ModelReport, ours: Ours,
@@ -374,6 +415,7 @@ def main() -> None:
             run_baseline(args, checkpoint, report, ours, timer)
         gflops_runs.append(gemm_gflops(*shape, device))
         print_summary(report.capture, ours, timer, flops, gflops_runs)
+        print_dynamics_share(report, SiteOptions(), timer)
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -17,9 +17,11 @@ import numpy as np
 
 from reportgen.analysis_cache import cached_analysis, features_digest
 from reportgen.analysis.concepts import LABEL_THRESHOLD, WITHIN_THRESHOLD, analyse_concepts
+from reportgen.analysis.correlations import analyse_correlations
 from reportgen.analysis.distributions import analyse_distributions
 from reportgen.analysis.embedding import (MIN_TSNE_POINTS, EmbeddingOptions, EmbeddingResult,
                                           embed)
+from reportgen.analysis.gates import GateWeights, analyse_gates
 from reportgen.capture import (DECODER_CHECK_ROWS, DECODER_TOLERANCE, Capture, CaptureOptions,
                                StateKey, state_name)
 from reportgen.capture_cache import DEFAULT_LIMIT_GB, cached_capture, default_cache_folder
@@ -32,6 +34,7 @@ from reportgen.model import RNN_TYPES, LoadedModel, load_checkpoint, resolve_dev
 from reportgen.progress import note
 from reportgen.results import ModelReport, ModelSummary, json_safe
 from reportgen.pages import SiteOptions
+from reportgen.pages.neurons import paged_neurons
 from reportgen.site import check_output_folder, write_site
 
 
@@ -326,6 +329,16 @@ def analyse(config: ReportConfig, inputs: Inputs, timings: dict[str, float]) -> 
         }, lambda: analyse_concepts(captured, features, config.neurons.label_threshold,
                                     progress=progress_flag(config),
                                     within_threshold=config.neurons.within_threshold))
+    weights = GateWeights.of(inputs.loaded.model)  # plain arrays: the model stays behind
+    if weights is not None:
+        with timed(timings, "gates", config.quiet):
+            report.gates = reuse(report, cached.entry, "gates", {},
+                                 lambda: analyse_gates(captured, weights))
+    with timed(timings, "correlations", config.quiet):
+        paged = paged_neurons(report, config.site)
+        report.correlations = reuse(report, cached.entry, "correlations", {
+            "units": [[state_name(key), units] for key, units in paged.items()],
+        }, lambda: analyse_correlations(captured, paged))
     map_options = {**asdict(config.embedding), "n_jobs": None}  # threads never change a map
     classes = features.classes()  # what names each map's clusters
     for key in embedded_keys(config, captured):

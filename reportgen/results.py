@@ -10,8 +10,10 @@ from reportgen.capture import Capture
 
 if TYPE_CHECKING:
     from reportgen.analysis.concepts import ConceptResult
+    from reportgen.analysis.correlations import CorrelationResult
     from reportgen.analysis.distributions import DistributionResult
     from reportgen.analysis.embedding import EmbeddingResult
+    from reportgen.analysis.gates import GateResult
     from reportgen.features import TokenFeatures
 
 
@@ -44,6 +46,8 @@ class ModelReport:
     distributions: DistributionResult | None = None
     concepts: ConceptResult | None = None
     embeddings: list[EmbeddingResult] = field(default_factory=list)  # one per layer and state
+    gates: GateResult | None = None  # LSTM and GRU only
+    correlations: CorrelationResult | None = None  # of the paged units
     options: dict[str, Any] = field(default_factory=dict)  # the options used, for provenance
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     notes: list[str] = field(default_factory=list)  # what was sampled, paged or left out

@@ -28,10 +28,10 @@ from reportgen.capture_cache import process_is_alive
 from reportgen.errors import ReportgenError
 from reportgen.images import IMAGE_FOLDER, write_images, write_svg_and_png
 from reportgen.pages import comparison as comparison_page
+from reportgen.pages import (Page, Section, SiteOptions, clusters, concepts, expectancy, gates,
+                             neurons, overview)
 from reportgen.pages.alignment import alignment_prefix
 from reportgen.pages.comparison import Relations
-from reportgen.pages import (Page, Section, SiteOptions, clusters, concepts, expectancy, neurons,
-                             overview)
 from reportgen.progress import Progress, progress_enabled
 from reportgen.results import ModelReport
 from reportgen.versions import reportgen_version
@@ -39,7 +39,7 @@ from reportgen.versions import reportgen_version
 SITE_MARKER = ".reportgen-site"  # marks a folder as ours, so a re-run may replace it
 
 
-SECTIONS: list[ModuleType] = [expectancy, neurons, concepts, clusters]  # nav order; each a module of reportgen.pages
+SECTIONS: list[ModuleType] = [expectancy, neurons, gates, concepts, clusters]  # in nav order
 
 
 def templates_dir() -> Path:

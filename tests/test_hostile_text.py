@@ -11,6 +11,7 @@ user could rename them, before the pipeline's own stages run.
 
 from __future__ import annotations
 
+import json
 import re
 
 import random
@@ -75,9 +76,13 @@ PROBES = {
       }))""",
     "words": """() => Array.from(document.querySelectorAll("table.cluster-table bdi")).map(
                       s => s.textContent)""",
-    "contexts": """() => Array.from(document.querySelectorAll("table.contexts tbody tr")).map(
+    "contexts": """() => Array.from(document.querySelectorAll(
+                      "table.contexts:not(.typical) tbody tr")).map(
+                      r => Array.from(r.cells).map(c => c.textContent))""",
+    "typical": """() => Array.from(document.querySelectorAll("table.typical tbody tr")).map(
                       r => Array.from(r.cells).map(c => c.textContent))""",
 }
+SPEC = re.compile(r'<script type="application/json" id="spec-([^"]+)">(.*?)</script>', re.S)
 TOOLTIP_TOKEN = """() => {
   var rows = document.querySelectorAll("#vg-tooltip-element.visible tr");
   var row = Array.from(rows).find(r => r.cells[0].textContent === "token");
@@ -198,6 +203,12 @@ def test_neuron_contexts_show_each_token_as_text(hostile_site: Path, checks: dic
             assert token == tokens[int(position.replace(",", ""))]
             found.add(token)
     assert found & set(PAYLOADS)
+    sampled = set()
+    for check in neuron_pages:  # the typical contexts, one from each tenth of the values
+        for band, value, position, before, token, after in check.probed["typical"]:
+            assert token == tokens[int(position.replace(",", ""))]
+            sampled.add(token)
+    assert sampled & set(PAYLOADS)
 
 
 def tooltip_on_hover(page: Any, point: Any) -> str | None:
@@ -296,3 +307,29 @@ def test_a_right_to_left_override_does_not_mirror_the_tokens_after_it(hostile_si
         order += page.evaluate(RLO_ORDER)
     context.close()
     assert order and all(order)
+
+
+@pytest.mark.browser
+def test_a_unit_trace_tooltip_shows_payloads_as_text(hostile_site: Path, browser: Any,
+                                                     tokens: list[str]) -> None:
+    """Hover the points of a unit page's activation trace that hold payloads: each tooltip
+    shows its token as text, and nothing runs."""
+    page_path = sorted((hostile_site / "neuron").glob("*.html"))[0]
+    spec = json.loads(dict(SPEC.findall(page_path.read_text(encoding="utf-8")))["trace"])
+    passage = spec["datasets"]["trace_points"][0]["token"]
+    hostile = [index for index, token in enumerate(passage) if token in PAYLOADS][:6]
+    assert hostile, "the trace's passage should hold payloads"
+    context = checking_context(browser)
+    page = context.new_page()
+    page.set_viewport_size({"width": 1400, "height": 1400})
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.goto(page_path.as_uri())
+    page.wait_for_function("() => document.querySelector('#chart-trace').dataset.rendered")
+    page.locator("#chart-trace").scroll_into_view_if_needed()
+    points = page.locator("#chart-trace g.mark-symbol path")
+    shown = [tooltip_on_hover(page, points.nth(index)) for index in hostile]
+    assert page.evaluate("() => typeof window.__x") == "undefined"
+    context.close()
+    assert dialogs == []
+    assert sum(text == passage[index] for text, index in zip(shown, hostile)) >= len(hostile) - 1

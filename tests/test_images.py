@@ -48,7 +48,8 @@ def test_by_default_only_the_main_charts_have_figures(tiny_model: Path, tiny_cor
     stems = {path.stem for path in (out / "img").iterdir()}
     names = {"expectancy-excerpt", "clusters-L1-h-ward_pca"} | {
         f"L{layer}-{state}-{kind}" for layer in (1, 2) for state in "hc"
-        for kind in ("average", "kl")}
+        for kind in ("average", "kl")} | {
+        f"L{layer}-{kind}" for layer in (1, 2) for kind in ("gate-saturation", "time-constants")}
     assert stems == names
 
 
@@ -88,8 +89,9 @@ def test_every_chart_of_every_page_has_its_figure_drawn_from_the_page_spec(site:
     charts = {f"{page.relative_to(site)}#{name}": spec
               for page in sorted(site.rglob("*.html")) for name, spec in page_specs(page).items()
               if not page.parent.name == "neuron" or f"neuron/{page.name}" in top}
-    # neurons.html: average and KL for 4 states; 8 neuron pages: histogram and AUROC; clusters
-    assert len(charts) == 8 + 8 * 2 + 1
+    # neurons.html: average and KL for 4 states; 8 neuron pages: histogram, AUROC and trace;
+    # clusters; gates.html: saturation and time constants for 2 layers
+    assert len(charts) == 8 + 8 * 3 + 1 + 4
     matched = set()
     for name, spec in charts.items():
         svg = vl_convert.vegalite_to_svg(figure_spec(spec))
@@ -100,6 +102,7 @@ def test_every_chart_of_every_page_has_its_figure_drawn_from_the_page_spec(site:
     assert matched == set(figures)
     assert {"L1-h-average", "L2-c-kl", "clusters-L1-h-ward_pca"} <= matched
     assert sum(stem.endswith(("-histogram", "-auroc")) for stem in matched) == 16
+    assert sum(stem.endswith("-trace") for stem in matched) == 8
     others = {page.stem for page in (site / "neuron").glob("*.html")} - {
         link.removeprefix("neuron/").removesuffix(".html") for link in top}
     assert others, "the concepts page should list units beyond the top ones by KL"

@@ -29,6 +29,7 @@ from reportgen.capture import StateKey, state_name
 from reportgen.csv_safety import neutralise_formulas
 from reportgen.heatmap import TokenCell, activation_cells, activation_legend
 from reportgen.pages import ChartSpec, Page, Section, SiteOptions
+from reportgen.pages.unit_dynamics import unit_dynamics, with_dynamics_columns
 from reportgen.results import ModelReport
 
 PAGE = "neurons.html"
@@ -360,6 +361,9 @@ def neuron_page(report: ModelReport, key: StateKey, neurons: list[int], index: i
                                 "Black ticks: the within-word AUROC; dashed: the label "
                                 "thresholds.",
                                 f"{figure}-auroc" if figures else ""))
+    dynamics = unit_dynamics(report, key, neuron, figure if figures else "", neuron_page_path,
+                             (CONTEXT_BEFORE, CONTEXT_AFTER))
+    charts += dynamics.charts
     row = ranking_rows(stats, concepts, [neuron])[0]
     return Page(
         path=neuron_page_path(key, neuron),
@@ -384,6 +388,7 @@ def neuron_page(report: ModelReport, key: StateKey, neurons: list[int], index: i
             "threshold": report.concepts.threshold if report.concepts is not None else None,
             "within_threshold": (report.concepts.within_threshold
                                  if report.concepts is not None else None),
+            "dynamics": dynamics,
             "back": f"../{PAGE}",
             **neighbour_links(key, neurons, index),
         },
@@ -423,11 +428,11 @@ def neurons_frame(report: ModelReport) -> pd.DataFrame:
     assert report.distributions is not None
     frame = report.distributions.to_frame(report.concepts)
     frame["near_zero"] = frame["near_zero"].astype(int)  # 0/1, as the features of tokens.csv
-    if report.concepts is None:
-        return frame
-    concept_columns = report.concepts.to_frame().drop(columns=["label", "label_auroc"])
-    return frame.merge(concept_columns, on=["layer", "state", "neuron"], how="left",
-                       validate="one_to_one")
+    if report.concepts is not None:
+        concept_columns = report.concepts.to_frame().drop(columns=["label", "label_auroc"])
+        frame = frame.merge(concept_columns, on=["layer", "state", "neuron"], how="left",
+                            validate="one_to_one")
+    return with_dynamics_columns(frame, report)
 
 
 def export(report: ModelReport, data: Path) -> None:
