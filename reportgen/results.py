@@ -9,9 +9,11 @@ from typing import TYPE_CHECKING, Any
 from reportgen.capture import Capture
 
 if TYPE_CHECKING:
+    from reportgen.analysis.ablation import AblationResult
     from reportgen.analysis.concepts import ConceptResult
     from reportgen.analysis.distributions import DistributionResult
     from reportgen.analysis.embedding import EmbeddingResult
+    from reportgen.analysis.output_effects import OutputEffects
     from reportgen.features import TokenFeatures
 
 
@@ -44,6 +46,8 @@ class ModelReport:
     distributions: DistributionResult | None = None
     concepts: ConceptResult | None = None
     embeddings: list[EmbeddingResult] = field(default_factory=list)  # one per layer and state
+    output_effects: OutputEffects | None = None  # the top layer's decoder columns
+    ablation: AblationResult | None = None  # mean-ablation of the paged (or every) unit
     options: dict[str, Any] = field(default_factory=dict)  # the options used, for provenance
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     notes: list[str] = field(default_factory=list)  # what was sampled, paged or left out

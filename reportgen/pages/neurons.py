@@ -25,10 +25,12 @@ from altair.utils.schemapi import debug_mode
 
 from reportgen.analysis.concepts import ConceptResult, NeuronConcepts
 from reportgen.analysis.distributions import NEAR_ZERO_BOUND, NEAR_ZERO_SHARE, NeuronStats
+from reportgen.analysis.paged_units import paged_units, top_units
 from reportgen.capture import StateKey, state_name
 from reportgen.csv_safety import neutralise_formulas
 from reportgen.heatmap import TokenCell, activation_cells, activation_legend
 from reportgen.pages import ChartSpec, Page, Section, SiteOptions
+from reportgen.pages.unit_effects import effect_charts, effect_columns, unit_effects
 from reportgen.results import ModelReport
 
 PAGE = "neurons.html"
@@ -136,27 +138,13 @@ class NeighbourLink:
 def top_neurons(report: ModelReport, options: SiteOptions) -> dict[StateKey, list[int]]:
     """The neurons that get a page: the top N not near-zero of each layer and state."""
     assert report.distributions is not None
-    return {
-        key: [int(n) for n in stats.top(options.top_neurons)]
-        for key, stats in report.distributions.states.items()
-    }
+    return top_units(report.distributions, options.top_neurons)
 
 
 def paged_neurons(report: ModelReport, options: SiteOptions) -> dict[StateKey, list[int]]:
-    """The top N by KL of each layer and state, then the concept index's other units by KL
-    rank, so that every unit the concepts page lists has a page."""
+    """The top N by KL, then the concept index's other units (`analysis.paged_units`)."""
     assert report.distributions is not None
-    chosen = top_neurons(report, options)
-    if report.concepts is None:
-        return chosen
-    for entry in report.concepts.index():
-        if entry.neuron not in chosen[entry.key]:
-            chosen[entry.key].append(entry.neuron)
-    for key, neurons in chosen.items():
-        rank = report.distributions.states[key].rank
-        tail = sorted(neurons[options.top_neurons:], key=lambda n: int(rank[n]))
-        chosen[key] = neurons[: options.top_neurons] + tail
-    return chosen
+    return paged_units(report.distributions, report.concepts, options.top_neurons)
 
 
 def concepts_of(report: ModelReport, key: StateKey) -> NeuronConcepts | None:
@@ -362,6 +350,9 @@ def neuron_page(report: ModelReport, key: StateKey, neurons: list[int], index: i
                                 "thresholds.",
                                 f"{figure}-auroc" if figures else ""))
     row = ranking_rows(stats, concepts, [neuron])[0]
+    contexts = top_contexts(tokens, values)
+    effects = unit_effects(report, key, neuron, [context.position for context in contexts])
+    charts += effect_charts(effects, label, figure if figures else "")
     return Page(
         path=neuron_page_path(key, neuron),
         template="neuron.html",
@@ -379,7 +370,8 @@ def neuron_page(report: ModelReport, key: StateKey, neurons: list[int], index: i
             "scale_legend": activation_legend(scale),
             "high_excerpts": excerpts(tokens, values, True, scale, label),
             "low_excerpts": excerpts(tokens, values, False, scale, label),
-            "contexts": top_contexts(tokens, values),
+            "contexts": contexts,
+            "effects": effects,
             "aurocs": feature_aurocs(concepts, neuron, (report.concepts.descriptions or {})
                                      if report.concepts is not None else {}),
             "threshold": report.concepts.threshold if report.concepts is not None else None,
@@ -424,11 +416,11 @@ def neurons_frame(report: ModelReport) -> pd.DataFrame:
     assert report.distributions is not None
     frame = report.distributions.to_frame(report.concepts)
     frame["near_zero"] = frame["near_zero"].astype(int)  # 0/1, as the features of tokens.csv
-    if report.concepts is None:
-        return frame
-    concept_columns = report.concepts.to_frame().drop(columns=["label", "label_auroc"])
-    return frame.merge(concept_columns, on=["layer", "state", "neuron"], how="left",
-                       validate="one_to_one")
+    if report.concepts is not None:
+        concept_columns = report.concepts.to_frame().drop(columns=["label", "label_auroc"])
+        frame = frame.merge(concept_columns, on=["layer", "state", "neuron"], how="left",
+                            validate="one_to_one")
+    return effect_columns(report, frame)
 
 
 def export(report: ModelReport, data: Path) -> None:
