@@ -114,25 +114,27 @@ def test_a_second_run_reuses_what_its_options_leave_unchanged(tiny_model: Path, 
     assert main([*base, "--out", str(first)]) == 0
     assert report_json(first)["analyses_reused_from_cache"] == []
     assert main([*base, "--out", str(second)]) == 0
-    assert report_json(second)["analyses_reused_from_cache"] == ["distributions", "concepts",
-                                                                 "map-L1-h"]
+    assert report_json(second)["analyses_reused_from_cache"] == [
+        "distributions", "concepts", "output-effects", "ablation", "map-L1-h"]
     assert site_files(second) == site_files(first)  # the same bytes as computing afresh
 
     pages_only = tmp_path / "pages-only"
     assert main([*base, "--out", str(pages_only), "--top-neurons", "3",
                  "--expectancy-scale", "linear", "--threads", "2"]) == 0
     assert report_json(pages_only)["analyses_reused_from_cache"] == [
-        "distributions", "concepts", "map-L1-h"]
+        "distributions", "concepts", "map-L1-h"]  # fewer pages: fewer units to ablate
 
     new_map = tmp_path / "new-map"
     assert main([*base, "--out", str(new_map), "--perplexity", "10"]) == 0
-    assert report_json(new_map)["analyses_reused_from_cache"] == ["distributions", "concepts"]
+    assert report_json(new_map)["analyses_reused_from_cache"] == [
+        "distributions", "concepts", "output-effects", "ablation"]
 
     mine = tmp_path / "mine.toml"
     mine.write_text("[is_the]\nwords = ['the']\n", encoding="utf-8")
     own = tmp_path / "own-features"
     assert main([*base, "--out", str(own), "--features", str(mine)]) == 0
-    assert report_json(own)["analyses_reused_from_cache"] == ["distributions"]
+    reused = report_json(own)["analyses_reused_from_cache"]
+    assert reused[0] == "distributions" and "concepts" not in reused and "ablation" not in reused
 
     uncached = tmp_path / "uncached"
     assert main([*base[:-2], "--no-cache", "--out", str(uncached)]) == 0

@@ -87,7 +87,8 @@ def test_neurons_csv_has_the_design_columns_for_every_neuron(neurons: pd.DataFra
     features = token_features(fresh.tokens).names
     assert list(neurons.columns) == [
         *NEURON_COLUMNS, "labels", *[f"auroc_{name}" for name in features],
-        *[f"within_auroc_{name}" for name in features]]
+        *[f"within_auroc_{name}" for name in features], "output_promotes", "output_suppresses",
+        "ablation_delta_loss", *[f"ablation_delta_loss_{name}" for name in features]]
     assert len(neurons) == sum(values.shape[1] for values in fresh.states.values())
     labelled = neurons[neurons["labels"].notna()]
     strongest = labelled["labels"].str.split(" ").str[0]
