@@ -43,11 +43,14 @@ from sklearn.cluster import AgglomerativeClustering
 from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 
+from reportgen.analysis.ablation import AblationOptions, ablate, ablation_units
 from reportgen.analysis.concepts import analyse_concepts
 from reportgen.analysis.distributions import KL_EPSILON, DistributionResult, analyse_distributions
 from reportgen.analysis.clustering import cut_labels
 from reportgen.analysis.embedding import (EmbeddingOptions, embed,
                                           sample_positions)
+from reportgen.analysis.output_effects import output_effects
+from reportgen.analysis.paged_units import paged_units
 from reportgen.capture import Capture, CaptureOptions, stepwise_capture
 from reportgen.capture_cache import cached_capture
 from reportgen.corpus import SPLITS, Vocabulary, add_file_to_vocabulary, tokenize
@@ -87,6 +90,10 @@ def arguments() -> argparse.Namespace:
                         help="points of the scikit-learn map, the report's own number by "
                              "default (default: %(default)s)")
     parser.add_argument("--no-baseline", action="store_true", help="time only the report")
+    parser.add_argument("--ablation-tokens", type=int, default=AblationOptions.tokens,
+                        help="the ablation's token budget (default: %(default)s)")
+    parser.add_argument("--ablate-all", action="store_true",
+                        help="also time the ablation of every unit, as --ablate-all runs it")
     parser.add_argument("--no-images", action="store_true", help="render without figures")
     parser.add_argument("--work", type=Path, help="folder for the report and the capture cache "
                         "(default: a temporary folder, removed at the end)")
@@ -269,6 +276,7 @@ def run_report(args: argparse.Namespace, checkpoint: Path, work: Path,
     stage.rate = f"{values / stage.seconds / 1e6:,.0f} M values/s"
     with timer.stage("concepts"):
         report.concepts = analyse_concepts(captured, report.features)
+    unit_effect_stages(args, loaded.model, report, timer)
     with timer.stage("t-SNE and clustering") as stage:
         report.embeddings = [embed(captured, *key, config.embedding) for key in captured.keys]
     started = time.perf_counter()
@@ -287,6 +295,33 @@ def run_report(args: argparse.Namespace, checkpoint: Path, work: Path,
     ours = Ours(capture_rate, timer.seconds("distributions"), tsne, clustering,
                 report.embeddings[0].n_points)
     return ours, report
+
+
+NEW_STAGES = ("output effects", "ablation, paged units")  # issue 15's, with the defaults
+
+
+def unit_effect_stages(args: argparse.Namespace, model: RNNModel, report: ModelReport,
+                       timer: Timer) -> None:
+    """Output effects and the mean-ablation of the paged units, as `build_report` runs them;
+    with --ablate-all, the ablation of every unit too (timed apart, not kept)."""
+    assert report.distributions is not None and report.features is not None
+    paged = paged_units(report.distributions, report.concepts, SiteOptions().top_neurons)
+    with timer.stage("output effects"):
+        report.output_effects = output_effects(model, paged.get((model.nlayers, "h"), []))
+    means = {key: stats.mean for key, stats in report.distributions.states.items()}
+    options = AblationOptions(tokens=args.ablation_tokens)
+    units = ablation_units(model, paged, False)
+    with timer.stage("ablation, paged units") as stage:
+        report.ablation = ablate(model, report.capture.token_ids, units, means, report.features,
+                                 options, args.device)
+    count = sum(map(len, units.values()))
+    stage.rate = f"{count:,} units x {options.tokens:,} tokens"
+    if args.ablate_all:
+        every = ablation_units(model, paged, True)
+        with timer.stage("ablation, every unit (--ablate-all)") as stage:
+            ablate(model, report.capture.token_ids, every, means, report.features, options,
+                   args.device)
+        stage.rate = f"{sum(map(len, every.values())):,} units x {options.tokens:,} tokens"
 
 
 def run_baseline(args: argparse.Namespace, checkpoint: Path, report: ModelReport, ours: Ours,
@@ -337,7 +372,7 @@ def print_summary(captured: Capture, ours: Ours, timer: Timer, flops: float,
     gflops = float(np.mean(gflops_runs))
     floor = gflops * 1e9 / flops
     report_stages = [stage for stage in timer.stages
-                     if not stage.name.startswith(("baseline", "capture again"))]
+                     if not stage.name.startswith(("baseline", "capture again", "ablation, every"))]
     whole = sum(stage.seconds for stage in report_stages)
     peak = max(stage.peak_gb for stage in timer.stages if not stage.name.startswith("baseline"))
     print(f"\n{captured.n_tokens:,} tokens, {flops / 1e6:.1f} MFLOP a token")
@@ -348,6 +383,9 @@ def print_summary(captured: Capture, ours: Ours, timer: Timer, flops: float,
           f"{ISSUE_FLOOR:,}: {ours.capture_rate / ISSUE_FLOOR:.0%} (target 75%)")
     print(f"  whole report (load, capture, analyses, maps, render): {whole:,.0f} s "
           f"(target {REPORT_TARGET} s); peak RSS {peak:.2f} GB (target {RSS_TARGET:g} GB)")
+    new = sum(stage.seconds for stage in report_stages if stage.name in NEW_STAGES)
+    print(f"  issue 15's stages with the defaults ({', '.join(NEW_STAGES)}): {new:,.1f} s, "
+          f"{new / (whole - new):.1%} added to the rest of the report (limit 25%)")
 
 
 def main() -> None:

@@ -35,7 +35,7 @@ from reportgen.features import TokenFeatures
 from reportgen.model import RNNModel, resolve_device
 from reportgen.progress import Progress, progress_enabled
 
-ABLATION_TOKENS = 2000  # default budget: see README, "What a unit does"
+ABLATION_TOKENS = 500  # default budget: see README, "What a unit does"
 HURT_CONTEXTS = 5  # positions kept per unit where its ablation hurts most
 BATCH_VALUES = 1 << 25  # floats of one batch's (tokens, copies, units) states: 128 MB
 MAX_BATCH = 64  # ablated copies per recurrent pass
