@@ -204,7 +204,7 @@ def step_held(layer: nn.RNNBase, inputs: torch.Tensor, state: str, held: torch.T
     cell = (nn.GRUCell(layer.input_size, layer.hidden_size) if isinstance(layer, nn.GRU)
             else nn.RNNCell(layer.input_size, layer.hidden_size, nonlinearity=layer.nonlinearity))
     for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-        getattr(cell, name).data = getattr(layer, f"{name}_l0").data
+        getattr(cell, name).data = getattr(layer, f"{name}_l0").data  # shared, on its device
     h = torch.zeros(held.shape, device=inputs.device)  # (B, H)
     out = torch.empty(len(inputs), *held.shape, device=inputs.device)  # (n, B, H)
     for t in range(len(inputs)):
