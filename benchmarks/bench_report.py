@@ -302,8 +302,7 @@ NEW_STAGES = ("output effects", "ablation, paged units")  # issue 15's, with the
 
 def unit_effect_stages(args: argparse.Namespace, model: RNNModel, report: ModelReport,
                        timer: Timer) -> None:
-    """Output effects and the mean-ablation of the paged units, as `build_report` runs them;
-    with --ablate-all, the ablation of every unit too (timed apart, not kept)."""
+    """Output effects and the mean-ablation of the paged units, as `build_report` runs them."""
     assert report.distributions is not None and report.features is not None
     paged = paged_units(report.distributions, report.concepts, SiteOptions().top_neurons)
     with timer.stage("output effects"):
@@ -316,12 +315,20 @@ def unit_effect_stages(args: argparse.Namespace, model: RNNModel, report: ModelR
                                  options, args.device)
     count = sum(map(len, units.values()))
     stage.rate = f"{count:,} units x {options.tokens:,} tokens"
-    if args.ablate_all:
-        every = ablation_units(model, paged, True)
-        with timer.stage("ablation, every unit (--ablate-all)") as stage:
-            ablate(model, report.capture.token_ids, every, means, report.features, options,
-                   args.device)
-        stage.rate = f"{sum(map(len, every.values())):,} units x {options.tokens:,} tokens"
+
+
+def ablate_all_stage(args: argparse.Namespace, checkpoint: Path, report: ModelReport,
+                     timer: Timer) -> None:
+    """The ablation of every unit, as --ablate-all runs it; timed after the report, apart."""
+    assert report.distributions is not None and report.features is not None
+    model = load_checkpoint(checkpoint).model
+    every = ablation_units(model, {key: [] for key in report.distributions.states}, True)
+    means = {key: stats.mean for key, stats in report.distributions.states.items()}
+    options = AblationOptions(tokens=args.ablation_tokens, all_units=True)
+    with timer.stage("ablation, every unit (--ablate-all)") as stage:
+        ablate(model, report.capture.token_ids, every, means, report.features, options,
+               args.device)
+    stage.rate = f"{sum(map(len, every.values())):,} units x {options.tokens:,} tokens"
 
 
 def run_baseline(args: argparse.Namespace, checkpoint: Path, report: ModelReport, ours: Ours,
@@ -408,6 +415,8 @@ def main() -> None:
     try:
         gflops_runs = [gemm_gflops(*shape, device)]
         ours, report = run_report(args, checkpoint, work, timer)
+        if args.ablate_all:
+            ablate_all_stage(args, checkpoint, report, timer)
         if not args.no_baseline:
             run_baseline(args, checkpoint, report, ours, timer)
         gflops_runs.append(gemm_gflops(*shape, device))
