@@ -10,8 +10,12 @@ line in `reportgen.site.SECTIONS`:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+import altair as alt
+from altair.utils.schemapi import debug_mode
 
 
 @dataclass
@@ -55,3 +59,16 @@ class SiteOptions:
     top_neurons: int = 20  # neuron pages per layer and state
     images: bool = True  # also write PNG and SVG figures under img/
     all_figures: bool = False  # figures of every top neuron's page too, not only the main charts
+
+
+def unvalidated_spec(build: Callable[[], alt.Chart]) -> dict[str, Any]:
+    """The Vega-Lite of a chart, built and converted without schema validation.
+
+    Validation costs about 70 ms a chart, most of the render time of the neuron pages. Their
+    charts come from the same builders as those of neurons.html, which are validated, and
+    differ only in their data rows.
+    """
+    with debug_mode(False):
+        spec = build().to_dict(validate=False)
+    spec.pop("$schema", None)
+    return spec

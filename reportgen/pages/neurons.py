@@ -13,7 +13,6 @@ only for the excerpts and contexts of that page's own neuron.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,6 @@ from typing import Any
 import altair as alt
 import numpy as np
 import pandas as pd
-from altair.utils.schemapi import debug_mode
 
 from reportgen.analysis.concepts import ConceptResult, NeuronConcepts
 from reportgen.analysis.distributions import NEAR_ZERO_BOUND, NEAR_ZERO_SHARE, NeuronStats
@@ -29,7 +27,7 @@ from reportgen.analysis.paged_units import paged_units, top_units
 from reportgen.capture import StateKey, state_name
 from reportgen.csv_safety import neutralise_formulas
 from reportgen.heatmap import TokenCell, activation_cells, activation_legend
-from reportgen.pages import ChartSpec, Page, Section, SiteOptions
+from reportgen.pages import ChartSpec, Page, Section, SiteOptions, unvalidated_spec
 from reportgen.pages.unit_effects import effect_charts, effect_columns, unit_effects
 from reportgen.results import ModelReport
 
@@ -160,19 +158,6 @@ def page_spec(chart: alt.Chart) -> dict[str, Any]:
     spec without one as Vega-Lite), and a page that names no URL is plainly offline.
     """
     spec = chart.to_dict()
-    spec.pop("$schema", None)
-    return spec
-
-
-def unvalidated_spec(build: Callable[[], alt.Chart]) -> dict[str, Any]:
-    """The Vega-Lite of a chart, built and converted without schema validation.
-
-    Validation costs about 70 ms a chart, most of the render time of the neuron pages. Their
-    charts come from the same builders as those of neurons.html, which are validated, and
-    differ only in their data rows.
-    """
-    with debug_mode(False):
-        spec = build().to_dict(validate=False)
     spec.pop("$schema", None)
     return spec
 

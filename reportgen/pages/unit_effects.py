@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
-from altair.utils.schemapi import debug_mode
 
 from reportgen.analysis.ablation import AblationResult
-from reportgen.analysis.output_effects import OutputEffects, direct_contributions
+from reportgen.analysis.output_effects import direct_contributions
 from reportgen.capture import StateKey
 from reportgen.charts import ablation_feature_chart, output_weights_chart
-from reportgen.pages import ChartSpec
+from reportgen.pages import ChartSpec, unvalidated_spec
 from reportgen.results import ModelReport
 
 CONTEXT_BEFORE = 8  # tokens shown before a hurt position, as in the top contexts
@@ -151,33 +149,27 @@ def effect_charts(effects: UnitEffects, label: str, figure: str) -> list[ChartSp
     """The output-weight and ablation charts of one unit's page; `figure` "" for no figure."""
     charts = []
     if effects.promoted:
-        records = [{"word": item.word, "weight": item.weight} for item in effects.promoted]
-        records += [{"word": item.word, "weight": item.weight}
+        weights = [{"word": item.word, "weight": item.weight} for item in effects.promoted]
+        weights += [{"word": item.word, "weight": item.weight}
                     for item in reversed(effects.suppressed)]
         charts.append(ChartSpec(
-            "effect-output-weights", unvalidated(output_weights_chart(records, f"{label}: output weights")),
+            "effect-output-weights",
+            unvalidated_spec(lambda: output_weights_chart(weights, f"{label}: output weights")),
             "The decoder weights of the words this unit promotes (blue) and suppresses (orange) "
             "most when it is positive; a negative value does the reverse.",
             f"{figure}-output-weights" if figure else ""))
     if effects.features:
-        records = [{"feature": ALL_POSITIONS, "delta": finite_or_none(effects.delta_loss),
+        deltas = [{"feature": ALL_POSITIONS, "delta": finite_or_none(effects.delta_loss),
                     "positions": effects.ablation_tokens - 1}]
-        records += [{"feature": item.feature, "delta": finite_or_none(item.delta),
+        deltas += [{"feature": item.feature, "delta": finite_or_none(item.delta),
                      "positions": item.positions} for item in effects.features if item.positions]
         charts.append(ChartSpec(
-            "effect-ablation", unvalidated(ablation_feature_chart(records, f"{label}: Δ loss when held at its mean")),
+            "effect-ablation", unvalidated_spec(
+                lambda: ablation_feature_chart(deltas, f"{label}: Δ loss when held at its mean")),
             "The rise in loss, in nats per token, when the unit is held at its mean, on all "
             "positions and on the positions of each feature; above 0 the unit helps there.",
             f"{figure}-ablation" if figure else ""))
     return charts
-
-
-def unvalidated(chart: Any) -> dict[str, Any]:
-    """Vega-Lite without schema validation, as the other unit-page charts (see neurons.py)."""
-    with debug_mode(False):
-        spec = chart.to_dict(validate=False)
-    spec.pop("$schema", None)
-    return spec
 
 
 def joined(ids: np.ndarray, weights: np.ndarray, vocabulary: list[str]) -> str:
