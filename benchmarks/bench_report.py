@@ -311,10 +311,9 @@ def unit_effect_stages(args: argparse.Namespace, model: RNNModel, report: ModelR
     options = AblationOptions(tokens=args.ablation_tokens)
     units = ablation_units(model, paged, False)
     with timer.stage("ablation, paged units") as stage:
+        stage.rate = f"{sum(map(len, units.values())):,} units x {options.tokens:,} tokens"
         report.ablation = ablate(model, report.capture.token_ids, units, means, report.features,
                                  options, args.device)
-    count = sum(map(len, units.values()))
-    stage.rate = f"{count:,} units x {options.tokens:,} tokens"
 
 
 def ablate_all_stage(args: argparse.Namespace, checkpoint: Path, report: ModelReport,
@@ -326,9 +325,9 @@ def ablate_all_stage(args: argparse.Namespace, checkpoint: Path, report: ModelRe
     means = {key: stats.mean for key, stats in report.distributions.states.items()}
     options = AblationOptions(tokens=args.ablation_tokens, all_units=True)
     with timer.stage("ablation, every unit (--ablate-all)") as stage:
+        stage.rate = f"{sum(map(len, every.values())):,} units x {options.tokens:,} tokens"
         ablate(model, report.capture.token_ids, every, means, report.features, options,
                args.device)
-    stage.rate = f"{sum(map(len, every.values())):,} units x {options.tokens:,} tokens"
 
 
 def run_baseline(args: argparse.Namespace, checkpoint: Path, report: ModelReport, ours: Ours,
