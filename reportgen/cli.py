@@ -183,6 +183,7 @@ def add_demo_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-points", type=positive_int, default=EmbeddingOptions.max_points,
                         metavar="N",
                         help="token positions sampled for each t-SNE map (default: %(default)s)")
+    add_ablation_arguments(parser)
     add_images_flag(parser)
     add_common(parser)
 
@@ -405,7 +406,8 @@ def run_demo_command(args: argparse.Namespace) -> None:
                    SiteOptions(tokens_per_page=args.tokens_per_page, top_neurons=args.top_neurons,
                                images=not args.no_images, all_figures=args.all_figures),
                    EmbeddingOptions(max_points=args.max_points,
-                                    n_jobs=args.threads or available_cores()))
+                                    n_jobs=args.threads or available_cores()),
+                   AblationOptions(tokens=args.ablation_tokens, all_units=args.ablate_all))
     print(f"report written to {out}/index.html")
 
 
