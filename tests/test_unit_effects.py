@@ -117,9 +117,6 @@ def test_feature_deltas_are_means_over_each_features_positions(tiny) -> None:
     features = token_features(captured.tokens)
     result = ablate(model, captured.token_ids, {(2, "h"): [3]}, means_of(captured), features,
                     AblationOptions(tokens=TOKENS), "cpu")
-    one = ablate(model, captured.token_ids, {(2, "h"): [3]}, means_of(captured), features,
-                 AblationOptions(tokens=TOKENS), "cpu")
-    assert result.states[(2, "h")].delta_loss == pytest.approx(one.states[(2, "h")].delta_loss)
     runner = AblationRunner(model, captured.token_ids[:TOKENS], torch.device("cpu"))
     intact = runner.log_probs((1, "h"), np.zeros(0, np.int64), np.zeros(0, np.float32))[0]
     held = runner.log_probs((2, "h"), np.array([3]),
