@@ -43,6 +43,7 @@ from sklearn.cluster import AgglomerativeClustering
 from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 
+from reportgen.analysis.ablation import AblationOptions, ablate, ablation_units
 from reportgen.analysis.concepts import analyse_concepts
 from reportgen.analysis.correlations import analyse_correlations
 from reportgen.analysis.distributions import KL_EPSILON, DistributionResult, analyse_distributions
@@ -50,13 +51,15 @@ from reportgen.analysis.clustering import cut_labels
 from reportgen.analysis.embedding import (EmbeddingOptions, embed,
                                           sample_positions)
 from reportgen.analysis.gates import GateWeights, analyse_gates
+from reportgen.analysis.output_effects import output_effects
+from reportgen.analysis.paged_units import paged_units
 from reportgen.capture import Capture, CaptureOptions, stepwise_capture
 from reportgen.capture_cache import cached_capture
 from reportgen.corpus import SPLITS, Vocabulary, add_file_to_vocabulary, tokenize
 from reportgen.features import token_features
 from reportgen.model import RNNModel, load_checkpoint, resolve_device, save_checkpoint
 from reportgen.pages import SiteOptions
-from reportgen.pages.neurons import CONTEXT_AFTER, CONTEXT_BEFORE, neuron_page_path, paged_neurons
+from reportgen.pages.neurons import CONTEXT_AFTER, CONTEXT_BEFORE, neuron_page_path
 from reportgen.pages.unit_dynamics import unit_dynamics
 from reportgen.report import Inputs, ReportConfig, options_record, summarise
 from reportgen.results import ModelReport
@@ -91,6 +94,10 @@ def arguments() -> argparse.Namespace:
                         help="points of the scikit-learn map, the report's own number by "
                              "default (default: %(default)s)")
     parser.add_argument("--no-baseline", action="store_true", help="time only the report")
+    parser.add_argument("--ablation-tokens", type=int, default=AblationOptions.tokens,
+                        help="the ablation's token budget (default: %(default)s)")
+    parser.add_argument("--ablate-all", action="store_true",
+                        help="also time the ablation of every unit, as --ablate-all runs it")
     parser.add_argument("--no-images", action="store_true", help="render without figures")
     parser.add_argument("--work", type=Path, help="folder for the report and the capture cache "
                         "(default: a temporary folder, removed at the end)")
@@ -274,6 +281,7 @@ def run_report(args: argparse.Namespace, checkpoint: Path, work: Path,
     with timer.stage("concepts"):
         report.concepts = analyse_concepts(captured, report.features)
     time_dynamics_analyses(report, loaded.model, config.site, timer)
+    unit_effect_stages(args, loaded.model, report, timer)
     with timer.stage("t-SNE and clustering") as stage:
         report.embeddings = [embed(captured, *key, config.embedding) for key in captured.keys]
     started = time.perf_counter()
@@ -294,40 +302,67 @@ def run_report(args: argparse.Namespace, checkpoint: Path, work: Path,
     return ours, report
 
 
-DYNAMICS_SHARE_TARGET = 0.25  # issue 15: its new stages together, of the whole report
+# issue 15's stages with the defaults; the unit pages' dynamics, inside render, are added to them
+NEW_STAGES = ("gates", "correlated units", "output effects", "ablation, paged units")
+PAGE_DYNAMICS = "unit dynamics of the pages"
 
 
 def time_dynamics_analyses(report: ModelReport, model: RNNModel, site: SiteOptions,
                            timer: Timer) -> None:
     """Issue 15's analyses, as `build_report` runs them: gate statistics and correlated units."""
+    assert report.distributions is not None
     weights = GateWeights.of(model)
     if weights is not None:
         with timer.stage("gates") as stage:
             report.gates = analyse_gates(report.capture, weights)
         stage.rate = f"{len(weights.layers)} layers x {report.capture.n_tokens:,} tokens"
     with timer.stage("correlated units") as stage:
-        paged = paged_neurons(report, site)
+        paged = paged_units(report.distributions, report.concepts, site.top_neurons)
         report.correlations = analyse_correlations(report.capture, paged)
     stage.rate = f"{sum(map(len, paged.values()))} paged units against all"
 
 
-def print_dynamics_share(report: ModelReport, site: SiteOptions, timer: Timer) -> None:
-    """Issue 15's page data (trace, decile contexts, partners: part of render, timed again
-    here on its own), and its new stages' share of the whole report's time."""
-    paged = paged_neurons(report, site)
-    with timer.stage("unit dynamics of the pages") as stage:
+def time_page_dynamics(report: ModelReport, site: SiteOptions, timer: Timer) -> None:
+    """The unit pages' dynamics (trace, decile contexts, partners), part of render, timed again
+    here on their own so that their share can be counted with issue 15's stages."""
+    assert report.distributions is not None
+    paged = paged_units(report.distributions, report.concepts, site.top_neurons)
+    with timer.stage(PAGE_DYNAMICS) as stage:
         for key, units in paged.items():
             for unit in units:
                 unit_dynamics(report, key, unit, "", neuron_page_path,
                               (CONTEXT_BEFORE, CONTEXT_AFTER))
     stage.rate = f"{sum(map(len, paged.values()))} unit pages (within render)"
-    whole = sum(stage.seconds for stage in timer.stages if not stage.name.startswith(
-        ("baseline", "capture again", "unit dynamics")))
-    new = sum(timer.seconds(name) for name in ("gates", "correlated units",
-                                              "unit dynamics of the pages")
-              if any(stage.name == name for stage in timer.stages))
-    print(f"  issue 15's gates, correlated units and unit-page dynamics: {new:.1f} s of the "
-          f"whole report's {whole:,.0f} s: {new / whole:.1%} (limit {DYNAMICS_SHARE_TARGET:.0%})")
+
+
+def unit_effect_stages(args: argparse.Namespace, model: RNNModel, report: ModelReport,
+                       timer: Timer) -> None:
+    """Output effects and the mean-ablation of the paged units, as `build_report` runs them."""
+    assert report.distributions is not None and report.features is not None
+    paged = paged_units(report.distributions, report.concepts, SiteOptions().top_neurons)
+    with timer.stage("output effects"):
+        report.output_effects = output_effects(model, paged.get((model.nlayers, "h"), []))
+    means = {key: stats.mean for key, stats in report.distributions.states.items()}
+    options = AblationOptions(tokens=args.ablation_tokens)
+    units = ablation_units(model, paged, False)
+    with timer.stage("ablation, paged units") as stage:
+        stage.rate = f"{sum(map(len, units.values())):,} units x {options.tokens:,} tokens"
+        report.ablation = ablate(model, report.capture.token_ids, units, means, report.features,
+                                 options, args.device)
+
+
+def ablate_all_stage(args: argparse.Namespace, checkpoint: Path, report: ModelReport,
+                     timer: Timer) -> None:
+    """The ablation of every unit, as --ablate-all runs it; timed after the report, apart."""
+    assert report.distributions is not None and report.features is not None
+    model = load_checkpoint(checkpoint).model
+    every = ablation_units(model, {key: [] for key in report.distributions.states}, True)
+    means = {key: stats.mean for key, stats in report.distributions.states.items()}
+    options = AblationOptions(tokens=args.ablation_tokens, all_units=True)
+    with timer.stage("ablation, every unit (--ablate-all)") as stage:
+        stage.rate = f"{sum(map(len, every.values())):,} units x {options.tokens:,} tokens"
+        ablate(model, report.capture.token_ids, every, means, report.features, options,
+               args.device)
 
 
 def run_baseline(args: argparse.Namespace, checkpoint: Path, report: ModelReport, ours: Ours,
@@ -377,8 +412,8 @@ def print_summary(captured: Capture, ours: Ours, timer: Timer, flops: float,
     stages (their mean, since a shared machine drifts), and the whole report's figures."""
     gflops = float(np.mean(gflops_runs))
     floor = gflops * 1e9 / flops
-    report_stages = [stage for stage in timer.stages
-                     if not stage.name.startswith(("baseline", "capture again"))]
+    report_stages = [stage for stage in timer.stages if not stage.name.startswith(
+        ("baseline", "capture again", "ablation, every", PAGE_DYNAMICS))]
     whole = sum(stage.seconds for stage in report_stages)
     peak = max(stage.peak_gb for stage in timer.stages if not stage.name.startswith("baseline"))
     print(f"\n{captured.n_tokens:,} tokens, {flops / 1e6:.1f} MFLOP a token")
@@ -389,6 +424,10 @@ def print_summary(captured: Capture, ours: Ours, timer: Timer, flops: float,
           f"{ISSUE_FLOOR:,}: {ours.capture_rate / ISSUE_FLOOR:.0%} (target 75%)")
     print(f"  whole report (load, capture, analyses, maps, render): {whole:,.0f} s "
           f"(target {REPORT_TARGET} s); peak RSS {peak:.2f} GB (target {RSS_TARGET:g} GB)")
+    new = sum(stage.seconds for stage in timer.stages if stage.name in (*NEW_STAGES, PAGE_DYNAMICS))
+    print(f"  issue 15's stages with the defaults ({', '.join(NEW_STAGES)}, and the "
+          f"{PAGE_DYNAMICS} inside render): {new:,.1f} s, {new / (whole - new):.1%} added to the "
+          "rest of the report (limit 25%)")
 
 
 def main() -> None:
@@ -411,11 +450,13 @@ def main() -> None:
     try:
         gflops_runs = [gemm_gflops(*shape, device)]
         ours, report = run_report(args, checkpoint, work, timer)
+        if args.ablate_all:
+            ablate_all_stage(args, checkpoint, report, timer)
         if not args.no_baseline:
             run_baseline(args, checkpoint, report, ours, timer)
+        time_page_dynamics(report, SiteOptions(), timer)
         gflops_runs.append(gemm_gflops(*shape, device))
         print_summary(report.capture, ours, timer, flops, gflops_runs)
-        print_dynamics_share(report, SiteOptions(), timer)
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -24,19 +24,22 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from reportgen.analysis.ablation import AblationResult, StateAblation
 from reportgen.analysis.clustering import ClusterRow
 from reportgen.analysis.concepts import ConceptResult, NeuronConcepts
 from reportgen.analysis.correlations import CorrelationResult, UnitPartners
 from reportgen.analysis.distributions import DistributionResult, NeuronStats
 from reportgen.analysis.embedding import EmbeddingOptions, EmbeddingResult
 from reportgen.analysis.gates import GateResult, LayerGates
+from reportgen.analysis.output_effects import OutputEffects
 from reportgen.features import TokenFeatures
 
 FOLDER = "analyses"
 FORMAT = 1  # bump when a result's fields change, so older files are not read
 CLASSES: dict[str, type] = {cls.__name__: cls for cls in (
-    ClusterRow, ConceptResult, CorrelationResult, DistributionResult, EmbeddingOptions,
-    EmbeddingResult, GateResult, LayerGates, NeuronConcepts, NeuronStats, UnitPartners)}
+    AblationResult, ClusterRow, ConceptResult, CorrelationResult, DistributionResult,
+    EmbeddingOptions, EmbeddingResult, GateResult, LayerGates, NeuronConcepts, NeuronStats,
+    OutputEffects, StateAblation, UnitPartners)}
 
 T = TypeVar("T")
 

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
+from reportgen.analysis.ablation import ABLATION_TOKENS, AblationOptions
 from reportgen.analysis.concepts import LABEL_THRESHOLD, WITHIN_THRESHOLD
 from reportgen.analysis.distributions import RANK_BY_CHOICES
 from reportgen.analysis.embedding import EmbeddingOptions, available_cores
@@ -191,6 +192,7 @@ def add_demo_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-points", type=positive_int, default=EmbeddingOptions.max_points,
                         metavar="N",
                         help="token positions sampled for each t-SNE map (default: %(default)s)")
+    add_ablation_arguments(parser)
     add_images_flag(parser)
     add_common(parser)
 
@@ -268,6 +270,33 @@ def add_concept_arguments(parser: argparse.ArgumentParser) -> None:
                        help="and, for a feature the current word does not decide, "
                             "|within-word AUROC - 0.5| >= D on the same side, which shows memory "
                             "rather than a reaction to the word (default: %(default)s)")
+
+
+def ablation_tokens(value: str) -> int:
+    """0 turns the ablation off; one token has nothing to predict."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {value!r}") from None
+    if number < 0 or number == 1:
+        raise argparse.ArgumentTypeError(f"must be 0 (off) or at least 2, not {number}")
+    return number
+
+
+def add_ablation_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of the mean-ablation shown on each unit page."""
+    group = parser.add_argument_group(
+        "ablation", "each paged unit is held at its mean over the text while the model reads "
+                    "the text again, and the rise in loss says how much the prediction needs it")
+    group.add_argument("--ablation-tokens", type=ablation_tokens, default=ABLATION_TOKENS,
+                       metavar="N",
+                       help="run the ablation over the first N tokens: its cost grows with N "
+                            "times the units ablated, and its per-feature figures get steadier "
+                            "with N; 0 turns it off (default: %(default)s)")
+    group.add_argument("--ablate-all", action="store_true",
+                       help="ablate every unit of every layer and state, not only those that "
+                            "get a page, so that neurons.csv has ablation figures for all; on a "
+                            "2x650 LSTM that is 2,600 units, see the README for the cost")
 
 
 def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
@@ -366,6 +395,7 @@ def add_report_parser(commands: argparse._SubParsersAction) -> None:
                              "compare only at the same N (default: none for one model, "
                              f"{SAMPLE_POSITIONS} for several, whose comparison uses them)")
     add_concept_arguments(parser)
+    add_ablation_arguments(parser)
     add_cluster_arguments(parser)
     add_capture_arguments(parser)
     parser.add_argument("--rnn-type", choices=RNN_TYPES,
@@ -422,7 +452,8 @@ def run_demo_command(args: argparse.Namespace) -> None:
                                expectancy_tokens=args.expectancy_tokens,
                                images=not args.no_images, all_figures=args.all_figures),
                    EmbeddingOptions(max_points=args.max_points,
-                                    n_jobs=args.threads or available_cores()))
+                                    n_jobs=args.threads or available_cores()),
+                   AblationOptions(tokens=args.ablation_tokens, all_units=args.ablate_all))
     print(f"report written to {out}/index.html")
 
 
@@ -490,6 +521,7 @@ def run_report_command(args: argparse.Namespace) -> None:
                               label_threshold=args.label_threshold,
                               within_threshold=args.within_threshold),
         feature_files=tuple(args.features),
+        ablation=AblationOptions(tokens=args.ablation_tokens, all_units=args.ablate_all),
         embedding=embedding_options(args), embed_states=() if args.no_clusters else (tuple(args.maps) if args.maps else None),
         site=SiteOptions(tokens_per_page=args.tokens_per_page, top_neurons=args.top_neurons,
                          expectancy_tokens=args.expectancy_tokens,

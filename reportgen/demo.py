@@ -12,6 +12,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from reportgen import synthetic
+from reportgen.analysis.ablation import AblationOptions
 from reportgen.analysis.embedding import EmbeddingOptions
 from reportgen.pages import SiteOptions
 from reportgen.progress import note
@@ -64,12 +65,14 @@ def prepare_demo_model(work: Path, seed: int = 0, retrain: bool = False,
 
 def run_demo(out: Path, work: Path | None = None, seed: int = 0, retrain: bool = False,
              quiet: bool = False, site: SiteOptions | None = None,
-             embedding: EmbeddingOptions | None = None) -> Path:
+             embedding: EmbeddingOptions | None = None,
+             ablation: AblationOptions | None = None) -> Path:
     """Render the demo report into `out` and return it; `site` sets the layout and figures,
-    `embedding` the t-SNE maps (their threads, for one)."""
+    `embedding` the t-SNE maps (their threads, for one), `ablation` the unit pages' ablation."""
     work = Path(work) if work else default_work_folder(seed)
     corpus, checkpoint = prepare_demo_model(work, seed, retrain, quiet)
     config = ReportConfig(checkpoint=checkpoint, out=Path(out), data=corpus,
                           name="demo LSTM on the built-in corpus", quiet=quiet,
-                          site=site or SiteOptions(), embedding=embedding or EmbeddingOptions())
+                          site=site or SiteOptions(), embedding=embedding or EmbeddingOptions(),
+                          ablation=ablation or AblationOptions())
     return build_report(config)

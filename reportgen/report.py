@@ -16,12 +16,15 @@ from typing import Any, TypeVar
 import numpy as np
 
 from reportgen.analysis_cache import cached_analysis, features_digest
+from reportgen.analysis.ablation import AblationOptions, ablate, ablation_units
 from reportgen.analysis.concepts import LABEL_THRESHOLD, WITHIN_THRESHOLD, analyse_concepts
 from reportgen.analysis.correlations import analyse_correlations
 from reportgen.analysis.distributions import analyse_distributions
 from reportgen.analysis.embedding import (MIN_TSNE_POINTS, EmbeddingOptions, EmbeddingResult,
                                           embed)
 from reportgen.analysis.gates import GateWeights, analyse_gates
+from reportgen.analysis.output_effects import output_effects
+from reportgen.analysis.paged_units import paged_units
 from reportgen.capture import (DECODER_CHECK_ROWS, DECODER_TOLERANCE, Capture, CaptureOptions,
                                StateKey, state_name)
 from reportgen.capture_cache import DEFAULT_LIMIT_GB, cached_capture, default_cache_folder
@@ -34,7 +37,6 @@ from reportgen.model import RNN_TYPES, LoadedModel, load_checkpoint, resolve_dev
 from reportgen.progress import note
 from reportgen.results import ModelReport, ModelSummary, json_safe
 from reportgen.pages import SiteOptions
-from reportgen.pages.neurons import paged_neurons
 from reportgen.site import check_output_folder, write_site
 
 
@@ -72,6 +74,7 @@ class ReportConfig:
     embedding: EmbeddingOptions = field(default_factory=EmbeddingOptions)
     embed_states: tuple[StateKey, ...] | None = None  # t-SNE maps: None all states, () none
     feature_files: tuple[Path, ...] = ()  # --features: the user's own token features
+    ablation: AblationOptions = field(default_factory=AblationOptions)
     site: SiteOptions = field(default_factory=SiteOptions)
     cache: Path | None = field(default_factory=default_cache_folder)  # None: no capture cache
     cache_limit_gb: float = DEFAULT_LIMIT_GB  # least recently used captures go beyond this
@@ -239,6 +242,7 @@ def options_record(config: ReportConfig) -> dict[str, object]:
         "embed_states": (None if config.embed_states is None
                          else [state_name(key) for key in config.embed_states]),
         "feature_files": [path.name for path in config.feature_files],
+        "ablation": asdict(config.ablation),
         "site": asdict(config.site),
     }
 
@@ -334,11 +338,13 @@ def analyse(config: ReportConfig, inputs: Inputs, timings: dict[str, float]) -> 
         with timed(timings, "gates", config.quiet):
             report.gates = reuse(report, cached.entry, "gates", {},
                                  lambda: analyse_gates(captured, weights))
+    assert report.distributions is not None
+    paged = paged_units(report.distributions, report.concepts, config.site.top_neurons)
     with timed(timings, "correlations", config.quiet):
-        paged = paged_neurons(report, config.site)
         report.correlations = reuse(report, cached.entry, "correlations", {
             "units": [[state_name(key), units] for key, units in paged.items()],
         }, lambda: analyse_correlations(captured, paged))
+    unit_effects(config, inputs, report, cached.entry, paged)
     map_options = {**asdict(config.embedding), "n_jobs": None}  # threads never change a map
     classes = features.classes()  # what names each map's clusters
     for key in embedded_keys(config, captured):
@@ -350,6 +356,33 @@ def analyse(config: ReportConfig, inputs: Inputs, timings: dict[str, float]) -> 
             report.embeddings.append(replace(result, options=config.embedding))
     report.notes += sampling_notes(captured.tokens, config.embedding, report.embeddings)
     return report
+
+
+def unit_effects(config: ReportConfig, inputs: Inputs, report: ModelReport,
+                 entry: Path | None, paged: dict[StateKey, list[int]]) -> None:
+    """Output effects of the top layer's h units, and the mean-ablation of the `paged` units (or
+    of every unit): what each unit does to the prediction (DESIGN.md 3.5)."""
+    assert report.distributions is not None
+    model, captured, timings = inputs.loaded.model, report.capture, report.timings
+    top = paged.get((model.nlayers, "h"), [])
+    with timed(timings, "output effects", config.quiet):
+        report.output_effects = reuse(report, entry, "output-effects", {"units": top},
+                                      lambda: output_effects(model, top))
+    if not config.ablation.tokens:
+        return
+    units = ablation_units(model, paged, config.ablation.all_units)
+    means = {key: stats.mean for key, stats in report.distributions.states.items()}
+    assert report.features is not None
+    features = report.features
+    with timed(timings, "ablation", config.quiet):
+        report.ablation = reuse(report, entry, "ablation", {
+            **asdict(config.ablation), "features": features_digest(features),
+            "units": {state_name(key): chosen for key, chosen in units.items()},
+        }, lambda: ablate(model, captured.token_ids, units, means, features, config.ablation,
+                          config.capture.device, progress_flag(config)))
+    which = "every unit" if config.ablation.all_units else "the paged units"
+    report.notes.append(f"mean-ablation of {which} over the first {report.ablation.n_tokens:,} "
+                        "tokens (--ablation-tokens sets how many, --ablate-all ablates every unit)")
 
 
 T = TypeVar("T")

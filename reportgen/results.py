@@ -9,11 +9,13 @@ from typing import TYPE_CHECKING, Any
 from reportgen.capture import Capture
 
 if TYPE_CHECKING:
+    from reportgen.analysis.ablation import AblationResult
     from reportgen.analysis.concepts import ConceptResult
     from reportgen.analysis.correlations import CorrelationResult
     from reportgen.analysis.distributions import DistributionResult
     from reportgen.analysis.embedding import EmbeddingResult
     from reportgen.analysis.gates import GateResult
+    from reportgen.analysis.output_effects import OutputEffects
     from reportgen.features import TokenFeatures
 
 
@@ -48,6 +50,8 @@ class ModelReport:
     embeddings: list[EmbeddingResult] = field(default_factory=list)  # one per layer and state
     gates: GateResult | None = None  # LSTM and GRU only
     correlations: CorrelationResult | None = None  # of the paged units
+    output_effects: OutputEffects | None = None  # the top layer's decoder columns
+    ablation: AblationResult | None = None  # mean-ablation of the paged (or every) unit
     options: dict[str, Any] = field(default_factory=dict)  # the options used, for provenance
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     notes: list[str] = field(default_factory=list)  # what was sampled, paged or left out

@@ -115,26 +115,29 @@ def test_a_second_run_reuses_what_its_options_leave_unchanged(tiny_model: Path, 
     assert report_json(first)["analyses_reused_from_cache"] == []
     assert main([*base, "--out", str(second)]) == 0
     assert report_json(second)["analyses_reused_from_cache"] == [
-        "distributions", "concepts", "gates", "correlations", "map-L1-h"]
+        "distributions", "concepts", "gates", "correlations", "output-effects", "ablation",
+        "map-L1-h"]
     assert site_files(second) == site_files(first)  # the same bytes as computing afresh
 
     pages_only = tmp_path / "pages-only"
     assert main([*base, "--out", str(pages_only), "--top-neurons", "3",
                  "--expectancy-scale", "linear", "--threads", "2"]) == 0
-    assert report_json(pages_only)["analyses_reused_from_cache"] == [  # fewer units correlated
-        "distributions", "concepts", "gates", "map-L1-h"]
+    assert report_json(pages_only)["analyses_reused_from_cache"] == [  # fewer units paged:
+        "distributions", "concepts", "gates", "map-L1-h"]  # fewer to correlate and ablate
 
     new_map = tmp_path / "new-map"
     assert main([*base, "--out", str(new_map), "--perplexity", "10"]) == 0
     assert report_json(new_map)["analyses_reused_from_cache"] == [
-        "distributions", "concepts", "gates", "correlations"]
+        "distributions", "concepts", "gates", "correlations", "output-effects", "ablation"]
 
     mine = tmp_path / "mine.toml"
     mine.write_text("[is_the]\nwords = ['the']\n", encoding="utf-8")
     own = tmp_path / "own-features"
     assert main([*base, "--out", str(own), "--features", str(mine)]) == 0
     # correlations too, unless the new feature gave pages to new units
-    assert report_json(own)["analyses_reused_from_cache"][:2] == ["distributions", "gates"]
+    reused = report_json(own)["analyses_reused_from_cache"]
+    assert reused[:2] == ["distributions", "gates"]
+    assert "concepts" not in reused and "ablation" not in reused
 
     uncached = tmp_path / "uncached"
     assert main([*base[:-2], "--no-cache", "--out", str(uncached)]) == 0

@@ -6,11 +6,12 @@ import re
 
 from reportgen.cli import build_parser
 from reportgen.pages.overview import layout_notes
-from reportgen.report import sampling_notes
+from reportgen.report import sampling_notes, unit_effects
 
 
 def flags_named_by_the_notes() -> set[str]:
-    source = inspect.getsource(layout_notes) + inspect.getsource(sampling_notes)
+    source = (inspect.getsource(layout_notes) + inspect.getsource(sampling_notes)
+              + inspect.getsource(unit_effects))
     return set(re.findall(r"--[a-z][a-z-]+", source))
 
 
@@ -22,7 +23,7 @@ def subcommand_flags(name: str) -> set[str]:
 
 def test_every_flag_the_notes_name_is_an_option_of_demo_and_report():
     named = flags_named_by_the_notes()
-    assert {"--top-neurons", "--tokens-per-page", "--max-points"} <= named
+    assert {"--top-neurons", "--tokens-per-page", "--max-points", "--ablation-tokens"} <= named
     assert named <= subcommand_flags("demo") and named <= subcommand_flags("report")
 
 

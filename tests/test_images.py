@@ -89,9 +89,10 @@ def test_every_chart_of_every_page_has_its_figure_drawn_from_the_page_spec(site:
     charts = {f"{page.relative_to(site)}#{name}": spec
               for page in sorted(site.rglob("*.html")) for name, spec in page_specs(page).items()
               if not page.parent.name == "neuron" or f"neuron/{page.name}" in top}
-    # neurons.html: average and KL for 4 states; 8 neuron pages: histogram, AUROC and trace;
-    # clusters; gates.html: saturation and time constants for 2 layers
-    assert len(charts) == 8 + 8 * 3 + 1 + 4
+    # neurons.html: average and KL for 4 states; 8 neuron pages: histogram, AUROC, trace and
+    # ablation, and the 2 of L2-h their output weights; clusters; gates.html: saturation and
+    # time constants for 2 layers
+    assert len(charts) == 8 + 8 * 4 + 2 + 1 + 4
     matched = set()
     for name, spec in charts.items():
         svg = vl_convert.vegalite_to_svg(figure_spec(spec))

@@ -88,7 +88,8 @@ def test_neurons_csv_has_the_design_columns_for_every_neuron(neurons: pd.DataFra
     features = token_features(fresh.tokens).names
     assert list(neurons.columns) == [
         *NEURON_COLUMNS, "labels", *[f"auroc_{name}" for name in features],
-        *[f"within_auroc_{name}" for name in features],
+        *[f"within_auroc_{name}" for name in features], "output_promotes", "output_suppresses",
+        "ablation_delta_loss", *[f"ablation_delta_loss_{name}" for name in features],
         *[f"gate_{gate}_{side}" for gate in "ifo" for side in ("left", "right")],
         "forget_time_constant", "top_correlated", "top_correlated_r"]
     assert len(neurons) == sum(values.shape[1] for values in fresh.states.values())

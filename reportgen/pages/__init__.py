@@ -11,10 +11,13 @@ line in `reportgen.site.SECTIONS`:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from reportgen.analysis.state_sample import SAMPLE_POSITIONS
+import altair as alt
+from altair.utils.schemapi import debug_mode
+
 
 SIGNIFICANT_DIGITS = 4  # of a chart's numbers: beyond what any axis, tooltip or figure shows
 
@@ -89,3 +92,16 @@ class SiteOptions:
     # states kept in data/comparable/ per layer-state for `reportgen compare`; 0 keeps none (a
     # 2x650 model's 4,000 are 21 MB), and a multi-model report keeps SAMPLE_POSITIONS then
     comparison_positions: int = 0
+
+
+def unvalidated_spec(build: Callable[[], alt.Chart]) -> dict[str, Any]:
+    """The Vega-Lite of a chart, built and converted without schema validation.
+
+    Validation costs about 70 ms a chart, most of the render time of the neuron pages. Their
+    charts come from the same builders as those of neurons.html, which are validated, and
+    differ only in their data rows.
+    """
+    with debug_mode(False):
+        spec = build().to_dict(validate=False)
+    spec.pop("$schema", None)
+    return spec

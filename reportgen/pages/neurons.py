@@ -13,7 +13,6 @@ only for the excerpts and contexts of that page's own neuron.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,15 +20,16 @@ from typing import Any
 import altair as alt
 import numpy as np
 import pandas as pd
-from altair.utils.schemapi import debug_mode
 
 from reportgen.analysis.concepts import ConceptResult, NeuronConcepts
 from reportgen.analysis.distributions import NEAR_ZERO_BOUND, NEAR_ZERO_SHARE, NeuronStats
+from reportgen.analysis.paged_units import paged_units, top_units
 from reportgen.capture import StateKey, state_name
 from reportgen.csv_safety import neutralise_formulas
 from reportgen.heatmap import TokenCell, activation_cells, activation_legend
-from reportgen.pages import ChartSpec, Page, Section, SiteOptions
+from reportgen.pages import ChartSpec, Page, Section, SiteOptions, unvalidated_spec
 from reportgen.pages.unit_dynamics import unit_dynamics, with_dynamics_columns
+from reportgen.pages.unit_effects import effect_charts, effect_columns, unit_effects
 from reportgen.results import ModelReport
 
 PAGE = "neurons.html"
@@ -137,27 +137,13 @@ class NeighbourLink:
 def top_neurons(report: ModelReport, options: SiteOptions) -> dict[StateKey, list[int]]:
     """The neurons that get a page: the top N not near-zero of each layer and state."""
     assert report.distributions is not None
-    return {
-        key: [int(n) for n in stats.top(options.top_neurons)]
-        for key, stats in report.distributions.states.items()
-    }
+    return top_units(report.distributions, options.top_neurons)
 
 
 def paged_neurons(report: ModelReport, options: SiteOptions) -> dict[StateKey, list[int]]:
-    """The top N by KL of each layer and state, then the concept index's other units by KL
-    rank, so that every unit the concepts page lists has a page."""
+    """The top N by KL, then the concept index's other units (`analysis.paged_units`)."""
     assert report.distributions is not None
-    chosen = top_neurons(report, options)
-    if report.concepts is None:
-        return chosen
-    for entry in report.concepts.index():
-        if entry.neuron not in chosen[entry.key]:
-            chosen[entry.key].append(entry.neuron)
-    for key, neurons in chosen.items():
-        rank = report.distributions.states[key].rank
-        tail = sorted(neurons[options.top_neurons:], key=lambda n: int(rank[n]))
-        chosen[key] = neurons[: options.top_neurons] + tail
-    return chosen
+    return paged_units(report.distributions, report.concepts, options.top_neurons)
 
 
 def concepts_of(report: ModelReport, key: StateKey) -> NeuronConcepts | None:
@@ -173,19 +159,6 @@ def page_spec(chart: alt.Chart) -> dict[str, Any]:
     spec without one as Vega-Lite), and a page that names no URL is plainly offline.
     """
     spec = chart.to_dict()
-    spec.pop("$schema", None)
-    return spec
-
-
-def unvalidated_spec(build: Callable[[], alt.Chart]) -> dict[str, Any]:
-    """The Vega-Lite of a chart, built and converted without schema validation.
-
-    Validation costs about 70 ms a chart, most of the render time of the neuron pages. Their
-    charts come from the same builders as those of neurons.html, which are validated, and
-    differ only in their data rows.
-    """
-    with debug_mode(False):
-        spec = build().to_dict(validate=False)
     spec.pop("$schema", None)
     return spec
 
@@ -365,6 +338,9 @@ def neuron_page(report: ModelReport, key: StateKey, neurons: list[int], index: i
                              (CONTEXT_BEFORE, CONTEXT_AFTER))
     charts += dynamics.charts
     row = ranking_rows(stats, concepts, [neuron])[0]
+    contexts = top_contexts(tokens, values)
+    effects = unit_effects(report, key, neuron, [context.position for context in contexts])
+    charts += effect_charts(effects, label, figure if figures else "")
     return Page(
         path=neuron_page_path(key, neuron),
         template="neuron.html",
@@ -382,7 +358,8 @@ def neuron_page(report: ModelReport, key: StateKey, neurons: list[int], index: i
             "scale_legend": activation_legend(scale),
             "high_excerpts": excerpts(tokens, values, True, scale),
             "low_excerpts": excerpts(tokens, values, False, scale),
-            "contexts": top_contexts(tokens, values),
+            "contexts": contexts,
+            "effects": effects,
             "aurocs": feature_aurocs(concepts, neuron, (report.concepts.descriptions or {})
                                      if report.concepts is not None else {}),
             "threshold": report.concepts.threshold if report.concepts is not None else None,
@@ -432,7 +409,7 @@ def neurons_frame(report: ModelReport) -> pd.DataFrame:
         concept_columns = report.concepts.to_frame().drop(columns=["label", "label_auroc"])
         frame = frame.merge(concept_columns, on=["layer", "state", "neuron"], how="left",
                             validate="one_to_one")
-    return with_dynamics_columns(frame, report)
+    return with_dynamics_columns(effect_columns(report, frame), report)
 
 
 def export(report: ModelReport, data: Path) -> None:
