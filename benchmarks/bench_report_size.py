@@ -3,7 +3,7 @@ for a 2x650 LSTM on WikiText-2's test split (245,569 tokens with `<eos>`).
 
 The analyses run once; the site is then written twice from them, in the same run:
 - the defaults: figures of the main charts only, the expectancy pages for the text's first
-  40,000 tokens, and everything in its compact form;
+  20,000 tokens, and everything in its compact form;
 - the baseline, everything a reader could ask for: every figure (`--all-figures`) and the
   expectancy pages for the whole text (`--expectancy-tokens all`).
 It prints each one's size by part (expectancy pages, neuron pages, other pages, data, img,

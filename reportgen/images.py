@@ -29,7 +29,7 @@ from reportgen.results import ModelReport
 
 IMAGE_FOLDER = "img"  # under the model folder
 PNG_SCALE = 2  # pixels per CSS pixel: sharp when printed at the on-screen size
-EXPECTANCY_EXCERPT_TOKENS = 300  # the first tokens of the text, as the thesis's figures show
+EXPECTANCY_EXCERPT_TOKENS = 200  # the first tokens of the text, as the thesis's figures show
 
 FONT_SIZE = 12  # px
 CHAR_WIDTH = 0.6 * FONT_SIZE  # the advance of DejaVu Sans Mono and Liberation Mono: 0.6 em

@@ -21,7 +21,7 @@ from reportgen.images import (FIGURE_WIDTH, PNG_SCALE, figure_spec, layout_heatm
 from reportgen.site import make_environment
 
 SVG = "{http://www.w3.org/2000/svg}"
-EXCERPT_TOKENS = 300
+EXCERPT_TOKENS = 200
 SPEC = re.compile(r'<script type="application/json" id="spec-([^"]+)">(.*?)</script>', re.S)
 SPAN = re.compile(r'<span(?: class="([^"]*)")? style="background:([^"]+)" data-tip="([^"]*)">'
                   r'([^<]*)</span>')

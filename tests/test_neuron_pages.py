@@ -25,6 +25,7 @@ from reportgen.corpus import load_vocabulary, tokenize
 from reportgen.features import token_features
 from reportgen.model import load_checkpoint
 from reportgen.pages import SiteOptions
+from reportgen.pages.neurons import EXCERPTS
 from reportgen.results import ModelReport, ModelSummary
 from reportgen.site import write_site
 
@@ -192,8 +193,8 @@ def test_neuron_page_heatmaps_and_contexts_show_the_captured_values(site: Path,
                 assert int(red, 16) > int(blue, 16)
             if "centre" in classes.split():
                 centres.append(int(position))
-        assert centres[0] == int(np.argmax(values)) and len(centres) == 6
-        assert centres[3] == int(np.argmin(values))
+        assert centres[0] == int(np.argmax(values)) and len(centres) == 2 * EXCERPTS
+        assert centres[EXCERPTS] == int(np.argmin(values))
         contexts = re.search(r'<table class="data contexts">(.*?)</table>', text, re.S).group(1)
         shown = [float(v) for v in re.findall(r'<tr><td class="num">([+-][0-9.]+)</td>', contexts)]
         np.testing.assert_allclose(shown, np.sort(values)[::-1][: len(shown)], atol=6e-5)

@@ -84,7 +84,7 @@ class SiteOptions:
     """How the pages are laid out; none of these change an analysis."""
 
     tokens_per_page: int = 2000  # expectancy heatmap tokens per page
-    expectancy_tokens: int | None = 40_000  # the text's first tokens in those pages; None: all
+    expectancy_tokens: int | None = 20_000  # the text's first tokens in those pages; None: all
     expectancy_scale: str = "log"  # "log" (log10 p) or "linear" (p), see reportgen.heatmap
     top_neurons: int = 20  # neuron pages per layer and state
     images: bool = True  # also write PNG and SVG figures under img/

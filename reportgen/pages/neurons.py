@@ -33,8 +33,8 @@ from reportgen.pages.unit_effects import effect_charts, effect_columns, unit_eff
 from reportgen.results import ModelReport
 
 PAGE = "neurons.html"
-EXCERPTS = 3  # heatmap excerpts each for the highest and for the lowest values
-EXCERPT_RADIUS = 15  # tokens either side of an excerpt's centre
+EXCERPTS = 2  # heatmap excerpts each for the highest and for the lowest values
+EXCERPT_RADIUS = 12  # tokens either side of an excerpt's centre
 TOP_CONTEXTS = 10  # rows of the top-contexts table
 CONTEXT_BEFORE = 8  # tokens shown before a context's token: the LSTM reads left to right
 CONTEXT_AFTER = 4

@@ -25,7 +25,7 @@ from reportgen.results import ModelReport
 
 BANDS = 10  # deciles of the unit's values
 PER_BAND = 1  # contexts sampled from each band
-TRACE_TOKENS = 400  # the passage of the activation trace
+TRACE_TOKENS = 300  # the passage of the activation trace
 SEED = 0
 STATE_CODES = {"h": 0, "c": 1}  # a unit's seed: (SEED, layer, state code, unit)
 
