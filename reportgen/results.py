@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from reportgen.capture import Capture
 
 if TYPE_CHECKING:
+    from reportgen.analysis.alignment import OtherModels
     from reportgen.analysis.concepts import ConceptResult
     from reportgen.analysis.correlations import CorrelationResult
     from reportgen.analysis.distributions import DistributionResult
@@ -48,6 +49,7 @@ class ModelReport:
     embeddings: list[EmbeddingResult] = field(default_factory=list)  # one per layer and state
     gates: GateResult | None = None  # LSTM and GRU only
     correlations: CorrelationResult | None = None  # of the paged units
+    other_models: OtherModels | None = None  # a multi-model report's: its units' matches
     options: dict[str, Any] = field(default_factory=dict)  # the options used, for provenance
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     notes: list[str] = field(default_factory=list)  # what was sampled, paged or left out

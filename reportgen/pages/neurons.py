@@ -30,6 +30,7 @@ from reportgen.csv_safety import neutralise_formulas
 from reportgen.heatmap import TokenCell, activation_cells, activation_legend
 from reportgen.pages import ChartSpec, Page, Section, SiteOptions
 from reportgen.pages.unit_dynamics import unit_dynamics, with_dynamics_columns
+from reportgen.pages.unit_matches import unit_matches
 from reportgen.results import ModelReport
 
 PAGE = "neurons.html"
@@ -389,6 +390,7 @@ def neuron_page(report: ModelReport, key: StateKey, neurons: list[int], index: i
             "within_threshold": (report.concepts.within_threshold
                                  if report.concepts is not None else None),
             "dynamics": dynamics,
+            "matches": unit_matches(report, key, neuron, neuron_page_path),
             "back": f"../{PAGE}",
             **neighbour_links(key, neurons, index),
         },
