@@ -11,13 +11,14 @@ matched in the others, and `OUT/data/` the comparison's exports. The comparison 
 what each model folder keeps in `data/comparable/`, read back from the folder just written, as
 `reportgen compare` reads it from separately rendered reports (`reportgen.combine`). Each model
 is analysed twice (`reportgen.model_matches`): first to align its units with the other models',
-then, from the caches, to write its folder, whose unit pages list their matches. The pages of every model share the one Vega bundle in `OUT/assets/` (as DESIGN.md 4 lays
-out) rather than copying its 0.9 MB into each folder; a model folder holds all of its own pages
-and exports, and `reportgen report` on that one checkpoint gives a folder that stands alone.
-Models are analysed one after another and only their figures and sampled states are kept, so
-memory stays that of one model. A checkpoint that fails to load is left out and shown on the comparison page;
-models whose vocabularies differ stop the run before any slow stage, since their token ids do
-not mean the same words.
+then, from the caches, to write its folder, whose unit pages list their matches. The pages of
+every model share the one Vega bundle in `OUT/assets/` (as DESIGN.md 4 lays out) rather than
+copying its 0.9 MB into each folder; a model folder holds all of its own pages and exports, and
+`reportgen report` on that one checkpoint gives a folder that stands alone. Models are analysed
+one after another and only their figures and sampled states are kept, so memory stays that of
+one model. A checkpoint that fails to load is left out and shown on the comparison page; models
+whose vocabularies differ stop the run before any slow stage, since their token ids do not mean
+the same words.
 """
 
 from __future__ import annotations
