@@ -224,6 +224,22 @@ def test_a_single_model_reports_unit_pages_list_no_other_models(work: Path) -> N
         assert "In the other models" not in html and "alignment/" not in html, page
 
 
+def test_without_the_cache_the_second_pass_gives_the_same_unit_pages(cli: CliServer,
+                                                                      work: Path) -> None:
+    """--no-cache analyses each model again to write it: the same units get pages, and each
+    lists the same matches, as with the cache."""
+    models = [f"runs/{name}/model.pt" for name in NAMES]
+    result = cli.run(["report", *models, "--data", "corpus", "--out", "multi-no-cache",
+                      "--no-cache", *REPORT_FLAGS], work)
+    assert result.returncode == 0, result.stderr
+    for name in NAMES:
+        cached = sorted((work / "multi" / name / "neuron").glob("*.html"))
+        uncached = sorted((work / "multi-no-cache" / name / "neuron").glob("*.html"))
+        assert [p.name for p in uncached] == [p.name for p in cached]
+        for a, b in zip(cached, uncached):
+            assert listed_matches(b) == listed_matches(a), b
+
+
 def test_alignment_page_links_resolve(combined: CliResult, work: Path) -> None:
     site = work / "combined"
     for page in (site / "alignment").glob("*.html"):
