@@ -171,7 +171,9 @@ def add_capture_arguments(parser: argparse.ArgumentParser) -> None:
                        help="where captures are kept between runs; the least recently used "
                             f"go past {DEFAULT_LIMIT_GB:g} GB (default: %(default)s)")
     group.add_argument("--no-cache", action="store_true",
-                       help="capture into memory and keep nothing on disk")
+                       help="capture into memory and keep nothing on disk; a report of several "
+                            "models then analyses each model twice, once to align the units "
+                            "across models and once to write its pages")
 
 
 def add_demo_parser(commands: argparse._SubParsersAction) -> None:

@@ -9,13 +9,16 @@ sweep runs for hours and one crash (out of memory, a full disk) must not lose th
 model's full report, `OUT/index.html` the comparison page, `OUT/alignment/` each model's units
 matched in the others, and `OUT/data/` the comparison's exports. The comparison is built from
 what each model folder keeps in `data/comparable/`, read back from the folder just written, as
-`reportgen compare` reads it from separately rendered reports (`reportgen.combine`). The pages of every model share the one Vega bundle in `OUT/assets/` (as DESIGN.md 4 lays
-out) rather than copying its 0.9 MB into each folder; a model folder holds all of its own pages
-and exports, and `reportgen report` on that one checkpoint gives a folder that stands alone.
-Models are analysed one after another and only their figures are kept, so memory stays that of
-one model. A checkpoint that fails to load is left out and shown on the comparison page;
-models whose vocabularies differ stop the run before any slow stage, since their token ids do
-not mean the same words.
+`reportgen compare` reads it from separately rendered reports (`reportgen.combine`). Each model
+is analysed twice (`reportgen.model_matches`): first to align its units with the other models',
+then, from the caches, to write its folder, whose unit pages list their matches. The pages of
+every model share the one Vega bundle in `OUT/assets/` (as DESIGN.md 4 lays out) rather than
+copying its 0.9 MB into each folder; a model folder holds all of its own pages and exports, and
+`reportgen report` on that one checkpoint gives a folder that stands alone. Models are analysed
+one after another and only their figures and sampled states are kept, so memory stays that of
+one model. A checkpoint that fails to load is left out and shown on the comparison page; models
+whose vocabularies differ stop the run before any slow stage, since their token ids do not mean
+the same words.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ from reportgen.corpus import Text, Vocabulary, tokenize, vocabulary_from_folder
 from reportgen.csv_safety import neutralise_formulas
 from reportgen.errors import ReportgenError
 from reportgen.model import LoadedModel, load_checkpoint, resolve_device
+from reportgen.model_matches import FirstLook, first_look, other_models, with_first_pass
+from reportgen.pages import SiteOptions
 from reportgen.progress import note
 from reportgen.feature_files import FeatureFile
 from reportgen.report import (Inputs, ReportConfig, analyse, check_output_path, default_name,
@@ -484,27 +489,54 @@ def build_reports(models: Sequence[ModelSpec], config: ReportConfig) -> Comparis
     prepared = prepare(models, config)
     site = replace(config.site,
                    comparison_positions=config.site.comparison_positions or SAMPLE_POSITIONS)
-    written, failures = [], list(prepared.failures)
+    failures = list(prepared.failures)
+    looks = first_pass(prepared, config, site, failures)
+    if not looks:
+        raise ReportgenError(f"no model could be analysed: {failures[0].name}: "
+                             f"{failures[0].message}")
+    others = other_models(list(looks.values()), failures)
+    written, reading = [], config.quiet or config.cache is not None  # pass 2 reads the caches
     with atomic_folder(config.out) as folder:
         write_assets(folder)
         for index, spec in enumerate(prepared.models, start=1):
             name = spec.resolved_name
-            note(f"[{index}/{len(prepared.models)}] {name}", not config.quiet)
-            started = time.perf_counter()
+            if name not in looks:
+                continue
+            note(f"[{index}/{len(prepared.models)}] {name}: writing its pages", not config.quiet)
             try:
-                report = analyse_model(spec, config, prepared)
+                report = analyse_model(spec, replace(config, quiet=reading), prepared)
             except ReportgenError as error:
                 failures.append(ModelFailure(name, str(spec.checkpoint), str(error)))
                 continue
-            write_model_folder(report, folder / name, "../", site, progress_flag(config))
+            write_model_folder(with_first_pass(report, looks[name], others[name]), folder / name,
+                               "../", site, progress_flag(config))
             written.append(read_comparable(folder / name, href=f"{name}/index.html"))
-            note(f"[{index}/{len(prepared.models)}] {name}: perplexity "
-                 f"{report.summary.perplexity:.2f}, {time.perf_counter() - started:.0f} s",
-                 not config.quiet)
             del report  # its capture: one model's states at a time
-        if not written:
-            raise ReportgenError(f"no model could be analysed: {failures[0].name}: "
-                                 f"{failures[0].message}")
         comparison = write_comparison_site(written, failures, folder,
                                            config.name or DEFAULT_TITLE, site)
     return ComparisonRun(Path(config.out), comparison)
+
+
+def first_pass(prepared: Prepared, config: ReportConfig, site: SiteOptions,
+               failures: list[ModelFailure]) -> dict[str, FirstLook]:
+    """Analyse each model and keep only its `FirstLook`; a model that fails joins `failures`.
+    Under --no-cache the second pass computes everything again, so say so once."""
+    if config.cache is None:
+        note("--no-cache: each model is analysed twice, once to align the units across models "
+             "and once to write its pages; with the cache the second is a read", not config.quiet)
+    looks = {}
+    for index, spec in enumerate(prepared.models, start=1):
+        name = spec.resolved_name
+        note(f"[{index}/{len(prepared.models)}] {name}", not config.quiet)
+        started = time.perf_counter()
+        try:
+            report = analyse_model(spec, config, prepared)
+        except ReportgenError as error:
+            failures.append(ModelFailure(name, str(spec.checkpoint), str(error)))
+            continue
+        looks[name] = first_look(report, site)
+        note(f"[{index}/{len(prepared.models)}] {name}: perplexity "
+             f"{report.summary.perplexity:.2f}, {time.perf_counter() - started:.0f} s",
+             not config.quiet)
+        del report  # its capture: one model's states at a time
+    return looks

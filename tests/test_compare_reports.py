@@ -149,13 +149,95 @@ def test_unit_pages_of_a_multi_model_report_link_their_row_of_the_alignment(
     unit_pages = sorted((site / NAMES[0] / "neuron").glob("*.html"))
     assert unit_pages
     for page in unit_pages:
-        link = re.search(r'href="\.\./\.\./(alignment/[^"#]+)#(unit-\d+)"',
+        link = re.search(r'href="\.\./\.\./(alignment/[^"#]+)#(unit-\d+)">this unit',
                          page.read_text(encoding="utf-8"))
         assert link, page
         target = (site / link.group(1)).read_text(encoding="utf-8")
         unit = int(link.group(2).split("-")[1])
         assert f'id="unit-{unit}"' in target
         assert page.name.startswith(link.group(1).split(f"{NAMES[0]}-")[1][:-5])
+
+
+MATCH_ROW = re.compile(r'<tr><td>([^<]+)</td><td class="num">(?:<a href="([^"]+)">(\d+)</a>|–)'
+                       r'</td><td class="num">([^<]+)</td><td class="num"><a href="([^"]+)">'
+                       r'(\d+)</a></td><td class="num">([^<]+)</td></tr>')
+
+
+def listed_matches(page: Path) -> list[tuple[str, ...]]:
+    """The rows of the page's "In the other models" table: (model, match href, match, r, best
+    href, best, r)."""
+    html = page.read_text(encoding="utf-8")
+    assert "<h2>In the other models</h2>" in html, page
+    table = html.split('<table class="data matches">')[1].split("</table>")[0]
+    return MATCH_ROW.findall(table)
+
+
+def resolves(page: Path, href: str, site: Path) -> Path:
+    """The file a link leads to, which must exist, and whose anchor (if any) must exist."""
+    path, _, anchor = href.partition("#")
+    target = (page.parent / path).resolve()
+    assert target.is_file() and target.is_relative_to(site.resolve()), (page, href)
+    if anchor:
+        assert f'id="{anchor}"' in target.read_text(encoding="utf-8"), (page, href)
+    return target
+
+
+def test_unit_pages_list_their_match_and_best_match_in_the_other_model(work: Path) -> None:
+    """Each unit page's match and best match are scipy's Hungarian matching and the highest |r|
+    of np.corrcoef over the model's own sampled states, agree with alignment.csv, and link to
+    the other unit's page when it has one, else to its row of the alignment page."""
+    site = work / "multi"
+    samples = {name: own_sample(work, name) for name in NAMES}
+    alignment = pd.read_csv(site / "data" / "alignment.csv")
+    checked = 0
+    for name, other in (NAMES, NAMES[::-1]):
+        for page in sorted((site / name / "neuron").glob("*.html")):
+            layer, state, unit = re.fullmatch(r"L(\d)-([hc])-(\d{4})\.html", page.name).groups()
+            key, unit = (int(layer), state), int(unit)
+            matched, r = independent_match(samples[name][key], samples[other][key])
+            best = int(np.abs(r[unit]).argmax())
+            row = alignment[(alignment.model_a == name) & (alignment.layer == key[0])
+                            & (alignment.state == key[1]) & (alignment.unit == unit)].iloc[0]
+            [listed] = listed_matches(page)
+            model, match_href, match, match_r, best_href, best_unit, best_r = listed
+            assert model == other
+            assert int(match) == matched[unit] == row.matched_unit
+            assert int(best_unit) == best == row.best_unit
+            assert float(match_r) == pytest.approx(r[unit, matched[unit]], abs=6e-4)
+            assert float(best_r) == pytest.approx(r[unit, best], abs=6e-4)
+            for href, target_unit in ((match_href, int(match)), (best_href, best)):
+                target = resolves(page, href, site)
+                own_page = site / other / "neuron" / f"L{layer}-{state}-{target_unit:04d}.html"
+                expected = own_page if own_page.is_file() else (
+                    site / "alignment" / f"{other}-L{layer}-{state}.html")
+                assert target == expected.resolve(), (page, href)
+                assert own_page.is_file() or href.endswith(f"#unit-{target_unit}")
+            checked += 1
+    assert checked >= 2 * len(NAMES) * len(KEYS)
+
+
+def test_a_single_model_reports_unit_pages_list_no_other_models(work: Path) -> None:
+    pages = sorted((work / "reports" / NAMES[0] / "neuron").glob("*.html"))
+    assert pages
+    for page in pages:
+        html = page.read_text(encoding="utf-8")
+        assert "In the other models" not in html and "alignment/" not in html, page
+
+
+def test_without_the_cache_the_second_pass_gives_the_same_unit_pages(cli: CliServer,
+                                                                      work: Path) -> None:
+    """--no-cache analyses each model again to write it: the same units get pages, and each
+    lists the same matches, as with the cache."""
+    models = [f"runs/{name}/model.pt" for name in NAMES]
+    result = cli.run(["report", *models, "--data", "corpus", "--out", "multi-no-cache",
+                      "--no-cache", *REPORT_FLAGS], work)
+    assert result.returncode == 0, result.stderr
+    for name in NAMES:
+        cached = sorted((work / "multi" / name / "neuron").glob("*.html"))
+        uncached = sorted((work / "multi-no-cache" / name / "neuron").glob("*.html"))
+        assert [p.name for p in uncached] == [p.name for p in cached]
+        for a, b in zip(cached, uncached):
+            assert listed_matches(b) == listed_matches(a), b
 
 
 def test_alignment_page_links_resolve(combined: CliResult, work: Path) -> None:

@@ -185,3 +185,18 @@ def align_models(samples: dict[str, StateSample],
             a_to_b, r = align_units(samples[a].states[key], samples[b].states[key])
             pairs.append(PairAlignment(a, b, key, a_to_b, a_to_b.reversed(r)))
     return AlignmentResult(names, pairs, dict(labels or {}))
+
+
+@dataclass
+class OtherModels:
+    """What a unit page of a multi-model report shows of the other models: the alignment of
+    all the models, and which units each model's report gives a page to (its links)."""
+
+    model: str  # the model whose pages these are
+    alignment: AlignmentResult
+    paged: dict[str, dict[StateKey, list[int]]]  # model -> state -> units with a page
+
+    def matches(self, key: StateKey) -> list[tuple[str, UnitAlignment]]:
+        """(other model, this model's units matched in it) for `key`, in the page's order."""
+        return [(other, units) for model, other, k, units in self.alignment.directed()
+                if model == self.model and k == key]

@@ -5,7 +5,8 @@
   the other models, and the linear CKA matrices across models and across each model's layers.
 - `alignment/MODEL-L1-h.html`: every unit of one model's layer and state with its one-to-one
   match and its best match in every other model, each linked to its unit page where the model's
-  report has one. A unit page of a comparison site links to its row here.
+  report has one. A unit page of a comparison site links to its row here, and lists its own
+  matches itself (`pages.unit_matches`).
 - Exports in `data/`: `alignment.csv` and `similarity.csv`.
 """
 
@@ -22,22 +23,13 @@ from reportgen.charts import matched_correlation_chart, similarity_matrix_chart
 from reportgen.csv_safety import neutralise_formulas
 from reportgen.pages import ChartSpec, Page
 from reportgen.pages.neurons import neuron_page_path, page_spec
+from reportgen.pages.unit_matches import alignment_page_path, alignment_prefix
 
-FOLDER = "alignment"
 ALIGNMENT_TABLE = "alignment.csv"
 SIMILARITY_TABLE = "similarity.csv"
 LABELLED_ROWS = 100  # rows of the labelled-units table on the page; the export has them all
 
 UnitPages = set[tuple[str, StateKey, int]]  # (model, state, unit) whose report has a page
-
-
-def alignment_prefix(model: str) -> str:
-    """The start of the path of a model's alignment pages; the state's name and `.html` end it."""
-    return f"{FOLDER}/{model}-"
-
-
-def alignment_page_path(model: str, key: StateKey) -> str:
-    return f"{alignment_prefix(model)}{state_name(key)}.html"
 
 
 def unit_pages_in(site: Path, models: list[str], keys: list[StateKey],

@@ -30,6 +30,7 @@ from reportgen.heatmap import TokenCell, activation_cells, activation_legend
 from reportgen.pages import ChartSpec, Page, Section, SiteOptions, unvalidated_spec
 from reportgen.pages.unit_dynamics import unit_dynamics, with_dynamics_columns
 from reportgen.pages.unit_effects import effect_charts, effect_columns, unit_effects
+from reportgen.pages.unit_matches import unit_matches
 from reportgen.results import ModelReport
 
 PAGE = "neurons.html"
@@ -366,6 +367,7 @@ def neuron_page(report: ModelReport, key: StateKey, neurons: list[int], index: i
             "within_threshold": (report.concepts.within_threshold
                                  if report.concepts is not None else None),
             "dynamics": dynamics,
+            "matches": unit_matches(report, key, neuron, neuron_page_path),
             "back": f"../{PAGE}",
             **neighbour_links(key, neurons, index),
         },
