@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 from reportgen.analysis.alignment import OtherModels, align_models
 from reportgen.analysis.comparison import ModelFailure, ModelFigures, compare, figures_of
+from reportgen.analysis.paged_units import paged_units
 from reportgen.analysis.state_sample import StateSample, sample_states
 from reportgen.capture import StateKey
 from reportgen.pages import SiteOptions
-from reportgen.pages.neurons import paged_neurons
 from reportgen.results import ModelReport
 
 
@@ -38,9 +38,11 @@ class FirstLook:
 
 def first_look(report: ModelReport, options: SiteOptions) -> FirstLook:
     """`options.comparison_positions` sampled positions, as `data/comparable/` keeps them."""
+    assert report.distributions is not None
     return FirstLook(figures_of(report), sample_states(report.capture,
                                                        options.comparison_positions),
-                     paged_neurons(report, options), dict(report.timings),
+                     paged_units(report.distributions, report.concepts, options.top_neurons),
+                     dict(report.timings),
                      report.capture_reused, list(report.analyses_reused))
 
 
