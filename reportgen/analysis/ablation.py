@@ -228,14 +228,16 @@ def step_held(layer: nn.RNNBase, inputs: torch.Tensor, state: str, held: torch.T
         return step_lstm_held(layer, inputs, state, held, values)
     if state != "h":
         raise ReportgenError(f"a {type(layer).__name__} layer has no cell state to ablate")
-    cell = (nn.GRUCell(layer.input_size, layer.hidden_size) if isinstance(layer, nn.GRU)
-            else nn.RNNCell(layer.input_size, layer.hidden_size, nonlinearity=layer.nonlinearity))
-    for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-        getattr(cell, name).data = getattr(layer, f"{name}_l0").data  # shared, on its device
+    # torch's own cell functions on the layer's weights: a cell module made here would hold
+    # inference tensors that its forward then refuses
+    cell = (torch.gru_cell if isinstance(layer, nn.GRU)
+            else torch.rnn_relu_cell if layer.nonlinearity == "relu" else torch.rnn_tanh_cell)
+    weights = [getattr(layer, f"{name}_l0") for name in ("weight_ih", "weight_hh", "bias_ih",
+                                                          "bias_hh")]
     h = torch.zeros(held.shape, device=inputs.device)  # (B, H)
     out = torch.empty(len(inputs), *held.shape, device=inputs.device)  # (n, B, H)
     for t in range(len(inputs)):
-        h = torch.where(held, values, cell(inputs[t].expand(len(h), -1), h))
+        h = torch.where(held, values, cell(inputs[t].expand(len(h), -1), h, *weights))
         out[t] = h
     return out
 
