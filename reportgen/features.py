@@ -156,7 +156,7 @@ class TokenFeatures:
         return np.stack(list(self.values.values()), axis=1)
 
     def to_frame(self) -> pd.DataFrame:
-        """The feature columns of tokens.csv, indexed by position."""
+        """The feature columns of tokens.csv.gz, indexed by position."""
         frame = pd.DataFrame(self.values)
         frame.index.name = "position"
         return frame

@@ -58,7 +58,7 @@ class EmbeddingOptions:
     max_points: 5000 keeps t-SNE near 10 s per layer and state on 2 cores and the scatter
         plot light enough for SVG; more points cost time roughly linearly (20k: about 47 s).
     exclude: tokens left out of the sample. Nothing by default, so the sample is uniform over
-        the text and every row of points.csv matches tokens.csv; pass ("<eos>",) to drop line ends.
+        the text and every row of points.csv matches tokens.csv.gz; pass ("<eos>",) to drop line ends.
     pca_dims: PCA before t-SNE to this many dimensions; 0 or None maps the raw vectors.
     n_clusters / distance_threshold: the default cut, exactly one is set. The threshold is in
         the linkage's own height units (Euclidean map distance for single, Ward's distance for

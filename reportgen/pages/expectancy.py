@@ -24,7 +24,7 @@ TOKENS_FILE = "tokens.csv.gz"
 
 def shown_tokens(n_tokens: int, options: SiteOptions) -> int:
     """How many of the text's first tokens the pages show: every token costs about 100 bytes
-    of page, so a long text is cut at `options.expectancy_tokens` (tokens.csv keeps them all)."""
+    of page, so a long text is cut at `options.expectancy_tokens` (tokens.csv.gz keeps them all)."""
     if options.expectancy_tokens is None:
         return n_tokens
     return min(n_tokens, options.expectancy_tokens)
