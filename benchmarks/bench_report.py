@@ -71,16 +71,21 @@ REPORT_TARGET = 600  # seconds for the whole report
 RSS_TARGET = 6.0  # GB
 
 
-def arguments() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description="Time a whole report of a medium LSTM on WikiText-2's test split, stage by "
-                    "stage, against a thesis-style baseline in the same run.")
+def add_case_arguments(parser: argparse.ArgumentParser) -> None:
+    """The case of this benchmark and bench_report_size.py: the corpus, the model, the text."""
     parser.add_argument("--data", type=Path, default=Path("../shared/data/wikitext-2"),
                         help="the corpus folder: its splits make the vocabulary, and "
                              "test.txt is the text (default: %(default)s)")
     parser.add_argument("--checkpoint", type=Path,
                         help="a trained model; default: a random 2x650 model")
     parser.add_argument("--text", type=Path, help="the text (default: DATA/test.txt)")
+
+
+def arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Time a whole report of a medium LSTM on WikiText-2's test split, stage by "
+                    "stage, against a thesis-style baseline in the same run.")
+    add_case_arguments(parser)
     parser.add_argument("--max-tokens", type=int, help="analyse only the first N tokens")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
                         help="torch threads (default: %(default)s)")

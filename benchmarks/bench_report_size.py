@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from bench_report import checkpoint_and_vocabulary
+from bench_report import add_case_arguments, checkpoint_and_vocabulary
 
 from reportgen.pages import SiteOptions
 from reportgen.report import ReportConfig, analyse, load_inputs
@@ -40,12 +40,7 @@ def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="The size of a 2x650 model's report on WikiText-2's test split, with the "
                     "default options and with every figure and page, against the budget.")
-    parser.add_argument("--data", type=Path, default=Path("../shared/data/wikitext-2"),
-                        help="the corpus folder: its splits make the vocabulary, and "
-                             "test.txt is the text (default: %(default)s)")
-    parser.add_argument("--checkpoint", type=Path,
-                        help="a trained model; default: a random 2x650 model")
-    parser.add_argument("--text", type=Path, help="the text (default: DATA/test.txt)")
+    add_case_arguments(parser)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
                         help="torch and t-SNE threads (default: %(default)s)")
     parser.add_argument("--work", type=Path, help="folder for the reports (default: a "
