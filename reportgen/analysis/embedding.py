@@ -24,6 +24,7 @@ import altair as alt
 import numpy as np
 import openTSNE
 import pandas as pd
+from openTSNE.affinity import MultiscaleMixture
 from sklearn.decomposition import PCA
 
 from reportgen.analysis.clustering import (LINKAGES, ClusterRow, Cut, check_cut, cluster_tables,
@@ -294,7 +295,21 @@ def tsne_2d(
     iterations = tsne.early_exaggeration_iter + tsne.n_iter
     with Progress(progress_label, iterations, "iterations", **progress_enabled(progress)) as bar:
         tsne.callbacks = [lambda *_: bar.advance(PROGRESS_EVERY_ITERATIONS)]
-        return np.asarray(tsne.fit(vectors), dtype=np.float32)
+        return np.asarray(tsne.fit(vectors, affinities=single_thread_affinities(tsne, vectors)),
+                          dtype=np.float32)
+
+
+def single_thread_affinities(tsne: openTSNE.TSNE, vectors: np.ndarray) -> MultiscaleMixture:
+    """The affinities `tsne.fit(vectors)` would compute, on one thread whatever `tsne.n_jobs`.
+
+    openTSNE's neighbour search gives slightly different affinities on two threads than on
+    one, and t-SNE turns that into another map; its gradient steps give the same map on any
+    number of threads. So the map depends on the command, never on the machine's cores.
+    """
+    return MultiscaleMixture(vectors, tsne.perplexity, method=tsne.neighbors, metric=tsne.metric,
+                             metric_params=tsne.metric_params, n_jobs=1,
+                             random_state=tsne.random_state, verbose=tsne.verbose,
+                             knn_kwargs=tsne.knn_kwargs)
 
 
 def check_vectors(vectors: np.ndarray) -> None:
