@@ -59,7 +59,7 @@ from reportgen.corpus import SPLITS, Vocabulary, add_file_to_vocabulary, tokeniz
 from reportgen.features import token_features
 from reportgen.model import RNNModel, load_checkpoint, resolve_device, save_checkpoint
 from reportgen.pages import SiteOptions
-from reportgen.pages.neurons import CONTEXT_AFTER, CONTEXT_BEFORE, neuron_page_path
+from reportgen.pages.neurons import neuron_page_path
 from reportgen.pages.unit_dynamics import unit_dynamics
 from reportgen.report import Inputs, ReportConfig, options_record, summarise
 from reportgen.results import ModelReport
@@ -335,8 +335,7 @@ def time_page_dynamics(report: ModelReport, site: SiteOptions, timer: Timer) -> 
     with timer.stage(PAGE_DYNAMICS) as stage:
         for key, units in paged.items():
             for unit in units:
-                unit_dynamics(report, key, unit, "", neuron_page_path,
-                              (CONTEXT_BEFORE, CONTEXT_AFTER))
+                unit_dynamics(report, key, unit, "", neuron_page_path)
     stage.rate = f"{sum(map(len, paged.values()))} unit pages (within render)"
 
 

@@ -23,7 +23,7 @@ import vl_convert
 
 from reportgen.capture import state_name
 from reportgen.heatmap import TokenCell, expectancy_cells
-from reportgen.pages import ChartSpec, Page, SiteOptions, neurons
+from reportgen.pages import ChartSpec, Page, SiteOptions, neurons, unit_contexts
 from reportgen.progress import Progress, progress_enabled
 from reportgen.results import ModelReport
 
@@ -151,7 +151,7 @@ def neuron_figures(report: ModelReport, options: SiteOptions) -> dict[str, Heatm
             values = report.capture.states[key][:, neuron].astype(np.float32)  # (T,)
             scale = float(np.max(np.abs(values)))
             label = f"{state_name(key)} neuron {neuron}"
-            excerpt = neurons.excerpts(tokens, values, True, scale)[0]
+            excerpt = unit_contexts.excerpts(tokens, values, True, scale)[0]
             caption = (f"{label}: highest value {excerpt.value:+.3f} at position "
                        f"{excerpt.centre} (outlined), blue -{scale:.3f} to red +{scale:.3f}")
             figures[f"{state_name(key)}-{neuron:04d}-excerpt"] = layout_heatmap(

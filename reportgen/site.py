@@ -30,8 +30,8 @@ from reportgen.images import IMAGE_FOLDER, write_images, write_svg_and_png
 from reportgen.pages import comparison as comparison_page
 from reportgen.pages import (Page, Section, SiteOptions, clusters, concepts, expectancy, gates,
                              neurons, overview)
-from reportgen.pages.alignment import alignment_prefix
 from reportgen.pages.comparison import Relations
+from reportgen.pages.unit_matches import alignment_prefix
 from reportgen.progress import Progress, progress_enabled
 from reportgen.results import ModelReport
 from reportgen.versions import reportgen_version

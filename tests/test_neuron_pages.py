@@ -25,7 +25,7 @@ from reportgen.corpus import load_vocabulary, tokenize
 from reportgen.features import token_features
 from reportgen.model import load_checkpoint
 from reportgen.pages import SiteOptions
-from reportgen.pages.neurons import EXCERPTS
+from reportgen.pages.unit_contexts import EXCERPTS
 from reportgen.results import ModelReport, ModelSummary
 from reportgen.site import write_site
 

@@ -20,6 +20,7 @@ from reportgen.cli import main
 from reportgen.corpus import load_vocabulary, tokenize
 from reportgen.dynamics_charts import TRACE_POINTS, activation_trace_chart
 from reportgen.model import load_checkpoint
+from reportgen.pages.unit_contexts import CONTEXT_AFTER, CONTEXT_BEFORE
 from reportgen.pages.unit_dynamics import (BANDS, TRACE_TOKENS, band_contexts, feature_spans,
                                            trace_spec, trace_window)
 
@@ -30,23 +31,25 @@ LINK = re.compile(r'<li><a href="([^"]+)">(L\d-[hc]) unit (\d+)</a>: r = ([+-][\
 def test_band_contexts_take_one_position_from_each_decile() -> None:
     values = np.random.default_rng(1).normal(size=5000).astype(np.float32)
     tokens = [f"w{i}" for i in range(len(values))]
-    first = band_contexts(tokens, values, np.random.default_rng(7), 3, 2)
-    again = band_contexts(tokens, values, np.random.default_rng(7), 3, 2)
+    first = band_contexts(tokens, values, np.random.default_rng(7))
+    again = band_contexts(tokens, values, np.random.default_rng(7))
     assert first == again  # seeded: the same page on every run
     assert len(first) == BANDS
     edges = np.percentile(values, np.arange(0, 101, 100 / BANDS))
     for band, item in enumerate(first):
-        assert edges[band] <= item.value <= edges[band + 1]
-        assert item.token == tokens[item.position] and item.value == values[item.position]
-        assert item.before == " ".join(tokens[item.position - 3 : item.position])
+        context = item.context
+        assert edges[band] <= context.value <= edges[band + 1]
+        assert context.token == tokens[context.position] and context.value == values[context.position]
+        assert context.before == " ".join(tokens[context.position - CONTEXT_BEFORE : context.position])
+        assert context.after == " ".join(tokens[context.position + 1 : context.position + 1 + CONTEXT_AFTER])
 
 
 def test_band_contexts_rank_ties_so_that_every_band_has_a_context() -> None:
     values = np.zeros(1000, dtype=np.float32)
     values[-50:] = 1.0  # 95% of values tie at zero, as a unit at rest
-    found = band_contexts(["w"] * 1000, values, np.random.default_rng(0), 2, 2)
+    found = band_contexts(["w"] * 1000, values, np.random.default_rng(0))
     assert len(found) == BANDS
-    assert [item.value for item in found[:9]] == [0.0] * 9
+    assert [item.context.value for item in found[:9]] == [0.0] * 9
     assert found[-1].high == 1.0 and found[-1].low == 0.0
 
 

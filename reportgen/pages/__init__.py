@@ -94,6 +94,17 @@ class SiteOptions:
     comparison_positions: int = 0
 
 
+def page_spec(chart: alt.Chart) -> dict[str, Any]:
+    """The Vega-Lite of a chart for a page, validated.
+
+    Without `$schema`: its URL is only a version tag, which vegaEmbed does not need (it reads a
+    spec without one as Vega-Lite), and a page that names no URL is plainly offline.
+    """
+    spec = chart.to_dict()
+    spec.pop("$schema", None)
+    return spec
+
+
 def unvalidated_spec(build: Callable[[], alt.Chart]) -> dict[str, Any]:
     """The Vega-Lite of a chart, built and converted without schema validation.
 

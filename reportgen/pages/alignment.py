@@ -21,9 +21,9 @@ from reportgen.analysis.similarity import SimilarityResult
 from reportgen.capture import StateKey, state_name
 from reportgen.charts import matched_correlation_chart, similarity_matrix_chart
 from reportgen.csv_safety import neutralise_formulas
-from reportgen.pages import ChartSpec, Page
-from reportgen.pages.neurons import neuron_page_path, page_spec
-from reportgen.pages.unit_matches import alignment_page_path, alignment_prefix
+from reportgen.pages import ChartSpec, Page, page_spec
+from reportgen.pages.neurons import neuron_page_path
+from reportgen.pages.unit_matches import alignment_page_path
 
 ALIGNMENT_TABLE = "alignment.csv"
 SIMILARITY_TABLE = "similarity.csv"

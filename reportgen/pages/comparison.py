@@ -19,9 +19,8 @@ from reportgen.analysis.distributions import NEAR_ZERO_BOUND, NEAR_ZERO_SHARE
 from reportgen.analysis.similarity import SimilarityResult
 from reportgen.capture import state_name
 from reportgen.csv_safety import neutralise_formulas
-from reportgen.pages import ChartSpec, Page
+from reportgen.pages import ChartSpec, Page, page_spec
 from reportgen.pages import alignment as across
-from reportgen.pages.neurons import page_spec
 
 PAGE = "index.html"
 TABLE_NAME = "comparison.csv"

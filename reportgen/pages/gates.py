@@ -14,8 +14,8 @@ import numpy as np
 
 from reportgen.analysis.gates import LEFT, RIGHT, LayerGates
 from reportgen.dynamics_charts import GATE_TITLES, gate_saturation_chart, time_constant_chart
-from reportgen.pages import ChartSpec, Page, Section, SiteOptions
-from reportgen.pages.neurons import neuron_page_path, page_spec, paged_neurons
+from reportgen.pages import ChartSpec, Page, Section, SiteOptions, page_spec
+from reportgen.pages.neurons import neuron_page_path, paged_neurons
 from reportgen.results import ModelReport
 
 PAGE = "gates.html"

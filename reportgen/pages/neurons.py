@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import altair as alt
 import numpy as np
@@ -26,19 +25,15 @@ from reportgen.analysis.distributions import NEAR_ZERO_BOUND, NEAR_ZERO_SHARE, N
 from reportgen.analysis.paged_units import paged_units, top_units
 from reportgen.capture import StateKey, state_name
 from reportgen.csv_safety import neutralise_formulas
-from reportgen.heatmap import TokenCell, activation_cells, activation_legend
-from reportgen.pages import ChartSpec, Page, Section, SiteOptions, unvalidated_spec
+from reportgen.heatmap import activation_legend
+from reportgen.pages import ChartSpec, Page, Section, SiteOptions, page_spec, unvalidated_spec
+from reportgen.pages.unit_contexts import excerpts, top_contexts
 from reportgen.pages.unit_dynamics import unit_dynamics, with_dynamics_columns
 from reportgen.pages.unit_effects import effect_charts, effect_columns, unit_effects
 from reportgen.pages.unit_matches import unit_matches
 from reportgen.results import ModelReport
 
 PAGE = "neurons.html"
-EXCERPTS = 2  # heatmap excerpts each for the highest and for the lowest values
-EXCERPT_RADIUS = 12  # tokens either side of an excerpt's centre
-TOP_CONTEXTS = 10  # rows of the top-contexts table
-CONTEXT_BEFORE = 8  # tokens shown before a context's token: the LSTM reads left to right
-CONTEXT_AFTER = 4
 
 
 def section(report: ModelReport) -> Section | None:
@@ -100,26 +95,6 @@ class StateSummary:
 
 
 @dataclass(frozen=True)
-class Excerpt:
-    """A stretch of text around one position, coloured by the neuron's activation."""
-
-    centre: int
-    value: float
-    cells: list[TokenCell]
-
-
-@dataclass(frozen=True)
-class Context:
-    """One of the positions where the neuron is highest, with the tokens around it."""
-
-    position: int
-    value: float
-    before: str
-    token: str
-    after: str
-
-
-@dataclass(frozen=True)
 class FeatureAuroc:
     feature: str
     description: str
@@ -151,17 +126,6 @@ def concepts_of(report: ModelReport, key: StateKey) -> NeuronConcepts | None:
     if report.concepts is None or key not in report.concepts.states:
         return None
     return report.concepts.states[key]
-
-
-def page_spec(chart: alt.Chart) -> dict[str, Any]:
-    """The Vega-Lite of a chart for a page, validated.
-
-    Without `$schema`: its URL is only a version tag, which vegaEmbed does not need (it reads a
-    spec without one as Vega-Lite), and a page that names no URL is plainly offline.
-    """
-    spec = chart.to_dict()
-    spec.pop("$schema", None)
-    return spec
 
 
 def ranking_rows(stats: NeuronStats, concepts: NeuronConcepts | None,
@@ -239,50 +203,6 @@ def state_summary(report: ModelReport, key: StateKey, top: list[int],
     )
 
 
-def excerpt_centres(values: np.ndarray, count: int, radius: int, highest: bool) -> list[int]:
-    """Up to `count` positions of the highest (or lowest) values whose excerpts do not overlap.
-
-    values: (T,) one neuron's activations. Ties keep text order, so the choice is deterministic.
-    """
-    order = np.argsort(-values if highest else values, kind="stable")  # (T,)
-    blocked = np.zeros(len(values), dtype=bool)
-    centres: list[int] = []
-    for position in order:
-        if blocked[position]:
-            continue
-        centres.append(int(position))
-        if len(centres) == count:
-            break
-        blocked[max(0, position - 2 * radius) : position + 2 * radius + 1] = True
-    return centres
-
-
-def excerpts(tokens: list[str], values: np.ndarray, highest: bool, scale: float) -> list[Excerpt]:
-    """The heatmaps around the highest (or lowest) values, coloured on one scale for the page."""
-    centres = excerpt_centres(values, EXCERPTS, EXCERPT_RADIUS, highest)
-    return [
-        Excerpt(centre, float(values[centre]),
-                activation_cells(tokens, values, max(0, centre - EXCERPT_RADIUS),
-                                 min(len(tokens), centre + EXCERPT_RADIUS + 1), scale))
-        for centre in centres
-    ]
-
-
-def top_contexts(tokens: list[str], values: np.ndarray, count: int = TOP_CONTEXTS) -> list[Context]:
-    """The positions of the `count` highest values, highest first, with their neighbours."""
-    positions = np.argsort(-values, kind="stable")[:count]
-    return [
-        Context(
-            position=int(t),
-            value=float(values[t]),
-            before=" ".join(tokens[max(0, t - CONTEXT_BEFORE) : t]),
-            token=tokens[t],
-            after=" ".join(tokens[t + 1 : t + 1 + CONTEXT_AFTER]),
-        )
-        for t in positions
-    ]
-
-
 def feature_aurocs(concepts: NeuronConcepts | None, neuron: int,
                    descriptions: dict[str, str]) -> list[FeatureAuroc]:
     """Each feature's figures for one neuron, its labels first (strongest first), then the
@@ -335,8 +255,7 @@ def neuron_page(report: ModelReport, key: StateKey, neurons: list[int], index: i
                                 "Black ticks: the within-word AUROC; dashed: the label "
                                 "thresholds.",
                                 f"{figure}-auroc" if figures else ""))
-    dynamics = unit_dynamics(report, key, neuron, figure if figures else "", neuron_page_path,
-                             (CONTEXT_BEFORE, CONTEXT_AFTER))
+    dynamics = unit_dynamics(report, key, neuron, figure if figures else "", neuron_page_path)
     charts += dynamics.charts
     row = ranking_rows(stats, concepts, [neuron])[0]
     contexts = top_contexts(tokens, values)
@@ -411,7 +330,7 @@ def neurons_frame(report: ModelReport) -> pd.DataFrame:
         concept_columns = report.concepts.to_frame().drop(columns=["label", "label_auroc"])
         frame = frame.merge(concept_columns, on=["layer", "state", "neuron"], how="left",
                             validate="one_to_one")
-    return with_dynamics_columns(effect_columns(report, frame), report)
+    return with_dynamics_columns(effect_columns(frame, report), report)
 
 
 def export(report: ModelReport, data: Path) -> None:

@@ -20,7 +20,8 @@ import pandas as pd
 from reportgen.capture import StateKey, state_name
 from reportgen.dynamics_charts import (GATE_TITLES, TRACE_POINTS, TRACE_SPANS, trace_columns,
                                        trace_layers, trace_title)
-from reportgen.pages import ChartSpec
+from reportgen.pages import ChartSpec, unvalidated_spec
+from reportgen.pages.unit_contexts import Context, context_at
 from reportgen.results import ModelReport
 
 BANDS = 10  # deciles of the unit's values
@@ -55,11 +56,7 @@ class BandContext:
     band: str  # e.g. "10–20%"
     low: float
     high: float
-    position: int
-    value: float
-    before: str
-    token: str
-    after: str
+    context: Context
 
 
 @dataclass(frozen=True)
@@ -112,13 +109,8 @@ def was_correlated(report: ModelReport, key: StateKey, neuron: int) -> bool:
     return found is not None and neuron in found.units
 
 
-def context_at(tokens: list[str], position: int, before: int, after: int) -> tuple[str, str, str]:
-    return (" ".join(tokens[max(0, position - before) : position]), tokens[position],
-            " ".join(tokens[position + 1 : position + 1 + after]))
-
-
-def band_contexts(tokens: list[str], values: np.ndarray, rng: np.random.Generator,
-                  before: int, after: int) -> list[BandContext]:
+def band_contexts(tokens: list[str], values: np.ndarray,
+                  rng: np.random.Generator) -> list[BandContext]:
     """PER_BAND positions drawn at random from each tenth of the positions ranked by value
     (T,), lowest tenth first. Ranks, not value edges: when many values tie (a unit at rest),
     every band still holds a tenth of the text, ties taken in text order."""
@@ -132,9 +124,8 @@ def band_contexts(tokens: list[str], values: np.ndarray, rng: np.random.Generato
         low, high = float(values[members[0]]), float(values[members[-1]])
         picks = np.sort(rng.choice(members, size=min(PER_BAND, members.size), replace=False))
         for position in picks:
-            found.append(BandContext(
-                f"{100 * band // BANDS}–{100 * (band + 1) // BANDS}%", low, high, int(position),
-                float(values[position]), *context_at(tokens, int(position), before, after)))
+            found.append(BandContext(f"{100 * band // BANDS}–{100 * (band + 1) // BANDS}%", low, high,
+                                     context_at(tokens, int(position), float(values[position]))))
     return found
 
 
@@ -169,7 +160,6 @@ def strongest_label(report: ModelReport, key: StateKey, neuron: int) -> tuple[st
 def trace_structure(shaded: bool) -> str:
     """The trace's spec without its passage, as JSON: built once, since Altair's conversion
     costs about 50 ms a chart, most of a unit page's time."""
-    from reportgen.pages.neurons import unvalidated_spec  # the neuron pages' spec rule
     return json.dumps(unvalidated_spec(lambda: trace_layers(shaded)))
 
 
@@ -206,10 +196,9 @@ def trace_chart(report: ModelReport, key: StateKey, neuron: int, values: np.ndar
 
 
 def unit_dynamics(report: ModelReport, key: StateKey, neuron: int, figure: str,
-                  page_of: Callable[[StateKey, int], str],
-                  context: tuple[int, int]) -> UnitDynamics:
+                  page_of: Callable[[StateKey, int], str]) -> UnitDynamics:
     """The unit page's dynamics sections; `figure` is the stem of its figures under img/ ("" for
-    none), `context` the tokens shown before and after a context's token."""
+    none)."""
     values = report.capture.states[key][:, neuron].astype(np.float32)  # (T,)
     gates, time_constant = gate_rows(report, key, neuron)
     positive, negative = partners(report, key, neuron, page_of)
@@ -222,7 +211,7 @@ def unit_dynamics(report: ModelReport, key: StateKey, neuron: int, figure: str,
         correlated=was_correlated(report, key, neuron),
         positive=positive,
         negative=negative,
-        typical=band_contexts(report.capture.tokens, values, rng, *context),
+        typical=band_contexts(report.capture.tokens, values, rng),
         trace=trace,
         trace_range=trace_range,
         feature=feature,

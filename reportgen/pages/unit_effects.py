@@ -18,9 +18,9 @@ from reportgen.analysis.output_effects import direct_contributions
 from reportgen.capture import StateKey
 from reportgen.charts import ablation_feature_chart, output_weights_chart
 from reportgen.pages import ChartSpec, unvalidated_spec
+from reportgen.pages.unit_contexts import CONTEXT_BEFORE
 from reportgen.results import ModelReport
 
-CONTEXT_BEFORE = 8  # tokens shown before a hurt position, as in the top contexts
 ALL_POSITIONS = "all positions"
 
 
@@ -177,7 +177,7 @@ def joined(ids: np.ndarray, weights: np.ndarray, vocabulary: list[str]) -> str:
     return " ".join(f"{vocabulary[int(i)]}:{w:.4f}" for i, w in zip(ids, weights))
 
 
-def effect_columns(report: ModelReport, frame: pd.DataFrame) -> pd.DataFrame:
+def effect_columns(frame: pd.DataFrame, report: ModelReport) -> pd.DataFrame:
     """neurons.csv with the output-effect and ablation columns (README, export formats)."""
     effects, ablation = report.output_effects, report.ablation
     frame = frame.copy()
