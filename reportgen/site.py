@@ -64,7 +64,7 @@ def page_constants() -> dict[str, float]:
     page cannot state a rule other than the one the numbers were computed with."""
     return {
         "bin_width": BIN_WIDTH,  # neurons.html: the histograms' bins
-        "near_zero_bound": NEAR_ZERO_BOUND,  # the near-zero rule, on the neurons and comparison pages
+        "near_zero_bound": NEAR_ZERO_BOUND,  # the near-zero rule: neurons and comparison pages
         "near_zero_share": NEAR_ZERO_SHARE,
         "gate_left": LEFT,  # gate saturation, on the gates page and each unit's page
         "gate_right": RIGHT,

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
+from browsertools import check_page, checking_context, chromium
 
 from reportgen import heatmap, site
 from reportgen.charts import CANVAS_ABOVE
@@ -56,7 +57,7 @@ def test_comparison_page_states_the_near_zero_rule_from_distributions(monkeypatc
 
     rule = "Near-zero neurons have more than {:.0%} of their values within ±{}."
     assert rule.format(NEAR_ZERO_SHARE, NEAR_ZERO_BOUND) in comparison_page()
-    assert "more than 90% of their values within ±0.01." in comparison_page()  # the bytes of before
+    assert "more than 90% of their values within ±0.01." in comparison_page()  # as before
     monkeypatch.setattr(site, "NEAR_ZERO_SHARE", 0.75)
     monkeypatch.setattr(site, "NEAR_ZERO_BOUND", 0.02)
     assert rule.format(0.75, 0.02) in comparison_page()
@@ -73,6 +74,32 @@ def test_report_js_reads_canvas_above_from_the_page(monkeypatch) -> None:
     assert 'data-canvas-above="1234"' in render('{% extends "base.html" %}', **with_chart)
     # a page without charts draws nothing, and its script tag stays as it was
     assert 'report.js"></script>' in render('{% extends "base.html" %}', **page_frame())
+
+
+THREE_POINTS = {"data": {"values": [{"x": 1}, {"x": 2}, {"x": 3}]}, "mark": "point",
+                "encoding": {"x": {"field": "x", "type": "quantitative"}}}
+ONE_CHART = ('{% extends "base.html" %}{% from "macros.html" import chart %}'
+             "{% block content %}{{ chart(charts[0]) }}{% endblock %}")
+
+
+@pytest.mark.browser
+def test_report_js_draws_on_canvas_above_the_pages_canvas_above(monkeypatch,
+                                                                tmp_path: Path) -> None:
+    site.write_assets(tmp_path)
+    chart = {"id": "three", "caption": "", "spec": THREE_POINTS}
+    pages = {"svg": "index.html", "canvas": "canvas.html"}  # the header links index.html
+    (tmp_path / pages["svg"]).write_text(render(ONE_CHART, **page_frame(c=chart)),
+                                         encoding="utf-8")
+    monkeypatch.setattr(site, "CANVAS_ABOVE", 2)  # 3 points are more than 2
+    (tmp_path / pages["canvas"]).write_text(render(ONE_CHART, **page_frame(c=chart)),
+                                            encoding="utf-8")
+    with chromium() as browser:
+        context = checking_context(browser)
+        drawn = {element: check_page(context, tmp_path, page) for element, page in pages.items()}
+        context.close()
+    for element, check in drawn.items():
+        assert check.problems() == []
+        assert [(chart.element, chart.marks) for chart in check.charts] == [(element, 3)]
 
 
 def test_gate_thresholds_reach_the_gates_page(monkeypatch) -> None:
