@@ -138,3 +138,14 @@ def test_each_macro_is_defined_in_one_template() -> None:
             homes.setdefault(name, []).append(path.name)
     assert {"number", "sortable", "linked", "match"} <= homes.keys()
     assert {name: places for name, places in homes.items() if len(places) > 1} == {}
+
+
+@pytest.mark.parametrize(("unit", "href", "cell"), [
+    (None, "a.html", "–"),  # no one-to-one match: a dash
+    (7, None, "7"),  # a unit without a page: its number alone
+    (7, "../m/neuron/L1-h-0007.html", '<a href="../m/neuron/L1-h-0007.html">7</a>'),
+    (7, '"><b>', '<a href="&#34;&gt;&lt;b&gt;">7</a>'),  # an href stays inside its attribute
+])
+def test_match_cells_read_as_the_tables_wrote_them(unit, href, cell: str) -> None:
+    assert render('{% from "tables.html" import match %}{{ match(unit, href) }}',
+                  unit=unit, href=href) == cell
