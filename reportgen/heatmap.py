@@ -66,6 +66,12 @@ def diverging_color(value: float, scale: float) -> tuple[str, bool]:
     return sequential_color(0.5 + 0.5 * max(-1.0, min(1.0, value / scale)))
 
 
+def signed(value: float) -> str:
+    """An activation with its sign and 4 decimals (+0.0312), as its heatmap tooltip shows it;
+    the templates write values beside the heatmaps with the same filter, `|signed`."""
+    return f"{value:+.4f}"
+
+
 def per_mille(log_prob: float) -> int:
     """A guess's probability in thousandths, as its tooltip shows it (0.129)."""
     return round(1000 * math.exp(log_prob))
@@ -220,7 +226,7 @@ def activation_cells(
     for t in range(start, stop):
         value = float(values[t])
         color, dark = diverging_color(value, scale)
-        cells.append(TokenCell(tokens[t], color, f"{value:+.4f}", t, tokens[t] == EOS, dark))
+        cells.append(TokenCell(tokens[t], color, signed(value), t, tokens[t] == EOS, dark))
     return cells
 
 

@@ -24,8 +24,12 @@ import vl_convert
 
 from reportgen import comparable
 from reportgen.analysis.comparison import Comparison
+from reportgen.analysis.distributions import BIN_WIDTH, NEAR_ZERO_BOUND, NEAR_ZERO_SHARE
+from reportgen.analysis.gates import LEFT, RIGHT
 from reportgen.capture_cache import process_is_alive
+from reportgen.charts import CANVAS_ABOVE
 from reportgen.errors import ReportgenError
+from reportgen.heatmap import signed
 from reportgen.images import IMAGE_FOLDER, write_images, write_svg_and_png
 from reportgen.pages import comparison as comparison_page
 from reportgen.pages import (Page, Section, SiteOptions, clusters, concepts, expectancy, gates,
@@ -54,6 +58,20 @@ def thousands(value: int) -> str:
     return f"{value:,}"
 
 
+def page_constants() -> dict[str, float]:
+    """The analyses' constants that pages state in words, and the one report.js reads from the
+    page (`canvas_above`, on its script tag): every template sees them as globals, so that a
+    page cannot state a rule other than the one the numbers were computed with."""
+    return {
+        "bin_width": BIN_WIDTH,  # neurons.html: the histograms' bins
+        "near_zero_bound": NEAR_ZERO_BOUND,  # the near-zero rule: neurons and comparison pages
+        "near_zero_share": NEAR_ZERO_SHARE,
+        "gate_left": LEFT,  # gate saturation, on the gates page and each unit's page
+        "gate_right": RIGHT,
+        "canvas_above": CANVAS_ABOVE,  # points above which report.js draws a chart on canvas
+    }
+
+
 def make_environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir())),
@@ -64,6 +82,8 @@ def make_environment() -> jinja2.Environment:
         keep_trailing_newline=True,
     )
     env.filters["thousands"] = thousands
+    env.filters["signed"] = signed
+    env.globals.update(page_constants())
     env.policies["json.dumps_kwargs"] = {"sort_keys": True, "ensure_ascii": True,
                                          "separators": (",", ":")}
     return env

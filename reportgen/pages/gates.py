@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reportgen.analysis.gates import LEFT, RIGHT, LayerGates
+from reportgen.analysis.gates import LayerGates
 from reportgen.dynamics_charts import GATE_TITLES, gate_saturation_chart, time_constant_chart
 from reportgen.pages import ChartSpec, Page, Section, SiteOptions, page_spec
 from reportgen.pages.neurons import neuron_page_path, paged_neurons
@@ -103,8 +103,8 @@ def pages(report: ModelReport, options: SiteOptions) -> list[Page]:
     return [Page(
         path=PAGE, template="gates.html", title="Gates", section="gates",
         context={"layers": layers, "rnn_type": report.gates.rnn_type,
-                 "memory_gate": report.gates.memory_gate, "left": LEFT, "right": RIGHT,
-                 "long_memory": LONG_MEMORY, "n_tokens": report.gates.n_tokens},
+                 "memory_gate": report.gates.memory_gate, "long_memory": LONG_MEMORY,
+                 "n_tokens": report.gates.n_tokens},
         charts=[chart for s in layers for chart in (s.saturation, s.time_constants)],
     )]
 

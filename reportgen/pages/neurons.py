@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from reportgen.analysis.concepts import ConceptResult, NeuronConcepts
-from reportgen.analysis.distributions import NEAR_ZERO_BOUND, NEAR_ZERO_SHARE, NeuronStats
+from reportgen.analysis.distributions import NeuronStats
 from reportgen.analysis.paged_units import paged_units, top_units
 from reportgen.capture import StateKey, state_name
 from reportgen.csv_safety import neutralise_formulas
@@ -306,8 +306,6 @@ def pages(report: ModelReport, options: SiteOptions) -> list[Page]:
         context={
             "states": summaries,
             "top_neurons": options.top_neurons,
-            "near_zero_bound": NEAR_ZERO_BOUND,
-            "near_zero_share": NEAR_ZERO_SHARE,
         },
         charts=[chart for s in summaries for chart in (s.average_chart, s.kl_chart)],
     )

@@ -1,12 +1,14 @@
 // Draw every chart of the page from its inline JSON spec, then mark its div as rendered
-// (data-rendered="true", or "error") so that browser tests can wait for it.
+// (data-rendered="true", or "error") so that browser tests can wait for it. A spec of more points
+// than this script tag's data-canvas-above (charts.CANVAS_ABOVE, written by base.html) is drawn
+// on canvas: svg becomes slow beyond it.
 (function () {
   "use strict";
-  var CANVAS_ABOVE = 5000; // points; svg becomes slow beyond this
+  var canvasAbove = Number(document.currentScript.dataset.canvasAbove);
   function renderer(spec) {
     var rows = spec && spec.data && spec.data.values ? spec.data.values.length : 0;
     var meta = spec && spec.usermeta && spec.usermeta.renderer;
-    return meta || (rows > CANVAS_ABOVE ? "canvas" : "svg");
+    return meta || (rows > canvasAbove ? "canvas" : "svg");
   }
   document.querySelectorAll("div.chart[data-spec]").forEach(function (div) {
     var source = document.getElementById(div.dataset.spec);
