@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from browsertools import check_page, checking_context, chromium
-from clitools import CliServer, CliResult, assert_one_line_error
+from clitools import CliServer, CliResult, assert_one_line_error, cli  # noqa: F401 (a fixture)
 from test_comparison import independent_kl_scores, near_zero_count, page_specs
 
 from reportgen import synthetic
@@ -39,13 +39,6 @@ TINY = ("--emsize", "16", "--nhid", "24", "--nlayers", "2", "--epochs", "1", "--
 MAX_TOKENS = 1500
 REPORT_FLAGS = ("--no-clusters", "--no-images", "--top-neurons", "1", "--quiet")
 CHART_REL = 5e-4  # a chart keeps 4 significant digits (pages.SIGNIFICANT_DIGITS)
-
-
-@pytest.fixture(scope="module")
-def cli() -> Iterator[CliServer]:
-    server = CliServer()
-    yield server
-    server.close()
 
 
 @pytest.fixture(scope="module")
