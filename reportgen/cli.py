@@ -39,8 +39,10 @@ from reportgen.model import RNN_TYPES
 from reportgen.report import NeuronOptions, ReportConfig, build_report
 from reportgen.pages import SiteOptions
 from reportgen.site import check_output_folder
-from reportgen.sweep import (ModelSpec, ModelsFile, build_reports, parse_model_argument,
-                             read_models_file, select_models, train_sweep)
+from reportgen.sweep import train_sweep
+from reportgen.model_specs import (ModelSpec, ModelsFile, parse_model_argument, read_models_file,
+                                   select_models)
+from reportgen.multi_report import build_reports
 from reportgen.train import TrainConfig
 from reportgen.versions import reportgen_version
 

@@ -30,7 +30,7 @@ from reportgen.capture import capture, state_name
 from reportgen.corpus import tokenize, vocabulary_from_folder
 from reportgen.errors import ReportgenError
 from reportgen.model import load_checkpoint
-from reportgen.sweep import ModelSpec, parse_model_argument, read_models_file, select_models
+from reportgen.model_specs import ModelSpec, parse_model_argument, read_models_file, select_models
 
 DROPOUTS = ("0", "0.3", "0.6")
 NAMES = tuple(f"lstm-d{d}-s1" for d in DROPOUTS)
@@ -356,7 +356,7 @@ def test_config_paths_are_relative_to_the_file(tmp_path: Path) -> None:
     (b"x = " + b"[" * 5000 + b"]" * 5000 + b"\n", "nested too deeply"),
 ])
 def test_a_config_that_is_not_utf8_or_nested_too_deep_is_one_error(tmp_path, content, says):
-    from reportgen.sweep import read_models_file
+    from reportgen.model_specs import read_models_file
 
     path = tmp_path / "models.toml"
     path.write_bytes(content)
