@@ -21,7 +21,8 @@ from threadpoolctl import threadpool_limits
 from reportgen.analysis.concepts import neuron_aurocs_with_words, word_ids
 from reportgen.capture_cache import cached_capture
 from reportgen.features import token_features
-from reportgen.report import ReportConfig, load_inputs
+from reportgen.inputs import load_inputs
+from reportgen.report import ReportConfig
 
 
 def median_seconds(run, repeats: int) -> float:

@@ -61,7 +61,8 @@ from reportgen.model import RNNModel, load_checkpoint, resolve_device, save_chec
 from reportgen.pages import SiteOptions
 from reportgen.pages.neurons import neuron_page_path
 from reportgen.pages.unit_dynamics import unit_dynamics
-from reportgen.report import Inputs, ReportConfig, options_record, summarise
+from reportgen.inputs import Inputs
+from reportgen.report import ReportConfig, options_record, summarise
 from reportgen.results import ModelReport
 from reportgen.site import write_site
 

@@ -28,7 +28,8 @@ import torch
 from bench_report import add_case_arguments, checkpoint_and_vocabulary
 
 from reportgen.pages import SiteOptions
-from reportgen.report import ReportConfig, analyse, load_inputs
+from reportgen.inputs import load_inputs
+from reportgen.report import ReportConfig, analyse
 from reportgen.site import write_site
 
 BUDGET_MB = 30.0

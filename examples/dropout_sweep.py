@@ -16,7 +16,9 @@ from pathlib import Path
 
 from reportgen import synthetic
 from reportgen.report import ReportConfig
-from reportgen.sweep import ModelSpec, build_reports, train_sweep
+from reportgen.model_specs import ModelSpec
+from reportgen.multi_report import build_reports
+from reportgen.sweep import train_sweep
 from reportgen.train import TrainConfig
 
 DROPOUTS = (0.0, 0.2, 0.4, 0.6)

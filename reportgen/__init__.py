@@ -29,7 +29,9 @@ from reportgen.features import token_features
 from reportgen.model import load_checkpoint
 from reportgen.pages import SiteOptions
 from reportgen.report import NeuronOptions, ReportConfig, build_report
-from reportgen.sweep import ModelSpec, build_reports, train_sweep
+from reportgen.model_specs import ModelSpec
+from reportgen.multi_report import build_reports
+from reportgen.sweep import train_sweep
 from reportgen.train import TrainConfig, train
 from reportgen.versions import reportgen_version
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,12 +23,23 @@ from reportgen.progress import Progress, progress_enabled
 
 StateKey = tuple[int, str]  # (layer 1-based, "h" | "c")
 TOP_K = 5  # predictions kept per position for the expectancy tooltips
+STATE_NAME = re.compile(r"L([1-9][0-9]*)-([hc])")  # what state_name writes
 
 
 def state_name(key: StateKey) -> str:
     """`(1, "h")` -> `"L1-h"`, the name used in file names, pages and exports."""
     layer, state = key
     return f"L{layer}-{state}"
+
+
+def parse_state_name(name: str) -> StateKey:
+    """`"L1-h"` -> `(1, "h")`, the inverse of `state_name`; the one place that reads the names
+    back, for the capture cache's files and the --maps flag. Raises ValueError for any other
+    string: layers are 1-based and the states are `h` (hidden) or `c` (cell)."""
+    match = STATE_NAME.fullmatch(name)
+    if not match:
+        raise ValueError(f"{name!r} is not a layer and state; write them as L1-h or L2-c")
+    return int(match.group(1)), match.group(2)
 
 
 @dataclass

@@ -33,7 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from reportgen.capture import TOP_K, Capture, CaptureOptions, capture, state_name
+from reportgen.capture import (TOP_K, Capture, CaptureOptions, capture, parse_state_name,
+                               state_name)
 from reportgen.corpus import strings_sha256, vocabulary_sha256
 from reportgen.errors import ReportgenError
 from reportgen.model import RNNModel
@@ -202,8 +203,7 @@ def load_entry(entry: Path, tokens: list[str], vocabulary: list[str]) -> Capture
         check_files(entry, meta["crc32"])
         states = {}
         for name in meta["states"]:
-            layer, state = name[1:].split("-")
-            states[(int(layer), state)] = _mapped(entry, name, meta["dtype"], n, None)
+            states[parse_state_name(name)] = _mapped(entry, name, meta["dtype"], n, None)
         captured = Capture(
             token_ids=np.asarray(_mapped(entry, "token_ids", "int64", n)),
             tokens=list(tokens),

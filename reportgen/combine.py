@@ -50,14 +50,18 @@ def parse_report_argument(argument: str) -> ReportArgument:
     return ReportArgument(Path(argument))
 
 
-def check_name(name: str, folder: Path) -> None:
-    """Each name becomes a folder of the site beside its own files: unique and plain."""
+def check_name(name: str, whose: str, renaming: str) -> None:
+    """Each name becomes a folder of the site beside its own files: plain, and none of theirs.
+
+    One check for `reportgen compare`'s reports and `reportgen report`'s models; the error
+    says `whose` name it is and how to give another (`renaming`, as NAME=DIR).
+    """
     if not MODEL_NAME.fullmatch(name):
-        raise ReportgenError(f"{folder}: its model name {name!r} may hold only letters, digits, "
-                             "'.', '_' and '-'; name it with NAME=DIR")
+        raise ReportgenError(f"{whose} {name!r} may hold only letters, digits, '.', '_' and "
+                             f"'-'; name it with {renaming}")
     if name.lower() in RESERVED_NAMES:
-        raise ReportgenError(f"{folder}: its model name {name!r} is taken by the comparison "
-                             "site's own files; name it with NAME=DIR")
+        raise ReportgenError(f"{whose} {name!r} is taken by the comparison site's own files; "
+                             f"name it with {renaming}")
 
 
 def check_same_positions(reports: Sequence[ComparableReport]) -> None:
@@ -95,7 +99,7 @@ def read_reports(arguments: Sequence[ReportArgument]) -> list[ComparableReport]:
     for argument in arguments:
         report = read_comparable(argument.folder)
         name = argument.name or report.figures.name
-        check_name(name, argument.folder)
+        check_name(name, f"{argument.folder}: its model name", "NAME=DIR")
         reports.append(replace(report, figures=replace(report.figures, name=name,
                                                        href=f"{name}/index.html")))
     return reports

@@ -1,9 +1,9 @@
 """The first pass of a multi-model `reportgen report`: align the models' units before any
 model folder is written, so that each unit page can list its matches in the other models.
 
-`sweep.build_reports` analyses each model once and keeps only what the alignment and the links
-need (a `FirstLook`: the figures, the states at the sampled positions, the units that get a
-page; about 21 MB for a 2x650 model at 4,000 positions), then frees its capture, so memory
+`multi_report.build_reports` analyses each model once and keeps only what the alignment and
+the links need (a `FirstLook`: the figures, the states at the sampled positions, the units that
+get a page; about 21 MB for a 2x650 model at 4,000 positions), then frees its capture, so memory
 stays that of one model. The units are aligned as the comparison page aligns them. The second
 pass analyses each model again, which reads the capture and analysis caches (a recomputation
 under --no-cache), and writes its folder with its `OtherModels`.

@@ -28,12 +28,9 @@ from reportgen.analysis.paged_units import paged_units
 from reportgen.capture import (DECODER_CHECK_ROWS, DECODER_TOLERANCE, Capture, CaptureOptions,
                                StateKey, state_name)
 from reportgen.capture_cache import DEFAULT_LIMIT_GB, cached_capture, default_cache_folder
-from reportgen.corpus import (SPLITS, Text, Vocabulary, load_vocabulary, tokenize,
-                              vocabulary_from_folder)
 from reportgen.errors import ReportgenError
-from reportgen.feature_files import FeatureFile, read_feature_file
-from reportgen.features import BUILT_IN_FEATURES, TokenFeatures, token_features
-from reportgen.model import RNN_TYPES, LoadedModel, load_checkpoint, resolve_device
+from reportgen.inputs import Inputs, load_inputs, own_features
+from reportgen.model import RNN_TYPES, resolve_device
 from reportgen.progress import note
 from reportgen.results import ModelReport, ModelSummary, json_safe
 from reportgen.pages import SiteOptions
@@ -93,17 +90,6 @@ class ReportConfig:
             raise ReportgenError(f"--max-tokens must be at least 2, not {self.max_tokens}")
 
 
-@dataclass
-class Inputs:
-    """What the corpus and model stages give: no stage after capture sees the model."""
-
-    loaded: LoadedModel
-    vocabulary: Vocabulary
-    text: Text
-    text_path: Path
-    feature_files: tuple[FeatureFile, ...] = ()
-
-
 @contextmanager
 def timed(timings: dict[str, float], stage: str, quiet: bool) -> Iterator[None]:
     note(f"{stage}...", not quiet)
@@ -115,79 +101,6 @@ def timed(timings: dict[str, float], stage: str, quiet: bool) -> Iterator[None]:
 def progress_flag(config: ReportConfig) -> bool | None:
     """Progress bars: never when quiet, else whenever stderr is a terminal."""
     return False if config.quiet else None
-
-
-def resolve_text_path(config: ReportConfig) -> Path:
-    if config.text is not None:
-        return config.text
-    if config.data is not None:
-        return config.data / "test.txt"
-    raise ReportgenError("say which text to analyse: --text FILE, or --data DIR to use DIR/test.txt")
-
-
-def resolve_vocabulary(config: ReportConfig, loaded: LoadedModel) -> Vocabulary:
-    """The model's word ids: from --vocabulary, --data (as data.Corpus) or the checkpoint."""
-    if config.vocabulary is not None:
-        vocabulary = load_vocabulary(config.vocabulary)
-        origin = str(config.vocabulary)
-    elif config.data is not None:
-        vocabulary = vocabulary_from_folder(config.data)
-        origin = f"{config.data}/{{{','.join(SPLITS)}}}"
-    elif loaded.vocabulary is not None:
-        return Vocabulary.from_words(loaded.vocabulary)
-    else:
-        raise ReportgenError(
-            "this checkpoint stores no vocabulary; give --data DIR, the folder the model was "
-            "trained from"
-        )
-    ntoken = loaded.hyperparameters.ntoken
-    if len(vocabulary) != ntoken:
-        raise ReportgenError(
-            f"the vocabulary built from {origin} has {len(vocabulary):,} words but the model has "
-            f"{ntoken:,}; give the data folder the model was trained from"
-        )
-    return vocabulary
-
-
-def read_feature_files(paths: tuple[Path, ...]) -> tuple[FeatureFile, ...]:
-    """Every --features file, read and checked; two files may not define the same feature."""
-    reserved = list(BUILT_IN_FEATURES)
-    files = []
-    for path in paths:
-        features = read_feature_file(path, reserved)
-        reserved += features.names
-        files.append(features)
-    return tuple(files)
-
-
-def check_annotations(files: tuple[FeatureFile, ...], tokens: list[str]) -> None:
-    """An annotation file must fit the text: checked before the capture, not after it."""
-    for features in files:
-        if features.annotation:
-            features.aligned_annotation(tokens)
-
-
-def own_features(files: tuple[FeatureFile, ...], tokens: list[str]) -> TokenFeatures:
-    """The built-in features of the text and those of the --features files."""
-    values: dict[str, np.ndarray] = {}
-    descriptions: dict[str, str] = {}
-    for features in files:
-        values.update(features.evaluate(tokens))
-        descriptions.update(features.descriptions())
-    return token_features(tokens, values, descriptions)
-
-
-def load_inputs(config: ReportConfig) -> Inputs:
-    """Corpus and model stage: the checkpoint, its vocabulary and the tokenised text."""
-    feature_files = read_feature_files(config.feature_files)
-    text_path = resolve_text_path(config)
-    loaded = load_checkpoint(config.checkpoint, config.allow_unsafe_pickle, config.rnn_type)
-    vocabulary = resolve_vocabulary(config, loaded)
-    text = tokenize(text_path, vocabulary, config.max_tokens)
-    if len(text) < 2:
-        raise ReportgenError(f"{text_path}: needs at least two tokens to analyse")
-    check_annotations(feature_files, text.tokens)
-    return Inputs(loaded, vocabulary, text, text_path, feature_files)
 
 
 def default_name(checkpoint: Path) -> str:

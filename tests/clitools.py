@@ -6,7 +6,8 @@ Two ways to run it:
 - `CliServer` starts one process that imports the CLI once and then forks a fresh child for
   each run. The child is a process of its own, with its own exit status, stdout and stderr, and
   runs the same `main(argv)`; it costs tens of milliseconds instead of seconds, which is what
-  lets a catalogue of forty bad inputs run in seconds on two cores.
+  lets a catalogue of forty bad inputs run in seconds on two cores. A test module gets one
+  for all its tests as the `cli` fixture: `from clitools import cli`.
 
 Every child runs on one core of its own. With more threads than free cores, torch's and
 openTSNE's thread pools spin: on a loaded 2-core machine the capture of 300 tokens took 2.5 s
@@ -45,9 +46,11 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 CLITOOLS = Path(__file__).resolve()
 STALL_SECONDS = 120  # far longer than any test waits for a stalled run
@@ -187,6 +190,14 @@ class CliServer:
     def close(self) -> None:
         self.process.stdin.close()
         self.process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def cli() -> Iterator[CliServer]:
+    """One `CliServer` for all the runs of a test module, which takes it by importing `cli`."""
+    server = CliServer()
+    yield server
+    server.close()
 
 
 def _serve() -> None:

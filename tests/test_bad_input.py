@@ -25,7 +25,6 @@ import shutil
 import signal
 import threading
 import tracemalloc
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +35,7 @@ import torch
 from clitools import (
     CliServer,
     assert_one_line_error,
+    cli,  # noqa: F401 (the module's CliServer fixture)
     file_digests,
     finish,
     run_cli,
@@ -385,13 +385,6 @@ CASES = [
     Case("demo into a folder that is not a report", ("demo", "--out", "thesis", "--work", "w"),
          ("thesis: exists, is not empty and is not a reportgen report",)),
 ]
-
-
-@pytest.fixture(scope="module")
-def cli() -> Iterator[CliServer]:
-    server = CliServer()
-    yield server
-    server.close()
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)

@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reportgen.capture import CaptureOptions, capture
+from reportgen.capture import CaptureOptions, capture, parse_state_name, state_name
 from reportgen.capture_cache import MARKER, META, PENDING, cached_capture, entry_size
 from reportgen.corpus import tokenize, vocabulary_from_folder
 from reportgen.errors import ReportgenError
 from reportgen.model import load_checkpoint
 from reportgen.report import ReportConfig, build_report
-from tests.clitools import assert_one_line_error, run_cli
+from clitools import assert_one_line_error, run_cli
 
 OPTIONS = CaptureOptions(chunk_size=128, progress=False)
 
@@ -79,6 +79,31 @@ def test_a_damaged_entry_is_captured_again(inputs, tmp_path: Path) -> None:
     again = cached(inputs, tmp_path)
     assert not again.reused
     assert again.capture.states[(1, "h")].shape[0] == len(inputs[1].tokens)
+
+
+@pytest.mark.parametrize("key", [(1, "h"), (1, "c"), (2, "h"), (10, "c"), (123, "h")])
+def test_a_state_name_reads_back_as_its_key(key) -> None:
+    assert parse_state_name(state_name(key)) == key
+
+
+@pytest.mark.parametrize("name", ["L0-h", "L1-x", "L01-h", "l1-h", "1-h", "L1h", "L-h", "L1-hc",
+                                  "L1-h ", "L1-h/../x", ""])
+def test_a_name_state_name_cannot_write_is_refused(name: str) -> None:
+    with pytest.raises(ValueError, match="is not a layer and state"):
+        parse_state_name(name)
+
+
+def test_an_entry_that_names_an_unknown_state_is_captured_again(inputs, tmp_path: Path) -> None:
+    """The entry's states are read back by their names: one no capture writes is damage."""
+    first = cached(inputs, tmp_path)
+    meta = json.loads((first.entry / META).read_text(encoding="utf-8"))
+    meta["states"] = ["L1-x" if name == "L1-h" else name for name in meta["states"]]
+    meta["crc32"]["L1-x.npy"] = meta["crc32"].pop("L1-h.npy")  # the files themselves intact
+    (first.entry / META).write_text(json.dumps(meta), encoding="utf-8")
+    (first.entry / "L1-h.npy").rename(first.entry / "L1-x.npy")
+    again = cached(inputs, tmp_path)
+    assert not again.reused
+    assert sorted(again.capture.states) == sorted(first.capture.states)
 
 
 def test_an_interrupted_capture_leaves_no_entry_and_is_cleaned_up(inputs, tmp_path: Path) -> None:

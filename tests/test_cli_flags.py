@@ -27,6 +27,11 @@ def test_every_flag_the_notes_name_is_an_option_of_demo_and_report():
     assert named <= subcommand_flags("demo") and named <= subcommand_flags("report")
 
 
+def test_maps_names_read_back_as_layer_and_state():
+    args = build_parser().parse_args(["report", "m.pt", "--out", "o", "--maps", "L2-c", "L10-h"])
+    assert args.maps == [(2, "c"), (10, "h")]
+
+
 def test_demo_takes_the_layout_options():
     args = build_parser().parse_args(["demo", "--top-neurons", "3", "--tokens-per-page", "50",
                                       "--max-points", "100"])

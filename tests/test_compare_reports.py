@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ import pandas as pd
 import pytest
 import torch
 
-from clitools import CliResult, CliServer, assert_one_line_error
+from clitools import CliResult, CliServer, assert_one_line_error, cli  # noqa: F401 (a fixture)
 from test_alignment import gram_cka, independent_match
 from test_comparison import page_specs
 
@@ -37,13 +36,6 @@ REPORT_FLAGS = ("--no-clusters", "--no-images", "--top-neurons", "2", "--quiet",
                 "--max-tokens", str(MAX_TOKENS))
 SAME_FILES = ("index.html", "data/comparison.csv", "data/alignment.csv", "data/similarity.csv")
 KEYS = [(1, "h"), (1, "c"), (2, "h"), (2, "c")]
-
-
-@pytest.fixture(scope="module")
-def cli() -> Iterator[CliServer]:
-    server = CliServer()
-    yield server
-    server.close()
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,8 @@ from reportgen.analysis.embedding import EmbeddingOptions
 from reportgen.corpus import EOS, Vocabulary
 from reportgen.images import XML_FORBIDDEN
 from reportgen.pages import SiteOptions
-from reportgen.report import ReportConfig, analyse, load_inputs
+from reportgen.inputs import load_inputs
+from reportgen.report import ReportConfig, analyse
 from reportgen.site import write_site
 from reportgen.train import TrainConfig, train
 

@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from browsertools import check_page, checking_context, chromium
-from clitools import CliServer, CliResult, assert_one_line_error
+from clitools import CliServer, CliResult, assert_one_line_error, cli  # noqa: F401 (a fixture)
 from test_comparison import independent_kl_scores, near_zero_count, page_specs
 
 from reportgen import synthetic
@@ -30,7 +30,7 @@ from reportgen.capture import capture, state_name
 from reportgen.corpus import tokenize, vocabulary_from_folder
 from reportgen.errors import ReportgenError
 from reportgen.model import load_checkpoint
-from reportgen.sweep import ModelSpec, parse_model_argument, read_models_file, select_models
+from reportgen.model_specs import ModelSpec, parse_model_argument, read_models_file, select_models
 
 DROPOUTS = ("0", "0.3", "0.6")
 NAMES = tuple(f"lstm-d{d}-s1" for d in DROPOUTS)
@@ -39,13 +39,6 @@ TINY = ("--emsize", "16", "--nhid", "24", "--nlayers", "2", "--epochs", "1", "--
 MAX_TOKENS = 1500
 REPORT_FLAGS = ("--no-clusters", "--no-images", "--top-neurons", "1", "--quiet")
 CHART_REL = 5e-4  # a chart keeps 4 significant digits (pages.SIGNIFICANT_DIGITS)
-
-
-@pytest.fixture(scope="module")
-def cli() -> Iterator[CliServer]:
-    server = CliServer()
-    yield server
-    server.close()
 
 
 @pytest.fixture(scope="module")
@@ -363,7 +356,7 @@ def test_config_paths_are_relative_to_the_file(tmp_path: Path) -> None:
     (b"x = " + b"[" * 5000 + b"]" * 5000 + b"\n", "nested too deeply"),
 ])
 def test_a_config_that_is_not_utf8_or_nested_too_deep_is_one_error(tmp_path, content, says):
-    from reportgen.sweep import read_models_file
+    from reportgen.model_specs import read_models_file
 
     path = tmp_path / "models.toml"
     path.write_bytes(content)
