@@ -98,7 +98,7 @@ def test_features_flag_takes_part_in_labels_concepts_and_clusters(tiny_model, ti
     import pandas as pd
 
     from reportgen.cli import main
-    from reportgen.synthetic import WORD_CLASSES
+    from reportgen.synthetic_grammar import WORD_CLASSES
 
     toml = write(tmp_path, "mine.toml", "[is_title]\nwords = [%s]\ndescription = 'titles'\n"
                  % ", ".join(f'"{word}"' for word in WORD_CLASSES["title"]))

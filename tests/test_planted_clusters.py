@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from reportgen import synthetic
+from reportgen import synthetic, synthetic_grammar
 from reportgen.analysis.clustering import LINKAGES
 from reportgen.analysis.embedding import EmbeddingOptions, embed
 from reportgen.capture import Capture
@@ -34,7 +34,7 @@ def test_a_planted_class_is_one_cluster_of_layer_1_h(demo_capture: Capture) -> N
     classes = np.array(synthetic.ground_truth(result.tokens).word_class)  # (N,)
     table, found = [], []
     for linkage in LINKAGES:
-        for name in synthetic.WORD_CLASSES:
+        for name in synthetic_grammar.WORD_CLASSES:
             in_class = classes == name
             if not in_class.any():
                 continue

@@ -11,14 +11,13 @@ import pytest
 
 from reportgen.errors import ReportgenError
 from reportgen.synthetic import (
-    MAX_SPAN_CONTENT,
-    WORD_CLASSES,
     SyntheticText,
     generate,
     ground_truth,
     split_seed,
     write_corpus,
 )
+from reportgen.synthetic_grammar import MAX_SPAN_CONTENT, WORD_CLASSES
 
 N_TOKENS = 30_000
 
