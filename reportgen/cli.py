@@ -26,7 +26,7 @@ from threadpoolctl import threadpool_limits
 
 from reportgen.analysis.ablation import ABLATION_TOKENS, AblationOptions
 from reportgen.analysis.concepts import LABEL_THRESHOLD, WITHIN_THRESHOLD
-from reportgen.analysis.distributions import RANK_BY_CHOICES
+from reportgen.analysis.divergences import RANK_BY_CHOICES
 from reportgen.analysis.embedding import EmbeddingOptions, available_cores
 from reportgen.analysis.state_sample import SAMPLE_POSITIONS
 from reportgen.capture import DECODER_DTYPES, CaptureOptions

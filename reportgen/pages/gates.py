@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from reportgen.analysis.gates import LEFT, RIGHT, LayerGates
-from reportgen.dynamics_charts import GATE_TITLES, gate_saturation_chart, time_constant_chart
+from reportgen.charts import GATE_TITLES, gate_saturation_chart, time_constant_chart
 from reportgen.pages import ChartSpec, Page, Section, SiteOptions
 from reportgen.pages.neurons import neuron_page_path, page_spec, paged_neurons
 from reportgen.results import ModelReport

@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 
 from reportgen.capture import StateKey, state_name
-from reportgen.dynamics_charts import (GATE_TITLES, TRACE_POINTS, TRACE_SPANS, trace_columns,
-                                       trace_layers, trace_title)
-from reportgen.pages import ChartSpec
+from reportgen.charts import (GATE_TITLES, TRACE_POINTS, TRACE_SPANS, trace_columns,
+                              trace_layers, trace_title)
+from reportgen.pages import ChartSpec, unvalidated_spec
 from reportgen.results import ModelReport
 
 BANDS = 10  # deciles of the unit's values
@@ -169,7 +169,6 @@ def strongest_label(report: ModelReport, key: StateKey, neuron: int) -> tuple[st
 def trace_structure(shaded: bool) -> str:
     """The trace's spec without its passage, as JSON: built once, since Altair's conversion
     costs about 50 ms a chart, most of a unit page's time."""
-    from reportgen.pages.neurons import unvalidated_spec  # the neuron pages' spec rule
     return json.dumps(unvalidated_spec(lambda: trace_layers(shaded)))
 
 
