@@ -46,7 +46,8 @@ from sklearn.manifold import TSNE
 from reportgen.analysis.ablation import AblationOptions, ablate, ablation_units
 from reportgen.analysis.concepts import analyse_concepts
 from reportgen.analysis.correlations import analyse_correlations
-from reportgen.analysis.distributions import KL_EPSILON, DistributionResult, analyse_distributions
+from reportgen.analysis.distributions import DistributionResult, analyse_distributions
+from reportgen.analysis.divergences import KL_EPSILON
 from reportgen.analysis.clustering import cut_labels
 from reportgen.analysis.embedding import (EmbeddingOptions, embed,
                                           sample_positions)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from reportgen.analysis.ablation import ABLATION_TOKENS
 from reportgen.analysis.concepts import LABEL_THRESHOLD, WITHIN_THRESHOLD
-from reportgen.analysis.distributions import RANK_BY_CHOICES
+from reportgen.analysis.divergences import RANK_BY_CHOICES
 from reportgen.analysis.embedding import EmbeddingOptions
 from reportgen.analysis.state_sample import SAMPLE_POSITIONS
 from reportgen.capture import DECODER_DTYPES, StateKey, parse_state_name

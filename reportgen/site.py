@@ -24,8 +24,9 @@ import vl_convert
 
 from reportgen import comparable
 from reportgen.analysis.comparison import Comparison
-from reportgen.analysis.distributions import BIN_WIDTH, NEAR_ZERO_BOUND, NEAR_ZERO_SHARE
+from reportgen.analysis.distributions import NEAR_ZERO_SHARE
 from reportgen.analysis.gates import LEFT, RIGHT
+from reportgen.analysis.histograms import BIN_WIDTH, NEAR_ZERO_BOUND
 from reportgen.capture_cache import process_is_alive
 from reportgen.charts import CANVAS_ABOVE
 from reportgen.errors import ReportgenError

@@ -1,7 +1,9 @@
 """Chart builders: the Vega-Lite each one produces, checked through to_dict()."""
 
+import ast
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +17,6 @@ from reportgen.charts import (
     concept_auroc_chart,
     histogram_domain,
     kl_scatter_chart,
-    neuron_histogram_chart,
 )
 from reportgen.pages import ChartSpec
 
@@ -35,7 +36,7 @@ def spec_of(chart):
 
 
 def test_average_chart_has_one_bar_per_bin_of_h(hidden_stats):
-    spec = spec_of(average_distribution_chart(hidden_stats))
+    spec = spec_of(average_distribution_chart(hidden_stats.edges, hidden_stats.average, "L1-h"))
     assert spec["mark"]["type"] == "bar"
     assert spec["encoding"]["x"]["field"] == "start" and spec["encoding"]["x2"]["field"] == "end"
     assert spec["encoding"]["y"]["field"] == "share" and spec["encoding"]["y2"]["datum"] == 0
@@ -67,7 +68,7 @@ def test_binned_records_merge_adjacent_bins():
 
 
 def test_neuron_chart_draws_the_neuron_against_the_average(hidden_stats):
-    spec = spec_of(neuron_histogram_chart(hidden_stats, 4))
+    spec = spec_of(hidden_stats.neuron_chart(4))  # the builder, as the neuron pages call it
     assert spec["mark"]["type"] == "bar"
     assert spec["encoding"]["color"]["field"] == "series"
     assert spec["encoding"]["y2"]["datum"] == 0
@@ -90,7 +91,8 @@ def test_neuron_chart_draws_the_neuron_against_the_average(hidden_stats):
 
 def test_kl_scatter_has_one_point_per_neuron_with_tooltips(hidden_stats):
     labels = ["", "in_quotes:0.950 in_parens:0.920", "", "", "", ""]
-    spec = spec_of(kl_scatter_chart(hidden_stats, labels))
+    spec = spec_of(kl_scatter_chart("L1-h", hidden_stats.rank, hidden_stats.kl_p_q,
+                                    hidden_stats.kl_q_p, hidden_stats.near_zero, labels))
     assert spec["mark"]["type"] == "point"
     assert spec["encoding"]["x"]["field"] == "kl_p_q" and spec["encoding"]["y"]["field"] == "kl_q_p"
     assert "nats" in spec["encoding"]["x"]["title"]
@@ -112,7 +114,8 @@ def test_concept_chart_has_one_bar_per_feature_from_chance_and_the_thresholds():
     within = np.array([[0.9, np.nan, np.nan], [0.5, 0.5, 0.5]])
     concepts = NeuronConcepts((1, "c"), ("a", "b", "c"), auroc, within,
                               np.array([False, False, True]), [(("a", 0.95),), ()])
-    spec = spec_of(concept_auroc_chart(concepts, 0, threshold=0.4))
+    spec = spec_of(concept_auroc_chart(concepts.features, auroc[0], within[0], concepts.name, 0,
+                                       threshold=0.4))
     bars, ticks, rules = spec["layer"]
     assert bars["mark"]["type"] == "bar" and ticks["mark"]["type"] == "tick"
     assert bars["encoding"]["x"]["field"] == "feature" and bars["encoding"]["y"]["field"] == "auroc"
@@ -145,3 +148,22 @@ def test_chart_numbers_keep_four_significant_digits_and_every_whole_digit():
     assert row["position"] == 123456 and isinstance(row["position"], int)  # ints as they were
     assert row["zero"] == 0.0 and math.isnan(row["nan"]) and row["name"] == "0.123456"
     assert spec.spec["domain"] == [-2.405, 2.405]
+
+
+def test_charts_import_nothing_from_reportgen_outside_the_chart_package():
+    """Charts are a leaf: analyses may offer a chart of their results, never the other way."""
+    package = Path(__file__).resolve().parents[1] / "reportgen" / "charts"
+    modules = sorted(package.glob("*.py"))
+    assert {path.stem for path in modules} >= {"__init__", "histograms", "maps", "dropout"}
+    for path in modules:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names = [("." * node.level) + (node.module or "")]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            for name in names:
+                assert not name.startswith("."), f"{path.name}: relative import {name}"
+                assert name.split(".")[0] != "reportgen" or name.startswith("reportgen.charts"), (
+                    f"{path.name} imports {name}")

@@ -7,16 +7,9 @@ import pytest
 from scipy.stats import entropy
 
 from captures import make_capture
-from reportgen.analysis.distributions import (
-    NEURON_COLUMNS,
-    analyse_distributions,
-    analyse_state,
-    bin_edges,
-    histogram_counts,
-    kl_divergences,
-    observed_cell_interval,
-    rank_neurons,
-)
+from reportgen.analysis.distributions import NEURON_COLUMNS, analyse_distributions, analyse_state
+from reportgen.analysis.divergences import kl_divergences, rank_neurons
+from reportgen.analysis.histograms import bin_edges, histogram_counts, observed_cell_interval
 from reportgen.errors import ReportgenError
 
 

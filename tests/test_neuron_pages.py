@@ -18,7 +18,8 @@ import pytest
 from scipy.stats import entropy
 
 from reportgen.analysis.concepts import analyse_concepts
-from reportgen.analysis.distributions import KL_EPSILON, NEURON_COLUMNS, analyse_distributions
+from reportgen.analysis.distributions import NEURON_COLUMNS, analyse_distributions
+from reportgen.analysis.divergences import KL_EPSILON
 from reportgen.capture import Capture, capture
 from reportgen.cli import main
 from reportgen.corpus import load_vocabulary, tokenize

@@ -53,7 +53,8 @@ def comparison_page() -> str:
 
 
 def test_comparison_page_states_the_near_zero_rule_from_distributions(monkeypatch) -> None:
-    from reportgen.analysis.distributions import NEAR_ZERO_BOUND, NEAR_ZERO_SHARE
+    from reportgen.analysis.distributions import NEAR_ZERO_SHARE
+    from reportgen.analysis.histograms import NEAR_ZERO_BOUND
 
     rule = "Near-zero neurons have more than {:.0%} of their values within ±{}."
     assert rule.format(NEAR_ZERO_SHARE, NEAR_ZERO_BOUND) in comparison_page()

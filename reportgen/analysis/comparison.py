@@ -4,7 +4,8 @@ The thesis compared LSTMs that differed only in dropout and seed: perplexity, an
 |activation| of each layer and state, against dropout. This module reduces each model's report
 to a few figures per layer and state (`ModelFigures`, a few kilobytes, so a sweep of large models
 never holds more than one capture) and lines them up in one table, `Comparison.table`, which is
-`comparison.csv`, with charts against dropout.
+`comparison.csv`, with the records of its charts against dropout, which `reportgen.charts.dropout`
+draws.
 
 Definitions, and why:
 - perplexity: exp of the mean negative log p(next token) over the analysed text, as the model's
@@ -37,6 +38,8 @@ import numpy as np
 import pandas as pd
 
 from reportgen.capture import StateKey, state_name
+from reportgen.charts import (finite_or_none, kl_score_boxes_chart, mean_abs_against_dropout_chart,
+                              near_zero_against_dropout_chart, perplexity_against_dropout_chart)
 from reportgen.corpus import vocabulary_sha256
 from reportgen.errors import ReportgenError
 from reportgen.results import ModelReport, ModelSummary
@@ -47,11 +50,6 @@ COMPARISON_COLUMNS = (
     "kl_score_min", "kl_score_q1", "kl_score_median", "kl_score_q3", "kl_score_max",
     "kl_score_mean",
 )
-KL_SCORE_TITLE = "KL(p||q) + KL(q||p), nats"
-PANEL_WIDTH = 200
-PANEL_HEIGHT = 170
-WIDE = (420, 240)  # the perplexity chart, a single panel
-MIN_SHARE_AXIS = 0.05  # the near-zero axis shows at least 0-5%, so that all zeros lie on a line
 PICKLE_FORMAT = "pytorch-examples pickle"
 
 
@@ -168,11 +166,6 @@ def seed_label(seed: int | None) -> str:
     return "unknown" if seed is None else str(seed)
 
 
-def finite_or_none(value: float | None) -> float | None:
-    """JSON has no NaN: chart data carries null instead."""
-    return None if value is None or not math.isfinite(value) else float(value)
-
-
 @dataclass
 class Comparison:
     """The models of a comparison in plotting order, and those that failed."""
@@ -202,17 +195,6 @@ class Comparison:
     @property
     def without_dropout(self) -> list[str]:
         return [model.name for model in self.models if model.dropout is None]
-
-    @property
-    def models_frame(self) -> pd.DataFrame:
-        """One row per model: its settings and perplexities."""
-        return pd.DataFrame([{
-            "model": m.name, "dropout": m.dropout, "seed": m.seed, "perplexity": m.perplexity,
-            "n_tokens": m.n_tokens, "valid_perplexity": m.valid_perplexity,
-            "test_perplexity": m.test_perplexity,
-        } for m in self.models], columns=list(COMPARISON_COLUMNS[:7])).astype(
-            {"dropout": "float64", "seed": "Int64", "valid_perplexity": "float64",
-             "test_perplexity": "float64"})
 
     @property
     def table(self) -> pd.DataFrame:
@@ -258,28 +240,19 @@ class Comparison:
         return records
 
     def perplexity_chart(self) -> alt.LayerChart:
-        return against_dropout(self.perplexity_records(), "perplexity",
-                               "perplexity on the analysed text", self.several_seeds,
-                               alt.Scale(zero=False), size=WIDE)
+        return perplexity_against_dropout_chart(self.perplexity_records(), self.several_seeds)
 
     def mean_abs_chart(self) -> alt.FacetChart:
-        return faceted(against_dropout(self.dropout_state_records(), "mean_abs",
-                                       "mean |activation|", self.several_seeds,
-                                       alt.Scale(zero=True)),
-                       self.state_names, "Mean |activation| against dropout")
+        return mean_abs_against_dropout_chart(self.dropout_state_records(), self.state_names,
+                                              self.several_seeds)
 
     def near_zero_chart(self) -> alt.FacetChart:
-        records = self.dropout_state_records()
-        highest = max((r["near_zero_share"] or 0.0 for r in records), default=0.0)
-        scale = alt.Scale(domain=[0.0, max(MIN_SHARE_AXIS, highest)])
-        return faceted(against_dropout(records, "near_zero_share", "share of near-zero neurons",
-                                       self.several_seeds, scale, percent=True),
-                       self.state_names, "Near-zero neurons against dropout")
+        return near_zero_against_dropout_chart(self.dropout_state_records(), self.state_names,
+                                               self.several_seeds)
 
     def kl_chart(self) -> alt.FacetChart:
-        order = [m.name for m in self.models]
-        return faceted(kl_boxes(self.state_records(), order), self.state_names,
-                       "KL scores of each model's neurons", layers_per_row=1)
+        return kl_score_boxes_chart(self.state_records(), [m.name for m in self.models],
+                                    self.state_names)
 
     def dropout_state_records(self) -> list[dict[str, Any]]:
         """The state records of models whose dropout is known, with figures over seeds."""
@@ -315,62 +288,6 @@ def with_seed_spread(records: list[dict[str, Any]], values: list[str]) -> list[d
             for record in group:
                 record.update(spread)
     return records
-
-
-def against_dropout(records: list[dict[str, Any]], value: str, title: str, several_seeds: bool,
-                    scale: alt.Scale, percent: bool = False,
-                    size: tuple[int, int] = (PANEL_WIDTH, PANEL_HEIGHT)) -> alt.LayerChart:
-    """Points for each model coloured by seed, a line through the mean at each dropout and,
-    when some dropout has several seeds, a rule from the lowest to the highest of them."""
-    axis = alt.Axis(format=".0%") if percent else alt.Axis()
-    x = alt.X("dropout:Q", title="dropout", scale=alt.Scale(zero=True))
-    base = alt.Chart().encode(x=x)
-    mean = base.mark_line(color="#5b6474").encode(
-        y=alt.Y(f"{value}_mean:Q", title=title, scale=scale, axis=axis))
-    points = base.mark_point(filled=True, size=70, opacity=0.9).encode(
-        y=alt.Y(f"{value}:Q", title=title, scale=scale, axis=axis),
-        color=alt.Color("seed:N", title="seed"),
-        tooltip=[alt.Tooltip("model:N"), alt.Tooltip("dropout:Q"), alt.Tooltip("seed:N"),
-                 alt.Tooltip(f"{value}:Q", format=".2%" if percent else ".4g")],
-    )
-    layers: list[alt.Chart] = [mean, points]
-    if several_seeds:
-        spread = base.mark_rule(color="#5b6474", strokeWidth=2, opacity=0.5).encode(
-            y=alt.Y(f"{value}_low:Q", title=title, scale=scale, axis=axis),
-            y2=alt.Y2(f"{value}_high:Q"))
-        layers.insert(0, spread)
-    return alt.layer(*layers, data=alt.Data(values=records)).properties(
-        width=size[0], height=size[1])
-
-
-def kl_boxes(records: list[dict[str, Any]], order: list[str]) -> alt.LayerChart:
-    """A box for each model: whiskers from the lowest to the highest score, the box from the
-    first to the third quartile, a white tick at the median."""
-    x = alt.X("model:N", sort=order, title=None, axis=alt.Axis(labelAngle=-40))
-    base = alt.Chart().encode(x=x, tooltip=[
-        alt.Tooltip("model:N"), alt.Tooltip("dropout:Q"), alt.Tooltip("seed:N"),
-        *[alt.Tooltip(f"kl_{name}:Q", format=".4g", title=name)
-          for name in ("min", "q1", "median", "q3", "max")],
-    ])
-    whiskers = base.mark_rule(color="#5b6474").encode(
-        y=alt.Y("kl_min:Q", title=KL_SCORE_TITLE), y2="kl_max:Q")
-    boxes = base.mark_bar(size=14).encode(
-        y=alt.Y("kl_q1:Q", title=KL_SCORE_TITLE), y2="kl_q3:Q",
-        color=alt.Color("dropout:O", title="dropout"))
-    medians = base.mark_tick(color="white", size=14, thickness=2).encode(
-        y=alt.Y("kl_median:Q", title=KL_SCORE_TITLE))
-    return alt.layer(whiskers, boxes, medians, data=alt.Data(values=records)).properties(
-        width=max(PANEL_WIDTH, 28 * len(order)), height=PANEL_HEIGHT)
-
-
-def faceted(chart: alt.LayerChart, state_names: list[str], title: str,
-            layers_per_row: int = 2) -> alt.FacetChart:
-    """One panel per layer and state, in report order, each with its own y scale."""
-    states_per_layer = 2 if any(name.endswith("-c") for name in state_names) else 1
-    return chart.facet(
-        facet=alt.Facet("state:N", sort=state_names, title=None),
-        columns=states_per_layer * layers_per_row, title=title,
-    ).resolve_scale(y="independent")
 
 
 def check_comparable(models: Sequence[ModelFigures]) -> None:

@@ -36,8 +36,8 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from reportgen import charts
 from reportgen.capture import Capture, StateKey, state_name
+from reportgen.charts import concept_auroc_chart
 from reportgen.errors import ReportgenError
 from reportgen.progress import Progress, progress_enabled
 from reportgen.features import TokenFeatures
@@ -106,7 +106,8 @@ class NeuronConcepts:
         return pd.concat([frame, pd.DataFrame(columns)], axis=1)
 
     def chart(self, neuron: int, threshold: float = LABEL_THRESHOLD) -> alt.Chart:
-        return charts.concept_auroc_chart(self, neuron, threshold)
+        return concept_auroc_chart(self.features, self.auroc[neuron], self.within[neuron],
+                                   self.name, neuron, threshold)
 
 
 @dataclass(frozen=True)

@@ -180,7 +180,12 @@ class EmbeddingResult:
                                                             self.classes, options))
 
     def chart(self, linkage: str = "ward") -> alt.Chart:
-        return embedding_chart(self, linkage)
+        """The t-SNE map coloured by `linkage` cluster, with token and context in the tooltip."""
+        if linkage not in self.labels:
+            raise ReportgenError(
+                f"unknown linkage {linkage!r}; choose one of {', '.join(self.labels)}")
+        return embedding_chart(self.xy, self.positions, self.tokens, self.contexts,
+                               self.labels[linkage], state_name(self.key), linkage)
 
 
 def clusters_of(xy: np.ndarray, pca: np.ndarray, tokens: list[str],

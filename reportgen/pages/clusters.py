@@ -20,9 +20,10 @@ from reportgen.analysis.clustering import LINKAGE_TITLES, TOP_WORDS
 from reportgen.analysis.embedding import EmbeddingResult
 from reportgen.capture import state_name
 from reportgen.charts import (CUT_PARAM, HIGHLIGHT_PARAM, LINKAGE_PARAM, MIN_SIZE_PARAM,
-                              STATE_PARAM, cluster_explorer_chart, cut_label, map_label)
+                              STATE_PARAM, cut_label)
 from reportgen.csv_safety import neutralise_formulas
 from reportgen.pages import ChartSpec, Page, Section, SiteOptions
+from reportgen.pages.cluster_explorer import explorer_chart, map_label
 from reportgen.results import ModelReport
 
 PAGE = "clusters.html"
@@ -119,7 +120,7 @@ def page_spec(results: list[EmbeddingResult]) -> dict[str, Any]:
     tag that vegaEmbed does not need, and a page that names no URL is plainly offline.
     """
     with debug_mode(False):
-        spec = cluster_explorer_chart(results, DEFAULT_LINKAGE).to_dict(validate=False)
+        spec = explorer_chart(results, DEFAULT_LINKAGE).to_dict(validate=False)
     spec.pop("$schema", None)
     return spec
 

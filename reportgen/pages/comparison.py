@@ -15,7 +15,8 @@ from typing import Any
 
 from reportgen.analysis.alignment import AlignmentResult
 from reportgen.analysis.comparison import Comparison
-from reportgen.analysis.distributions import NEAR_ZERO_BOUND, NEAR_ZERO_SHARE
+from reportgen.analysis.distributions import NEAR_ZERO_SHARE
+from reportgen.analysis.histograms import NEAR_ZERO_BOUND
 from reportgen.analysis.similarity import SimilarityResult
 from reportgen.capture import state_name
 from reportgen.csv_safety import neutralise_formulas

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from reportgen.analysis.gates import LayerGates
-from reportgen.dynamics_charts import GATE_TITLES, gate_saturation_chart, time_constant_chart
+from reportgen.charts import GATE_TITLES, gate_saturation_chart, time_constant_chart
 from reportgen.pages import ChartSpec, Page, Section, SiteOptions, page_spec
 from reportgen.pages.neurons import neuron_page_path, paged_neurons
 from reportgen.results import ModelReport

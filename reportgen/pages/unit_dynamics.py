@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from reportgen.capture import StateKey, state_name
-from reportgen.dynamics_charts import (GATE_TITLES, TRACE_POINTS, TRACE_SPANS, trace_columns,
-                                       trace_layers, trace_title)
+from reportgen.charts import (GATE_TITLES, TRACE_POINTS, TRACE_SPANS, trace_columns,
+                              trace_layers, trace_title)
 from reportgen.pages import ChartSpec, unvalidated_spec
 from reportgen.pages.unit_contexts import Context, context_at
 from reportgen.results import ModelReport

@@ -16,7 +16,7 @@ import pandas as pd
 from reportgen.analysis.ablation import AblationResult
 from reportgen.analysis.output_effects import direct_contributions
 from reportgen.capture import StateKey
-from reportgen.charts import ablation_feature_chart, output_weights_chart
+from reportgen.charts import ablation_feature_chart, finite_or_none, output_weights_chart
 from reportgen.pages import ChartSpec, unvalidated_spec
 from reportgen.pages.unit_contexts import CONTEXT_BEFORE
 from reportgen.results import ModelReport
@@ -139,10 +139,6 @@ def unit_effects(report: ModelReport, key: StateKey, unit: int,
 def contribution(tokens: list[str], values: np.ndarray, t: int, logit: float) -> Contribution:
     return Contribution(t, tokens[t], tokens[t + 1] if t + 1 < len(tokens) else "",
                         float(values[t]), logit)
-
-
-def finite_or_none(value: float) -> float | None:
-    return value if math.isfinite(value) else None
 
 
 def effect_charts(effects: UnitEffects, label: str, figure: str) -> list[ChartSpec]:

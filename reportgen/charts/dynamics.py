@@ -1,6 +1,7 @@
 """Chart builders for how units behave over time: gate saturation, memory time constants and a
-unit's activation trace over a passage. Plain records in, Altair charts out, as in `charts.py`;
-corpus text reaches a chart only as data, shown in tooltips, which vega-embed escapes.
+unit's activation trace over a passage. Plain records in, Altair charts out, as in the rest of
+`reportgen.charts`; corpus text reaches a chart only as data, shown in tooltips, which
+vega-embed escapes.
 """
 
 from __future__ import annotations

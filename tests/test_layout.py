@@ -1,0 +1,96 @@
+"""The package's shape (README, "How the code is laid out"): imports run one way, charts import
+nothing of the package, and no module grows past the size one reader keeps in mind.
+
+The imports are read from the source with `ast`, every one of them: those inside functions and
+under `TYPE_CHECKING` too, since a lazy import that goes back up is still a cycle in the design.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "reportgen"
+MAX_LINES = 400
+LEAVES = ("reportgen.charts",)  # packages that import nothing of reportgen but themselves
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def modules() -> dict[str, Path]:
+    return {module_name(path): path for path in sorted(PACKAGE.rglob("*.py"))}
+
+
+def imported_modules(name: str, path: Path, known: set[str]) -> set[str]:
+    """The package's modules that `path` imports: `from a import b` names `a.b` when b is a
+    module, else `a`; relative imports are resolved against the module's package."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, *([node.module] if node.module else [])])
+            found.update(f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base
+                         for alias in node.names)
+    return {module for module in found if module in known and module != name}
+
+
+def import_graph() -> dict[str, set[str]]:
+    found = modules()
+    return {name: imported_modules(name, path, set(found)) for name, path in found.items()}
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One import cycle as [a, b, ..., a], or [] when the graph has none (depth-first search)."""
+    state: dict[str, str] = {}  # "open" while on the path, "done" after
+
+    def visit(node: str, path: list[str]) -> list[str]:
+        path = [*path, node]
+        state[node] = "open"
+        for target in sorted(graph[node]):
+            if state.get(target) == "open":
+                return path[path.index(target):] + [target]
+            if target not in state and (cycle := visit(target, path)):
+                return cycle
+        state[node] = "done"
+        return []
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node, [])):
+            return cycle
+    return []
+
+
+def test_the_package_imports_run_one_way() -> None:
+    assert find_cycle(import_graph()) == []
+
+
+def test_the_cycle_finder_finds_a_cycle_and_the_graph_reads_imports() -> None:
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) == []
+    graph = import_graph()
+    assert "reportgen.capture" in graph["reportgen.report"]  # a known import is seen
+    assert "reportgen.pages" in graph["reportgen.site"]
+
+
+@pytest.mark.parametrize("leaf", LEAVES)
+def test_charts_import_nothing_of_the_package_but_themselves(leaf: str) -> None:
+    outside = {name: sorted(m for m in targets if not (m == leaf or m.startswith(leaf + ".")))
+               for name, targets in import_graph().items()
+               if name == leaf or name.startswith(leaf + ".")}
+    assert outside and all(not targets for targets in outside.values()), outside
+
+
+def test_no_module_is_over_the_line_limit() -> None:
+    lengths = {name: len(path.read_text(encoding="utf-8").splitlines())
+               for name, path in modules().items()}
+    assert {name: n for name, n in lengths.items() if n > MAX_LINES} == {}
