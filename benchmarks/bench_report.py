@@ -55,9 +55,10 @@ from reportgen.analysis.output_effects import output_effects
 from reportgen.analysis.paged_units import paged_units
 from reportgen.capture import Capture, CaptureOptions, stepwise_capture
 from reportgen.capture_cache import cached_capture
+from reportgen.checkpoint import load_checkpoint, save_checkpoint
 from reportgen.corpus import SPLITS, Vocabulary, add_file_to_vocabulary, tokenize
 from reportgen.features import token_features
-from reportgen.model import RNNModel, load_checkpoint, resolve_device, save_checkpoint
+from reportgen.model import RNNModel, resolve_device
 from reportgen.pages import SiteOptions
 from reportgen.pages.neurons import CONTEXT_AFTER, CONTEXT_BEFORE, neuron_page_path
 from reportgen.pages.unit_dynamics import unit_dynamics

@@ -28,12 +28,13 @@ from reportgen.analysis.paged_units import paged_units
 from reportgen.capture import (DECODER_CHECK_ROWS, DECODER_TOLERANCE, Capture, CaptureOptions,
                                StateKey, state_name)
 from reportgen.capture_cache import DEFAULT_LIMIT_GB, cached_capture, default_cache_folder
+from reportgen.checkpoint import LoadedModel, load_checkpoint
 from reportgen.corpus import (SPLITS, Text, Vocabulary, load_vocabulary, tokenize,
                               vocabulary_from_folder)
 from reportgen.errors import ReportgenError
 from reportgen.feature_files import FeatureFile, read_feature_file
 from reportgen.features import BUILT_IN_FEATURES, TokenFeatures, token_features
-from reportgen.model import RNN_TYPES, LoadedModel, load_checkpoint, resolve_device
+from reportgen.model import RNN_TYPES, resolve_device
 from reportgen.progress import note
 from reportgen.results import ModelReport, ModelSummary, json_safe
 from reportgen.pages import SiteOptions

@@ -37,12 +37,13 @@ import pandas as pd
 
 from reportgen.analysis.comparison import Comparison, ModelFailure
 from reportgen.analysis.state_sample import SAMPLE_POSITIONS
+from reportgen.checkpoint import LoadedModel, load_checkpoint
 from reportgen.combine import DEFAULT_TITLE, MODEL_NAME, RESERVED_NAMES, write_comparison_site
 from reportgen.comparable import read_comparable
 from reportgen.corpus import Text, Vocabulary, tokenize, vocabulary_from_folder
 from reportgen.csv_safety import neutralise_formulas
 from reportgen.errors import ReportgenError
-from reportgen.model import LoadedModel, load_checkpoint, resolve_device
+from reportgen.model import resolve_device
 from reportgen.model_matches import FirstLook, first_look, other_models, with_first_pass
 from reportgen.pages import SiteOptions
 from reportgen.progress import note

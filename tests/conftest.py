@@ -13,9 +13,9 @@ import pytest
 
 from reportgen import synthetic
 from reportgen.capture import Capture, capture
+from reportgen.checkpoint import load_checkpoint
 from reportgen.corpus import tokenize, vocabulary_from_folder
 from reportgen.demo import prepare_demo_model
-from reportgen.model import load_checkpoint
 from reportgen.train import TrainConfig, train
 
 TINY_TRAIN = TrainConfig(emsize=16, nhid=24, nlayers=2, epochs=1, batch_size=10, bptt=20,

@@ -13,10 +13,10 @@ from reportgen.analysis.distributions import analyse_distributions
 from reportgen.analysis.embedding import EmbeddingOptions, embed
 from reportgen.analysis_cache import FOLDER, cached_analysis, read_result, write_result
 from reportgen.capture import Capture, capture
+from reportgen.checkpoint import load_checkpoint
 from reportgen.cli import main
 from reportgen.corpus import tokenize, vocabulary_from_folder
 from reportgen.features import token_features
-from reportgen.model import load_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,9 @@ import torch
 
 from reportgen.capture import (DECODER_CHECK_ROWS, Capture, CaptureOptions, capture,
                                stepwise_capture)
+from reportgen.checkpoint import load_checkpoint
 from reportgen.corpus import tokenize, vocabulary_from_folder
-from reportgen.model import RNNModel, load_checkpoint, resolve_device
+from reportgen.model import RNNModel, resolve_device
 
 capture_module = importlib.import_module("reportgen.capture")  # the package exports a `capture`
 

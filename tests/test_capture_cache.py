@@ -14,9 +14,9 @@ import pytest
 
 from reportgen.capture import CaptureOptions, capture
 from reportgen.capture_cache import MARKER, META, PENDING, cached_capture, entry_size
+from reportgen.checkpoint import load_checkpoint
 from reportgen.corpus import tokenize, vocabulary_from_folder
 from reportgen.errors import ReportgenError
-from reportgen.model import load_checkpoint
 from reportgen.report import ReportConfig, build_report
 from tests.clitools import assert_one_line_error, run_cli
 

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from reportgen.checkpoint import load_checkpoint, save_checkpoint
 from reportgen.errors import ReportgenError
-from reportgen.model import RNNModel, load_checkpoint, save_checkpoint
+from reportgen.model import RNNModel
 
 EXAMPLES_MODEL_PY = textwrap.dedent('''
     import torch.nn as nn

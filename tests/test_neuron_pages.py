@@ -20,10 +20,10 @@ from scipy.stats import entropy
 from reportgen.analysis.concepts import analyse_concepts
 from reportgen.analysis.distributions import KL_EPSILON, NEURON_COLUMNS, analyse_distributions
 from reportgen.capture import Capture, capture
+from reportgen.checkpoint import load_checkpoint
 from reportgen.cli import main
 from reportgen.corpus import load_vocabulary, tokenize
 from reportgen.features import token_features
-from reportgen.model import load_checkpoint
 from reportgen.pages import SiteOptions
 from reportgen.pages.neurons import EXCERPTS
 from reportgen.results import ModelReport, ModelSummary

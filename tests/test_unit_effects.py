@@ -22,11 +22,12 @@ from reportgen.analysis.concepts import analyse_concepts
 from reportgen.analysis.output_effects import direct_contributions, output_effects
 from reportgen.capture import Capture, capture
 from reportgen.charts import ablation_feature_chart, output_weights_chart
+from reportgen.checkpoint import load_checkpoint
 from reportgen.cli import main
 from reportgen.corpus import load_vocabulary, tokenize
 from reportgen.csv_safety import neutralise_cell
 from reportgen.features import token_features
-from reportgen.model import RNNModel, load_checkpoint
+from reportgen.model import RNNModel
 
 TOKENS = 400  # ablation budget of the fast tests
 
