@@ -261,7 +261,7 @@ def run_report(args: argparse.Namespace, checkpoint: Path, work: Path,
         name="benchmark", max_tokens=args.max_tokens,
         capture=CaptureOptions(dtype=args.dtype, decoder_dtype=args.decoder_dtype,
                                device=args.device),
-        embedding=EmbeddingOptions(n_jobs=args.threads), cache=work / "cache",
+        threads=args.threads, cache=work / "cache",
         site=SiteOptions(images=not args.no_images), quiet=True)
     with timer.stage("load"):
         loaded = load_checkpoint(config.checkpoint)
@@ -289,7 +289,8 @@ def run_report(args: argparse.Namespace, checkpoint: Path, work: Path,
     time_dynamics_analyses(report, loaded.model, config.site, timer)
     unit_effect_stages(args, loaded.model, report, timer)
     with timer.stage("t-SNE and clustering") as stage:
-        report.embeddings = [embed(captured, *key, config.embedding) for key in captured.keys]
+        report.embeddings = [embed(captured, *key, config.embedding, n_jobs=config.threads)
+                             for key in captured.keys]
     started = time.perf_counter()
     for result in report.embeddings:
         options = config.embedding

@@ -27,7 +27,7 @@ from threadpoolctl import threadpool_limits
 from reportgen.analysis.ablation import ABLATION_TOKENS, AblationOptions
 from reportgen.analysis.concepts import LABEL_THRESHOLD, WITHIN_THRESHOLD
 from reportgen.analysis.distributions import RANK_BY_CHOICES
-from reportgen.analysis.embedding import EmbeddingOptions, available_cores
+from reportgen.analysis.embedding import EmbeddingOptions
 from reportgen.analysis.state_sample import SAMPLE_POSITIONS
 from reportgen.capture import DECODER_DTYPES, CaptureOptions
 from reportgen.capture_cache import DEFAULT_LIMIT_GB, default_cache_folder
@@ -343,7 +343,7 @@ def embedding_options(args: argparse.Namespace) -> EmbeddingOptions:
         max_points=args.max_points, seed=args.seed, exclude=tuple(args.exclude),
         perplexity=args.perplexity, n_clusters=n_clusters,
         distance_threshold=args.distance_threshold, min_cluster_size=args.min_cluster_size,
-        cuts=tuple(args.cuts), n_jobs=args.threads or available_cores(),
+        cuts=tuple(args.cuts),
     )
 
 
@@ -453,9 +453,9 @@ def run_demo_command(args: argparse.Namespace) -> None:
                    SiteOptions(tokens_per_page=args.tokens_per_page, top_neurons=args.top_neurons,
                                expectancy_tokens=args.expectancy_tokens,
                                images=not args.no_images, all_figures=args.all_figures),
-                   EmbeddingOptions(max_points=args.max_points,
-                                    n_jobs=args.threads or available_cores()),
-                   AblationOptions(tokens=args.ablation_tokens, all_units=args.ablate_all))
+                   EmbeddingOptions(max_points=args.max_points),
+                   AblationOptions(tokens=args.ablation_tokens, all_units=args.ablate_all),
+                   threads=args.threads)
     print(f"report written to {out}/index.html")
 
 
@@ -530,7 +530,7 @@ def run_report_command(args: argparse.Namespace) -> None:
                          expectancy_scale=args.expectancy_scale, images=not args.no_images,
                          all_figures=args.all_figures,
                          comparison_positions=args.comparison_positions or 0),
-        quiet=args.quiet,
+        threads=args.threads, quiet=args.quiet,
     )
     if comparing:
         run = build_reports(models, replace(config, name=args.name))
