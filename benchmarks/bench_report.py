@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import resource
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -53,7 +54,7 @@ from reportgen.analysis.embedding import (EmbeddingOptions, embed,
 from reportgen.analysis.gates import GateWeights, analyse_gates
 from reportgen.analysis.output_effects import output_effects
 from reportgen.analysis.paged_units import paged_units
-from reportgen.capture import Capture, CaptureOptions, stepwise_capture
+from reportgen.capture import Capture, CaptureOptions
 from reportgen.capture_cache import cached_capture
 from reportgen.checkpoint import load_checkpoint, save_checkpoint
 from reportgen.corpus import SPLITS, Vocabulary, add_file_to_vocabulary, tokenize
@@ -65,6 +66,9 @@ from reportgen.pages.unit_dynamics import unit_dynamics
 from reportgen.report import Inputs, ReportConfig, options_record, summarise
 from reportgen.results import ModelReport
 from reportgen.site import write_site
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' reference
+from stepwise import stepwise_capture  # noqa: E402  test code, kept out of the package
 
 MEDIUM = {"ntoken": 33_278, "ninp": 650, "nhid": 650, "nlayers": 2}
 ISSUE_FLOOR = 1_850  # tokens/s: the floor the issue measured at 105 GFLOP/s

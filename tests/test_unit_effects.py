@@ -28,6 +28,7 @@ from reportgen.corpus import load_vocabulary, tokenize
 from reportgen.csv_safety import neutralise_cell
 from reportgen.features import token_features
 from reportgen.model import RNNModel
+from stepwise import lstm_cells
 
 TOKENS = 400  # ablation budget of the fast tests
 
@@ -68,12 +69,7 @@ def naive_held_log_probs(model: RNNModel, ids: np.ndarray, key: tuple[int, str],
                          value: float) -> np.ndarray:
     """One token and one layer at a time, with `nn.LSTMCell`'s weights: (n - 1,) log p(next)
     with `unit` of `key` held at `value` after every step (for c, before h reads it)."""
-    cells = []
-    for layer in range(model.nlayers):
-        cell = nn.LSTMCell(model.rnn.input_size if layer == 0 else model.nhid, model.nhid)
-        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-            getattr(cell, name).data.copy_(getattr(model.rnn, f"{name}_l{layer}"))
-        cells.append(cell)
+    cells = lstm_cells(model)
     hidden = [(torch.zeros(1, model.nhid), torch.zeros(1, model.nhid)) for _ in cells]
     out = []
     with torch.no_grad():
