@@ -4,8 +4,8 @@
 names the class `model.RNNModel`. Unpickling arbitrary classes can run arbitrary code, so we load
 with `weights_only=True` and map that one name to our own class, which has the same attributes.
 Any other class named in the pickle is refused with its name, unless the user passes the
-explicit `allow_unsafe_pickle` flag. Every checkpoint is checked before its model is built: sizes
-within limits, every tensor present, of the right shape and finite. Separate from
+explicit `allow_unsafe_pickle` flag. A checkpoint's sizes and tensors are checked before its
+model is built, and its weights are checked to be finite once it is. Separate from
 `reportgen.model`, which is the model itself: training and capture need the model, not the file
 formats.
 """
