@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy  # noqa: F401  loads numpy's BLAS, so that threadpoolctl has a pool to list
 import torch
 from threadpoolctl import threadpool_info
 
