@@ -28,8 +28,9 @@ from reportgen.analysis.alignment import align_models
 from reportgen.analysis.similarity import compare_representations
 from reportgen.analysis.state_sample import SAMPLE_POSITIONS, sample_states
 from reportgen.capture import capture
+from reportgen.checkpoint import load_checkpoint
 from reportgen.corpus import tokenize, vocabulary_from_folder
-from reportgen.model import RNNModel, load_checkpoint
+from reportgen.model import RNNModel
 
 N_MODELS = 3
 UNITS = 650

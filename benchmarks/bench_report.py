@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import resource
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -54,11 +55,12 @@ from reportgen.analysis.embedding import (EmbeddingOptions, embed,
 from reportgen.analysis.gates import GateWeights, analyse_gates
 from reportgen.analysis.output_effects import output_effects
 from reportgen.analysis.paged_units import paged_units
-from reportgen.capture import Capture, CaptureOptions, stepwise_capture
+from reportgen.capture import Capture, CaptureOptions
 from reportgen.capture_cache import cached_capture
+from reportgen.checkpoint import load_checkpoint, save_checkpoint
 from reportgen.corpus import SPLITS, Vocabulary, add_file_to_vocabulary, tokenize
 from reportgen.features import token_features
-from reportgen.model import RNNModel, load_checkpoint, resolve_device, save_checkpoint
+from reportgen.model import RNNModel, resolve_device
 from reportgen.pages import SiteOptions
 from reportgen.pages.neurons import neuron_page_path
 from reportgen.pages.unit_dynamics import unit_dynamics
@@ -66,6 +68,9 @@ from reportgen.inputs import Inputs
 from reportgen.report import ReportConfig, options_record, summarise
 from reportgen.results import ModelReport
 from reportgen.site import write_site
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' reference
+from stepwise import stepwise_capture  # noqa: E402  test code, kept out of the package
 
 MEDIUM = {"ntoken": 33_278, "ninp": 650, "nhid": 650, "nlayers": 2}
 ISSUE_FLOOR = 1_850  # tokens/s: the floor the issue measured at 105 GFLOP/s
@@ -262,7 +267,7 @@ def run_report(args: argparse.Namespace, checkpoint: Path, work: Path,
         name="benchmark", max_tokens=args.max_tokens,
         capture=CaptureOptions(dtype=args.dtype, decoder_dtype=args.decoder_dtype,
                                device=args.device),
-        embedding=EmbeddingOptions(n_jobs=args.threads), cache=work / "cache",
+        threads=args.threads, cache=work / "cache",
         site=SiteOptions(images=not args.no_images), quiet=True)
     with timer.stage("load"):
         loaded = load_checkpoint(config.checkpoint)
@@ -290,7 +295,8 @@ def run_report(args: argparse.Namespace, checkpoint: Path, work: Path,
     time_dynamics_analyses(report, loaded.model, config.site, timer)
     unit_effect_stages(args, loaded.model, report, timer)
     with timer.stage("t-SNE and clustering") as stage:
-        report.embeddings = [embed(captured, *key, config.embedding) for key in captured.keys]
+        report.embeddings = [embed(captured, *key, config.embedding, n_jobs=config.threads)
+                             for key in captured.keys]
     started = time.perf_counter()
     for result in report.embeddings:
         options = config.embedding

@@ -87,7 +87,7 @@ def main() -> None:
         config = ReportConfig(checkpoint=checkpoint, out=work / "default",
                               text=args.text or args.data / "test.txt",
                               vocabulary=vocabulary_file, quiet=True)  # reportgen's own cache
-        config.embedding = replace(config.embedding, n_jobs=args.threads)
+        config.threads = args.threads
         report = analyse(config, load_inputs(config), {})
         default = SiteOptions()
         everything = replace(default, all_figures=True, expectancy_tokens=None)

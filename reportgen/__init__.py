@@ -19,6 +19,7 @@ from reportgen.analysis.similarity import compare_representations
 from reportgen.analysis.state_sample import sample_states
 from reportgen.capture import Capture, CaptureOptions, capture
 from reportgen.capture_cache import cached_capture
+from reportgen.checkpoint import load_checkpoint
 from reportgen.combine import combine_reports
 from reportgen.comparable import read_comparable
 from reportgen.corpus import Vocabulary, tokenize, vocabulary_from_file, vocabulary_from_folder
@@ -26,7 +27,6 @@ from reportgen.demo import run_demo
 from reportgen.errors import ReportgenError
 from reportgen.feature_files import read_feature_file
 from reportgen.features import token_features
-from reportgen.model import load_checkpoint
 from reportgen.pages import SiteOptions
 from reportgen.report import NeuronOptions, ReportConfig, build_report
 from reportgen.model_specs import ModelSpec

@@ -364,35 +364,3 @@ def capture(
         decoder_dtype=decoder.dtype,
         decoder_error=decoder.error,
     )
-
-
-def stepwise_capture(model: RNNModel, ids: np.ndarray) -> tuple[dict[StateKey, np.ndarray],
-                                                                 np.ndarray]:
-    """The straightforward capture of an LSTM: one `LSTMCell` step per token and layer, and a
-    log-softmax per token. About ten times slower than `capture`; it is what the tests check
-    `capture` against and the baseline that `benchmarks/bench_report.py` times.
-
-    Returns each layer's h and c, (T, H) float32 per state key, and log p(next), (T - 1,).
-    """
-    cells = []
-    for layer in range(model.nlayers):
-        cell = nn.LSTMCell(model.rnn.input_size if layer == 0 else model.nhid, model.nhid)
-        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-            getattr(cell, name).data.copy_(getattr(model.rnn, f"{name}_l{layer}"))
-        cells.append(cell)
-    states: dict[StateKey, list[np.ndarray]] = {key: [] for key in state_keys(model)}
-    hidden = [(torch.zeros(1, model.nhid), torch.zeros(1, model.nhid)) for _ in cells]
-    log_prob_next = []
-    with torch.no_grad():
-        for t, token in enumerate(ids):
-            x = model.encoder(torch.tensor([int(token)]))
-            for layer, cell in enumerate(cells):
-                hidden[layer] = cell(x, hidden[layer])
-                x = hidden[layer][0]
-                states[(layer + 1, "h")].append(hidden[layer][0][0].numpy())
-                states[(layer + 1, "c")].append(hidden[layer][1][0].numpy())
-            if t + 1 < len(ids):
-                log_probs = torch.log_softmax(model.decoder(x), dim=1)
-                log_prob_next.append(float(log_probs[0, int(ids[t + 1])]))
-    return ({key: np.stack(values) for key, values in states.items()},
-            np.array(log_prob_next, dtype=np.float32))

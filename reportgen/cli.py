@@ -20,11 +20,9 @@ from pathlib import Path
 from typing import NoReturn
 
 import numpy as np
-import torch
-from threadpoolctl import threadpool_limits
 
 from reportgen.analysis.ablation import AblationOptions
-from reportgen.analysis.embedding import EmbeddingOptions, available_cores
+from reportgen.analysis.embedding import EmbeddingOptions
 from reportgen.capture import CaptureOptions
 from reportgen.cli_arguments import (add_compare_parser, add_demo_parser, add_report_parser,
                                      add_train_parser)
@@ -38,6 +36,7 @@ from reportgen.report import NeuronOptions, ReportConfig, build_report
 from reportgen.pages import SiteOptions
 from reportgen.site import check_output_folder
 from reportgen.sweep import train_sweep
+from reportgen.threads import limited_threads
 from reportgen.train import TrainConfig
 from reportgen.versions import reportgen_version
 
@@ -89,7 +88,7 @@ def embedding_options(args: argparse.Namespace) -> EmbeddingOptions:
         max_points=args.max_points, seed=args.seed, exclude=tuple(args.exclude),
         perplexity=args.perplexity, n_clusters=n_clusters,
         distance_threshold=args.distance_threshold, min_cluster_size=args.min_cluster_size,
-        cuts=tuple(args.cuts), n_jobs=args.threads or available_cores(),
+        cuts=tuple(args.cuts),
     )
 
 
@@ -114,9 +113,9 @@ def run_demo_command(args: argparse.Namespace) -> None:
                    SiteOptions(tokens_per_page=args.tokens_per_page, top_neurons=args.top_neurons,
                                expectancy_tokens=args.expectancy_tokens,
                                images=not args.no_images, all_figures=args.all_figures),
-                   EmbeddingOptions(max_points=args.max_points,
-                                    n_jobs=args.threads or available_cores()),
-                   AblationOptions(tokens=args.ablation_tokens, all_units=args.ablate_all))
+                   EmbeddingOptions(max_points=args.max_points),
+                   AblationOptions(tokens=args.ablation_tokens, all_units=args.ablate_all),
+                   threads=args.threads)
     print(f"report written to {out}/index.html")
 
 
@@ -191,7 +190,7 @@ def run_report_command(args: argparse.Namespace) -> None:
                          expectancy_scale=args.expectancy_scale, images=not args.no_images,
                          all_figures=args.all_figures,
                          comparison_positions=args.comparison_positions or 0),
-        quiet=args.quiet,
+        threads=args.threads, quiet=args.quiet,
     )
     if comparing:
         run = build_reports(models, replace(config, name=args.name))
@@ -210,22 +209,6 @@ def run_compare_command(args: argparse.Namespace) -> None:
 
 COMMANDS = {"demo": run_demo_command, "train": run_train_command, "report": run_report_command,
             "compare": run_compare_command}
-
-
-@contextmanager
-def limited_threads(threads: int | None) -> Iterator[None]:
-    """Run with at most `threads` threads in PyTorch and in the BLAS and OpenMP pools that
-    NumPy, scikit-learn and openTSNE use; None leaves every pool as it is."""
-    if threads is None:
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        with threadpool_limits(limits=threads):
-            yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 class Terminated(BaseException):

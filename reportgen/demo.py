@@ -66,13 +66,13 @@ def prepare_demo_model(work: Path, seed: int = 0, retrain: bool = False,
 def run_demo(out: Path, work: Path | None = None, seed: int = 0, retrain: bool = False,
              quiet: bool = False, site: SiteOptions | None = None,
              embedding: EmbeddingOptions | None = None,
-             ablation: AblationOptions | None = None) -> Path:
+             ablation: AblationOptions | None = None, threads: int | None = None) -> Path:
     """Render the demo report into `out` and return it; `site` sets the layout and figures,
-    `embedding` the t-SNE maps (their threads, for one), `ablation` the unit pages' ablation."""
+    `embedding` the t-SNE maps, `ablation` the unit pages' ablation, `threads` t-SNE's threads."""
     work = Path(work) if work else default_work_folder(seed)
     corpus, checkpoint = prepare_demo_model(work, seed, retrain, quiet)
     config = ReportConfig(checkpoint=checkpoint, out=Path(out), data=corpus,
                           name="demo LSTM on the built-in corpus", quiet=quiet,
                           site=site or SiteOptions(), embedding=embedding or EmbeddingOptions(),
-                          ablation=ablation or AblationOptions())
+                          ablation=ablation or AblationOptions(), threads=threads)
     return build_report(config)

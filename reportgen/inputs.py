@@ -19,7 +19,7 @@ from reportgen.corpus import (SPLITS, Text, Vocabulary, load_vocabulary, tokeniz
 from reportgen.errors import ReportgenError
 from reportgen.feature_files import FeatureFile, read_feature_file
 from reportgen.features import BUILT_IN_FEATURES, TokenFeatures, token_features
-from reportgen.model import LoadedModel, load_checkpoint
+from reportgen.checkpoint import LoadedModel, load_checkpoint
 
 
 class InputSettings(Protocol):

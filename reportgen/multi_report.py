@@ -28,6 +28,7 @@ from pathlib import Path
 
 from reportgen.analysis.comparison import Comparison, ModelFailure
 from reportgen.analysis.state_sample import SAMPLE_POSITIONS
+from reportgen.checkpoint import LoadedModel, load_checkpoint
 from reportgen.combine import DEFAULT_TITLE, write_comparison_site
 from reportgen.comparable import read_comparable
 from reportgen.corpus import Text, Vocabulary
@@ -35,7 +36,7 @@ from reportgen.errors import ReportgenError
 from reportgen.feature_files import FeatureFile
 from reportgen.inputs import (Inputs, check_annotations, read_feature_files, read_text,
                               resolve_text_path, resolve_vocabulary)
-from reportgen.model import LoadedModel, load_checkpoint, resolve_device
+from reportgen.model import resolve_device
 from reportgen.model_matches import FirstLook, first_look, other_models, with_first_pass
 from reportgen.model_specs import ModelSpec, check_model_names
 from reportgen.pages import SiteOptions

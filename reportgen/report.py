@@ -75,6 +75,7 @@ class ReportConfig:
     site: SiteOptions = field(default_factory=SiteOptions)
     cache: Path | None = field(default_factory=default_cache_folder)  # None: no capture cache
     cache_limit_gb: float = DEFAULT_LIMIT_GB  # least recently used captures go beyond this
+    threads: int | None = None  # t-SNE's threads, None: every core; applied, never recorded
     quiet: bool = False
 
     def __post_init__(self) -> None:
@@ -258,14 +259,14 @@ def analyse(config: ReportConfig, inputs: Inputs, timings: dict[str, float]) -> 
             "units": [[state_name(key), units] for key, units in paged.items()],
         }, lambda: analyse_correlations(captured, paged))
     unit_effects(config, inputs, report, cached.entry, paged)
-    map_options = {**asdict(config.embedding), "n_jobs": None}  # threads never change a map
+    map_options = asdict(config.embedding)
     classes = features.classes()  # what names each map's clusters
     for key in embedded_keys(config, captured):
         with timed(timings, f"t-SNE {state_name(key)}", config.quiet):
             result = reuse(report, cached.entry, f"map-{state_name(key)}", {
                 **map_options, "classes": features_digest(classes),
             }, lambda: embed(captured, *key, config.embedding, progress=progress_flag(config),
-                             classes=classes))
+                             classes=classes, n_jobs=config.threads))
             report.embeddings.append(replace(result, options=config.embedding))
     report.notes += sampling_notes(captured.tokens, config.embedding, report.embeddings)
     return report

@@ -17,9 +17,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from reportgen.checkpoint import save_checkpoint
 from reportgen.corpus import SPLITS, Vocabulary, tokenize, vocabulary_from_folder, write_vocabulary
 from reportgen.errors import ReportgenError
-from reportgen.model import RNN_TYPES, RNNModel, resolve_device, save_checkpoint
+from reportgen.model import RNN_TYPES, RNNModel, resolve_device
 from reportgen.progress import Progress, progress_enabled
 
 CHECKPOINT_NAME = "model.pt"

@@ -7,15 +7,16 @@ Everything is real: the corpus is the built-in generator's, the model is trained
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from reportgen import synthetic
 from reportgen.capture import Capture, capture
+from reportgen.checkpoint import load_checkpoint
 from reportgen.corpus import tokenize, vocabulary_from_folder
 from reportgen.demo import prepare_demo_model
-from reportgen.model import load_checkpoint
 from reportgen.train import TrainConfig, train
 
 TINY_TRAIN = TrainConfig(emsize=16, nhid=24, nlayers=2, epochs=1, batch_size=10, bptt=20,
@@ -23,11 +24,13 @@ TINY_TRAIN = TrainConfig(emsize=16, nhid=24, nlayers=2, epochs=1, batch_size=10,
 
 
 @pytest.fixture(scope="session", autouse=True)
-def capture_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The capture cache of every report the tests build, kept out of the user's own."""
+def capture_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The capture cache of every report the tests build, kept out of the user's own; the
+    environment is given back as it was when the session ends."""
     folder = tmp_path_factory.mktemp("capture-cache")
-    os.environ["REPORTGEN_CACHE"] = str(folder)
-    return folder
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("REPORTGEN_CACHE", str(folder))
+        yield folder
 
 
 @pytest.fixture(scope="session")

@@ -22,10 +22,10 @@ from reportgen.analysis.similarity import compare_representations, linear_cka
 from reportgen.analysis.state_sample import (SAMPLE_POSITIONS, StateSample, sample_positions,
                                              sample_states)
 from reportgen.capture import Capture, capture
+from reportgen.checkpoint import load_checkpoint
 from reportgen.comparable import export, read_comparable
 from reportgen.corpus import tokenize, vocabulary_from_folder
 from reportgen.errors import ReportgenError
-from reportgen.model import load_checkpoint
 from reportgen.results import ModelReport, ModelSummary
 
 

@@ -13,10 +13,10 @@ from reportgen.analysis.distributions import analyse_distributions
 from reportgen.analysis.embedding import EmbeddingOptions, embed
 from reportgen.analysis_cache import FOLDER, cached_analysis, read_result, write_result
 from reportgen.capture import Capture, capture
+from reportgen.checkpoint import load_checkpoint
 from reportgen.cli import main
 from reportgen.corpus import tokenize, vocabulary_from_folder
 from reportgen.features import token_features
-from reportgen.model import load_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +54,8 @@ def test_every_result_comes_back_as_it_was_stored(fresh_capture: Capture, tmp_pa
     results = {
         "distributions": analyse_distributions(fresh_capture),
         "concepts": analyse_concepts(fresh_capture, features),
-        "map": embed(fresh_capture, 1, "h", EmbeddingOptions(max_points=150, n_jobs=1, cuts=(4,)),
-                     classes=features.classes()),
+        "map": embed(fresh_capture, 1, "h", EmbeddingOptions(max_points=150, cuts=(4,)),
+                     classes=features.classes(), n_jobs=1),
     }
     for name, value in results.items():
         write_result(value, tmp_path / name)

@@ -43,9 +43,10 @@ from clitools import (
     temporary_folders,
     wait_for,
 )
+from reportgen.checkpoint import save_checkpoint
 from reportgen.cli import main
 from reportgen.corpus import EOS, tokenize, vocabulary_from_folder
-from reportgen.model import RNNModel, save_checkpoint
+from reportgen.model import RNNModel
 from reportgen.pages import SiteOptions
 from reportgen.report import ReportConfig, build_report
 from reportgen.site import SITE_MARKER

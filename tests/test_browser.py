@@ -47,7 +47,7 @@ def tiny_site_config(checkpoint: Path, data: Path, out: Path) -> ReportConfig:
     """`reportgen report --max-tokens 1500 --max-points 300 --top-neurons 2`, on one thread."""
     return ReportConfig(
         checkpoint, out, data=data, quiet=True, max_tokens=MAX_TOKENS,
-        embedding=EmbeddingOptions(max_points=MAX_POINTS, n_jobs=1), embed_states=MAPS,
+        embedding=EmbeddingOptions(max_points=MAX_POINTS), embed_states=MAPS, threads=1,
         site=SiteOptions(tokens_per_page=TOKENS_PER_PAGE, top_neurons=TOP_NEURONS),
     )
 

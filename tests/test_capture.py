@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from reportgen.capture import (DECODER_CHECK_ROWS, Capture, CaptureOptions, capture,
-                               stepwise_capture)
+from reportgen.capture import DECODER_CHECK_ROWS, Capture, CaptureOptions, capture
+from reportgen.checkpoint import load_checkpoint
 from reportgen.corpus import tokenize, vocabulary_from_folder
-from reportgen.model import RNNModel, load_checkpoint, resolve_device
+from reportgen.model import RNNModel, resolve_device
+from stepwise import stepwise_capture
 
 capture_module = importlib.import_module("reportgen.capture")  # the package exports a `capture`
 
@@ -126,9 +127,12 @@ def test_bfloat16_decoder_is_used_only_within_its_tolerance(
     np.testing.assert_array_equal(checked.top_ids, exact.top_ids)
 
 
-def test_auto_device_is_the_cpu_without_a_gpu() -> None:
-    expected = "cuda" if torch.cuda.is_available() else "cpu"
-    assert resolve_device("auto").type == expected
+@pytest.mark.parametrize("has_gpu, expected", [(False, "cpu"), (True, "cuda")])
+def test_auto_device_is_the_gpu_when_torch_finds_one_else_the_cpu(
+        monkeypatch: pytest.MonkeyPatch, has_gpu: bool, expected: str) -> None:
+    """Both machines, whichever this one is: torch's answer is set, the device is stated."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: has_gpu)
+    assert resolve_device("auto") == torch.device(expected)
 
 
 def test_capture_leaves_the_model_as_it_was_and_ignores_dropout() -> None:

@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from clitools import assert_one_line_error, run_cli
 from reportgen.capture import CaptureOptions, capture, parse_state_name, state_name
 from reportgen.capture_cache import MARKER, META, PENDING, cached_capture, entry_size
+from reportgen.checkpoint import load_checkpoint
 from reportgen.corpus import tokenize, vocabulary_from_folder
 from reportgen.errors import ReportgenError
-from reportgen.model import load_checkpoint
 from reportgen.report import ReportConfig, build_report
-from clitools import assert_one_line_error, run_cli
 
 OPTIONS = CaptureOptions(chunk_size=128, progress=False)
 

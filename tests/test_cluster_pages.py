@@ -48,9 +48,9 @@ def site(tiny_model: Path, tiny_corpus: Path, tmp_path_factory: pytest.TempPathF
     """A report with two maps of MAX_POINTS sampled positions; one thread keeps t-SNE quick."""
     out = tmp_path_factory.mktemp("cluster-sites") / "report"
     options = EmbeddingOptions(max_points=MAX_POINTS, seed=5, n_clusters=N_CLUSTERS,
-                               min_cluster_size=3, n_jobs=1, cuts=CUTS)
+                               min_cluster_size=3, cuts=CUTS)
     return build_report(ReportConfig(tiny_model, out, data=tiny_corpus, quiet=True,
-                                     embedding=options, embed_states=MAPS))
+                                     embedding=options, embed_states=MAPS, threads=1))
 
 
 def read_export(path: Path) -> pd.DataFrame:

@@ -25,8 +25,8 @@ from test_comparison import page_specs
 from reportgen import synthetic
 from reportgen.analysis.state_sample import SAMPLE_POSITIONS, sample_positions
 from reportgen.capture import capture, state_name
+from reportgen.checkpoint import load_checkpoint
 from reportgen.corpus import tokenize, vocabulary_from_folder
-from reportgen.model import load_checkpoint
 
 NAMES = ("lstm-d0-s1", "lstm-d0.4-s1")
 TINY = ("--emsize", "16", "--nhid", "24", "--nlayers", "2", "--epochs", "1", "--batch-size",

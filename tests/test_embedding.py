@@ -49,8 +49,8 @@ def synthetic_capture(n_tokens: int = 900, hidden: int = 24, seed: int = 0) -> C
 @pytest.fixture(scope="module")
 def embedded():
     capture = synthetic_capture()
-    options = EmbeddingOptions(max_points=400, seed=3, n_clusters=3, n_jobs=1)
-    return capture, embed(capture, 1, "h", options)
+    options = EmbeddingOptions(max_points=400, seed=3, n_clusters=3)
+    return capture, embed(capture, 1, "h", options, n_jobs=1)
 
 
 @pytest.mark.parametrize("n_blobs", [2, 5])

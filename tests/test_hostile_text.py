@@ -114,8 +114,8 @@ def hostile_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
                        progress=False).checkpoint
     out = tmp_path_factory.mktemp("hostile-site") / "report"
     config = ReportConfig(checkpoint, out, data=data, quiet=True, embed_states=((1, "h"),),
-                          embedding=EmbeddingOptions(max_points=1000, n_clusters=4, n_jobs=1,
-                                                     min_cluster_size=3),
+                          embedding=EmbeddingOptions(max_points=1000, n_clusters=4,
+                                                     min_cluster_size=3), threads=1,
                           site=SiteOptions(tokens_per_page=200, top_neurons=2))
     inputs = load_inputs(config)
     words = [RENAMED.get(word, word) for word in inputs.vocabulary.words]

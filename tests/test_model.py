@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from reportgen.checkpoint import load_checkpoint, save_checkpoint
 from reportgen.errors import ReportgenError
-from reportgen.model import RNNModel, load_checkpoint, save_checkpoint
+from reportgen.model import RNNModel
 
 EXAMPLES_MODEL_PY = textwrap.dedent('''
     import torch.nn as nn
@@ -139,8 +140,6 @@ def test_state_dict_hyperparameters_are_inferred(tmp_path: Path) -> None:
     hyper = loaded.hyperparameters
     assert (hyper.rnn_type, hyper.ntoken, hyper.emsize, hyper.nhid, hyper.nlayers, hyper.tied) == (
         "LSTM", 25, 10, 14, 3, False)
-    given = load_checkpoint(tmp_path / "sd.pt", rnn_type="LSTM")
-    assert given.hyperparameters.rnn_type == "LSTM"
 
 
 def test_a_plain_rnn_state_dict_needs_its_rnn_type(tmp_path: Path) -> None:
@@ -154,6 +153,13 @@ def test_a_plain_rnn_state_dict_needs_its_rnn_type(tmp_path: Path) -> None:
     assert relu.hyperparameters.rnn_type == "RNN_RELU" and relu.model.rnn.nonlinearity == "relu"
     tanh = load_checkpoint(tmp_path / "sd.pt", rnn_type="RNN_TANH")
     assert tanh.model.rnn.nonlinearity == "tanh"
+    ids = torch.randint(0, 25, (40, 1))
+    with torch.no_grad():
+        saved, _ = model.eval()(ids, model.init_hidden(1))
+        as_relu, _ = relu.model(ids, relu.model.init_hidden(1))
+        as_tanh, _ = tanh.model(ids, tanh.model.init_hidden(1))
+    torch.testing.assert_close(as_relu, saved)  # the override makes the saved model's numbers
+    assert not torch.allclose(as_tanh, saved, atol=1e-3)  # and the other type gives others
 
 
 @pytest.mark.parametrize("saved, given", [("GRU", "LSTM"), ("LSTM", "RNN_RELU"), ("GRU", "RNN_TANH")])

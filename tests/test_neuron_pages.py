@@ -21,10 +21,10 @@ from reportgen.analysis.concepts import analyse_concepts
 from reportgen.analysis.distributions import NEURON_COLUMNS, analyse_distributions
 from reportgen.analysis.divergences import KL_EPSILON
 from reportgen.capture import Capture, capture
+from reportgen.checkpoint import load_checkpoint
 from reportgen.cli import main
 from reportgen.corpus import load_vocabulary, tokenize
 from reportgen.features import token_features
-from reportgen.model import load_checkpoint
 from reportgen.pages import SiteOptions
 from reportgen.pages.unit_contexts import EXCERPTS
 from reportgen.results import ModelReport, ModelSummary

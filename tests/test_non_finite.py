@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from reportgen.checkpoint import load_checkpoint, save_checkpoint
 from reportgen.errors import ReportgenError
-from reportgen.model import load_checkpoint, save_checkpoint
 from reportgen.pages import SiteOptions
 from reportgen.report import ReportConfig, build_report
 from reportgen.results import json_safe

@@ -30,7 +30,7 @@ def purity_and_coverage(labels: np.ndarray, in_class: np.ndarray) -> tuple[np.nd
 @pytest.mark.slow
 def test_a_planted_class_is_one_cluster_of_layer_1_h(demo_capture: Capture) -> None:
     # the report's default sample and clusters; one thread, as the machine is shared
-    result = embed(demo_capture, 1, "h", EmbeddingOptions(n_jobs=1))
+    result = embed(demo_capture, 1, "h", EmbeddingOptions(), n_jobs=1)
     classes = np.array(synthetic.ground_truth(result.tokens).word_class)  # (N,)
     table, found = [], []
     for linkage in LINKAGES:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.clitools import child_environment, cli_command, on_one_core, run_cli
+from clitools import child_environment, cli_command, on_one_core, run_cli
 
 
 def report_args(tiny_model: Path, tiny_corpus: Path, out: str) -> list[str]:

@@ -115,8 +115,12 @@ def test_site_is_self_contained(hostile_site: Path) -> None:
 def test_overview_names_the_model_and_its_perplexity(hostile_site: Path) -> None:
     report = json.loads((hostile_site / "data" / "report.json").read_text(encoding="utf-8"))
     index = (hostile_site / "index.html").read_text(encoding="utf-8")
-    assert f"{report['model']['perplexity']:.2f}".rstrip("0") in index
-    assert "LSTM" in index and "400" in index
+    tokens = 40 * 10  # 9 words and <eos> per line, 40 lines
+    perplexity = round(report["model"]["perplexity"], 2)
+    assert (f"A 1-layer LSTM with 8 units per layer, read on <code>test.txt</code>: {tokens} "
+            f"tokens, perplexity <strong>{perplexity}</strong>.") in index
+    assert f"<tr><th>tokens analysed</th><td>{tokens}</td></tr>" in index
+    assert f"<tr><th>perplexity</th><td>{perplexity}</td></tr>" in index
 
 
 def test_failed_render_keeps_the_earlier_report(tmp_path: Path) -> None:

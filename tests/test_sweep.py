@@ -27,9 +27,9 @@ from test_comparison import independent_kl_scores, near_zero_count, page_specs
 
 from reportgen import synthetic
 from reportgen.capture import capture, state_name
+from reportgen.checkpoint import load_checkpoint
 from reportgen.corpus import tokenize, vocabulary_from_folder
 from reportgen.errors import ReportgenError
-from reportgen.model import load_checkpoint
 from reportgen.model_specs import ModelSpec, parse_model_argument, read_models_file, select_models
 
 DROPOUTS = ("0", "0.3", "0.6")

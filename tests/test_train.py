@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from reportgen.checkpoint import load_checkpoint
 from reportgen.cli import main
 from reportgen.errors import ReportgenError
-from reportgen.model import load_checkpoint
 from reportgen.train import TrainConfig
 
 training = importlib.import_module("reportgen.train")  # the module; reportgen.train is the function

@@ -16,10 +16,10 @@ import pandas as pd
 import pytest
 
 from reportgen.capture import Capture, capture
+from reportgen.charts import TRACE_POINTS, activation_trace_chart
+from reportgen.checkpoint import load_checkpoint
 from reportgen.cli import main
 from reportgen.corpus import load_vocabulary, tokenize
-from reportgen.charts import TRACE_POINTS, activation_trace_chart
-from reportgen.model import load_checkpoint
 from reportgen.pages.unit_contexts import CONTEXT_AFTER, CONTEXT_BEFORE
 from reportgen.pages.unit_dynamics import (BANDS, TRACE_TOKENS, band_contexts, feature_spans,
                                            trace_spec, trace_window)

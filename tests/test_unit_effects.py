@@ -22,11 +22,13 @@ from reportgen.analysis.concepts import analyse_concepts
 from reportgen.analysis.output_effects import direct_contributions, output_effects
 from reportgen.capture import Capture, capture
 from reportgen.charts import ablation_feature_chart, output_weights_chart
+from reportgen.checkpoint import load_checkpoint
 from reportgen.cli import main
 from reportgen.corpus import load_vocabulary, tokenize
 from reportgen.csv_safety import neutralise_cell
 from reportgen.features import token_features
-from reportgen.model import RNNModel, load_checkpoint
+from reportgen.model import RNNModel
+from stepwise import lstm_cells
 
 TOKENS = 400  # ablation budget of the fast tests
 
@@ -67,12 +69,7 @@ def naive_held_log_probs(model: RNNModel, ids: np.ndarray, key: tuple[int, str],
                          value: float) -> np.ndarray:
     """One token and one layer at a time, with `nn.LSTMCell`'s weights: (n - 1,) log p(next)
     with `unit` of `key` held at `value` after every step (for c, before h reads it)."""
-    cells = []
-    for layer in range(model.nlayers):
-        cell = nn.LSTMCell(model.rnn.input_size if layer == 0 else model.nhid, model.nhid)
-        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-            getattr(cell, name).data.copy_(getattr(model.rnn, f"{name}_l{layer}"))
-        cells.append(cell)
+    cells = lstm_cells(model)
     hidden = [(torch.zeros(1, model.nhid), torch.zeros(1, model.nhid)) for _ in cells]
     out = []
     with torch.no_grad():

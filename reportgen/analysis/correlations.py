@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from reportgen.capture import Capture, StateKey, state_name
+from reportgen.threads import limited_threads
 
 TOP = 5  # partners shown each way
 CHUNK = 8192  # positions centred at once: 8192 x 650 float32 is 21 MB per layer-state
@@ -118,7 +119,8 @@ def cross_products(capture: Capture, keys: list[StateKey], means: list[np.ndarra
         together = torch.cat(centred, dim=1)  # (S, all units)
         for key, paged in units.items():
             own = centred[keys.index(key)][:, paged]  # (S, P)
-            sums[key] += own.T @ together
+            with limited_threads(1):  # on two threads the sums differ in their last bits
+                sums[key] += own.T @ together
     return {key: total.numpy() for key, total in sums.items()}
 
 

@@ -18,7 +18,7 @@ gradient is chosen by size (see FFT_MIN_POINTS).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import altair as alt
 import numpy as np
@@ -33,6 +33,7 @@ from reportgen.capture import Capture, StateKey, state_name
 from reportgen.charts import embedding_chart
 from reportgen.errors import ReportgenError
 from reportgen.progress import Progress, progress_enabled
+from reportgen.threads import limited_threads
 from reportgen.word_classes import class_flags
 
 CUTS = (10, 20, 40, 80, 160)  # the granularities every tree is cut at, for the page's selector
@@ -66,7 +67,6 @@ class EmbeddingOptions:
         ward). The trees are also cut at every number of clusters in `cuts`, for the page.
     min_cluster_size: single linkage only cuts where both sides keep this many points (see the
         module docstring); 1 gives the classical cut.
-    n_jobs: threads for t-SNE, all the cores this process may use by default.
     """
 
     max_points: int = 5000
@@ -78,7 +78,6 @@ class EmbeddingOptions:
     distance_threshold: float | None = None
     min_cluster_size: int = 10
     cuts: tuple[int, ...] = CUTS
-    n_jobs: int = field(default_factory=available_cores)
 
     def __post_init__(self) -> None:
         if self.max_points < 1:
@@ -201,12 +200,15 @@ def clusters_of(xy: np.ndarray, pca: np.ndarray, tokens: list[str],
 def embed(
     capture: Capture, layer: int, state: str, options: EmbeddingOptions | None = None,
     progress: bool | None = False, classes: dict[str, np.ndarray] | None = None,
+    n_jobs: int | None = None,
 ) -> EmbeddingResult:
     """Sample positions, map their `(layer, state)` vectors with t-SNE and cluster the map.
 
     `classes` (name -> (T,) bool over the text) name each cluster by its most common class; by
     default the closed word classes of `reportgen.word_classes`. `progress` None shows the
-    t-SNE iterations on stderr when it is a terminal.
+    t-SNE iterations on stderr when it is a terminal. `n_jobs` is t-SNE's threads, every core
+    this process may use by default: an argument of the run, not an option of the map, since it
+    changes no coordinate and a report must not depend on the machine it was made on.
     """
     options = options or EmbeddingOptions()
     key = (layer, state)
@@ -219,7 +221,7 @@ def embed(
     vectors = np.asarray(capture.states[key][positions], dtype=np.float32)  # (N, H)
     check_vectors(vectors)
     reduced = pca_vectors(vectors, options.pca_dims, options.seed)  # (N, D)
-    xy = tsne_2d(reduced, options.perplexity, options.seed, None, options.n_jobs,
+    xy = tsne_2d(reduced, options.perplexity, options.seed, None, n_jobs,
                  progress, f"t-SNE {state_name(key)}")
     tokens = [capture.tokens[p] for p in positions]
     if classes is None:
@@ -335,4 +337,5 @@ def pca_vectors(vectors: np.ndarray, pca_dims: int | None, seed: int) -> np.ndar
     if not pca_dims or pca_dims >= vectors.shape[1] or np.ptp(vectors, axis=0).max() == 0:
         return vectors
     pca = PCA(n_components=min(pca_dims, vectors.shape[0]), random_state=seed)
-    return pca.fit_transform(vectors).astype(np.float32)
+    with limited_threads(1):  # t-SNE makes another map of components that differ in a last bit
+        return pca.fit_transform(vectors).astype(np.float32)
