@@ -94,3 +94,11 @@ def test_no_module_is_over_the_line_limit() -> None:
     lengths = {name: len(path.read_text(encoding="utf-8").splitlines())
                for name, path in modules().items()}
     assert {name: n for name, n in lengths.items() if n > MAX_LINES} == {}
+
+
+def test_the_readme_names_every_module_where_it_lays_out_the_code() -> None:
+    readme = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## How the code is laid out", 1)[1].split("\n## ", 1)[0]
+    expected = {f"`{path.name}`" if path.parent.name != "charts" else "`charts/`"
+                for path in PACKAGE.rglob("*.py") if not path.name.startswith("__")}
+    assert {name for name in expected if name not in section} == set()
