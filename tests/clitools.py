@@ -7,7 +7,7 @@ Two ways to run it:
   each run. The child is a process of its own, with its own exit status, stdout and stderr, and
   runs the same `main(argv)`; it costs tens of milliseconds instead of seconds, which is what
   lets a catalogue of forty bad inputs run in seconds on two cores. A test module gets one
-  for all its tests as the `cli` fixture: `from clitools import cli`.
+  for all its tests as the `cli` fixture of `conftest.py`.
 
 Every child runs on one core of its own. With more threads than free cores, torch's and
 openTSNE's thread pools spin: on a loaded 2-core machine the capture of 300 tokens took 2.5 s
@@ -46,11 +46,9 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-import pytest
 
 CLITOOLS = Path(__file__).resolve()
 STALL_SECONDS = 120  # far longer than any test waits for a stalled run
@@ -190,14 +188,6 @@ class CliServer:
     def close(self) -> None:
         self.process.stdin.close()
         self.process.wait(timeout=30)
-
-
-@pytest.fixture(scope="module")
-def cli() -> Iterator[CliServer]:
-    """One `CliServer` for all the runs of a test module, which takes it by importing `cli`."""
-    server = CliServer()
-    yield server
-    server.close()
 
 
 def _serve() -> None:

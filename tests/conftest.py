@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from clitools import CliServer
 from reportgen import synthetic
 from reportgen.capture import Capture, capture
 from reportgen.checkpoint import load_checkpoint
@@ -21,6 +22,14 @@ from reportgen.train import TrainConfig, train
 
 TINY_TRAIN = TrainConfig(emsize=16, nhid=24, nlayers=2, epochs=1, batch_size=10, bptt=20,
                          dropout=0.0, seed=3)
+
+
+@pytest.fixture(scope="module")
+def cli() -> Iterator[CliServer]:
+    """One `CliServer` (tests/clitools.py) for all the runs of a test module."""
+    server = CliServer()
+    yield server
+    server.close()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -35,7 +35,6 @@ import torch
 from clitools import (
     CliServer,
     assert_one_line_error,
-    cli,  # noqa: F401 (the module's CliServer fixture)
     file_digests,
     finish,
     run_cli,

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import torch
 
-from clitools import CliResult, CliServer, assert_one_line_error, cli  # noqa: F401 (a fixture)
+from clitools import CliResult, CliServer, assert_one_line_error
 from test_alignment import gram_cka, independent_match
 from test_comparison import page_specs
 

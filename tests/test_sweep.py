@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from browsertools import check_page, checking_context, chromium
-from clitools import CliServer, CliResult, assert_one_line_error, cli  # noqa: F401 (a fixture)
+from clitools import CliResult, CliServer, assert_one_line_error
 from test_comparison import independent_kl_scores, near_zero_count, page_specs
 
 from reportgen import synthetic
