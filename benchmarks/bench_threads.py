@@ -5,7 +5,7 @@ Three parts (reportgen/threads.py): t-SNE's affinities (openTSNE's neighbour sea
 before t-SNE, and the correlations' matrix products. Each is timed as reportgen runs it, on one
 thread, against the same work on `--threads` threads, which is what it cost before; the t-SNE
 line times the whole map (affinities and gradient steps), so its ratio is what a report pays.
-Each line is the median of --repeats runs; the maps are also compared, to show why.
+Each line is the median of --repeats runs after one to warm up; the maps are also compared, to show why.
 
     python benchmarks/bench_threads.py --threads 2 --points 5000 --units 650
 """
@@ -13,30 +13,19 @@ Each line is the median of --repeats runs; the maps are also compared, to show w
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
 
 import numpy as np
 import openTSNE
 import torch
 from sklearn.decomposition import PCA
 
+from bench_report import median_seconds
 from reportgen.analysis.embedding import EmbeddingOptions, pca_vectors, tsne_2d
 from reportgen.threads import limited_threads
 
 PCA_DIMS = EmbeddingOptions().pca_dims
 TOKENS = 40_000  # positions of the correlations' states
 PAGED = 40  # units whose partners are found, per layer and state
-
-
-def median_seconds(run: Callable[[], object], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def tsne_on_all_threads(vectors: np.ndarray, threads: int) -> np.ndarray:

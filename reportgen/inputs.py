@@ -14,12 +14,12 @@ from typing import Protocol
 
 import numpy as np
 
+from reportgen.checkpoint import LoadedModel, load_checkpoint
 from reportgen.corpus import (SPLITS, Text, Vocabulary, load_vocabulary, tokenize,
                               vocabulary_from_folder)
 from reportgen.errors import ReportgenError
 from reportgen.feature_files import FeatureFile, read_feature_file
 from reportgen.features import BUILT_IN_FEATURES, TokenFeatures, token_features
-from reportgen.checkpoint import LoadedModel, load_checkpoint
 
 
 class InputSettings(Protocol):
