@@ -107,12 +107,12 @@ def pages(report: ModelReport, options: SiteOptions) -> list[Page]:
             "top_words": TOP_WORDS,
             "class_shown_share": CLASS_SHOWN_SHARE,
         },
-        charts=[ChartSpec(CHART_ID, page_spec(results), image_name=(
+        charts=[ChartSpec(CHART_ID, explorer_spec(results), image_name=(
             f"clusters-{state_name(results[0].key)}-{DEFAULT_LINKAGE}"))],
     )]
 
 
-def page_spec(results: list[EmbeddingResult]) -> dict[str, Any]:
+def explorer_spec(results: list[EmbeddingResult]) -> dict[str, Any]:
     """The explorer's Vega-Lite for the page: not validated, and without `$schema`.
 
     Validating 20,000 rows (four maps of 5,000 points) costs about 12 s, against 2 s without;
