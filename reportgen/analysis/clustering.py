@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import fastcluster
@@ -45,6 +46,12 @@ COLLINEAR_TOLERANCE = 1e-10  # smaller-to-larger singular value ratio treated as
 TOP_WORDS = 10  # words shown per cluster in tables; the export keeps all of them
 
 Cut = tuple[str, int]  # (linkage, clusters asked for)
+
+
+def check_linkage(linkage: str, linkages: Sequence[str]) -> None:
+    """A map or the explorer can be coloured only by a linkage its results were clustered with."""
+    if linkage not in linkages:
+        raise ReportgenError(f"unknown linkage {linkage!r}; choose one of {', '.join(linkages)}")
 
 
 def check_cut(n_clusters: int | None, distance_threshold: float | None) -> None:

@@ -27,8 +27,8 @@ import pandas as pd
 from openTSNE.affinity import MultiscaleMixture
 from sklearn.decomposition import PCA
 
-from reportgen.analysis.clustering import (LINKAGES, ClusterRow, Cut, check_cut, cluster_tables,
-                                           cut_labels)
+from reportgen.analysis.clustering import (LINKAGES, ClusterRow, Cut, check_cut, check_linkage,
+                                           cluster_tables, cut_labels)
 from reportgen.capture import Capture, StateKey, state_name
 from reportgen.charts import embedding_chart
 from reportgen.errors import ReportgenError
@@ -180,9 +180,7 @@ class EmbeddingResult:
 
     def chart(self, linkage: str = "ward") -> alt.Chart:
         """The t-SNE map coloured by `linkage` cluster, with token and context in the tooltip."""
-        if linkage not in self.labels:
-            raise ReportgenError(
-                f"unknown linkage {linkage!r}; choose one of {', '.join(self.labels)}")
+        check_linkage(linkage, list(self.labels))
         return embedding_chart(self.xy, self.positions, self.tokens, self.contexts,
                                self.labels[linkage], state_name(self.key), linkage)
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import altair as alt
 import numpy as np
 
-from reportgen.analysis.clustering import LINKAGE_TITLES
+from reportgen.analysis.clustering import LINKAGE_TITLES, check_linkage
 from reportgen.analysis.embedding import EmbeddingResult
 from reportgen.capture import StateKey, state_name
 from reportgen.charts import MAP_DECIMALS, cluster_explorer_chart
@@ -27,8 +27,7 @@ def explorer_chart(results: Sequence[EmbeddingResult], linkage: str = "ward",
     if not results:
         raise ReportgenError("the cluster explorer needs at least one t-SNE map")
     linkages = list(results[0].labels)
-    if linkage not in linkages:
-        raise ReportgenError(f"unknown linkage {linkage!r}; choose one of {', '.join(linkages)}")
+    check_linkage(linkage, linkages)
     return cluster_explorer_chart(
         explorer_points(results), explorer_words(results),
         maps=[state_name(result.key) for result in results],
