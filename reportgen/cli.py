@@ -34,7 +34,7 @@ from reportgen.model_specs import (ModelSpec, ModelsFile, parse_model_argument, 
 from reportgen.multi_report import build_reports
 from reportgen.report import NeuronOptions, ReportConfig, build_report
 from reportgen.pages import SiteOptions
-from reportgen.site import check_output_folder
+from reportgen.atomic import check_output_folder
 from reportgen.sweep import train_sweep
 from reportgen.threads import limited_threads
 from reportgen.train import TrainConfig

@@ -27,7 +27,8 @@ from reportgen.comparable import ComparableReport, read_comparable
 from reportgen.errors import ReportgenError
 from reportgen.pages import SiteOptions
 from reportgen.pages.comparison import Relations
-from reportgen.site import SITE_MARKER, atomic_folder, write_assets, write_comparison
+from reportgen.atomic import SITE_MARKER, atomic_folder
+from reportgen.site import write_assets, write_comparison
 
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 RESERVED_NAMES = ("alignment", "assets", "data", "img", "index.html")  # the site's own entries

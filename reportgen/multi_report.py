@@ -43,7 +43,8 @@ from reportgen.pages import SiteOptions
 from reportgen.progress import note
 from reportgen.report import ReportConfig, analyse, check_output_path, progress_flag, timed
 from reportgen.results import ModelReport
-from reportgen.site import atomic_folder, write_assets, write_model_folder
+from reportgen.atomic import atomic_folder
+from reportgen.site import write_assets, write_model_folder
 
 
 @dataclass

@@ -34,7 +34,8 @@ from reportgen.model import RNN_TYPES, resolve_device
 from reportgen.progress import note
 from reportgen.results import ModelReport, ModelSummary, json_safe
 from reportgen.pages import SiteOptions
-from reportgen.site import check_output_folder, write_site
+from reportgen.atomic import check_output_folder
+from reportgen.site import write_site
 
 
 @dataclass

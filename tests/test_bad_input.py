@@ -48,7 +48,7 @@ from reportgen.corpus import EOS, tokenize, vocabulary_from_folder
 from reportgen.model import RNNModel
 from reportgen.pages import SiteOptions
 from reportgen.report import ReportConfig, build_report
-from reportgen.site import SITE_MARKER
+from reportgen.atomic import SITE_MARKER
 from test_model import save_with_examples_module
 
 LINE = "the cat sat on the mat .\n"

@@ -15,7 +15,7 @@ from expectancy_pages import page_words, site_words, tip_table
 from reportgen.errors import ReportgenError
 from reportgen.report import ReportConfig, build_report
 from reportgen.pages import SiteOptions
-from reportgen.site import atomic_folder
+from reportgen.atomic import atomic_folder
 from reportgen.train import TrainConfig, train
 
 PAYLOAD = "</script><img/src=x/onerror=alert(1)>"  # one token: no white space
