@@ -1,4 +1,4 @@
-"""The package's shape (README, "How the code is laid out"): imports run one way, charts import
+"""The package's shape (docs/layout.md): imports run one way, charts import
 nothing of the package, and no module grows past the size one reader keeps in mind.
 
 The imports are read from the source with `ast`, every one of them: those inside functions and
@@ -96,9 +96,8 @@ def test_no_module_is_over_the_line_limit() -> None:
     assert {name: n for name, n in lengths.items() if n > MAX_LINES} == {}
 
 
-def test_the_readme_names_every_module_where_it_lays_out_the_code() -> None:
-    readme = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## How the code is laid out", 1)[1].split("\n## ", 1)[0]
+def test_the_layout_page_names_every_module() -> None:
+    section = (PACKAGE.parent / "docs" / "layout.md").read_text(encoding="utf-8")
     expected = {f"`{path.name}`" if path.parent.name != "charts" else "`charts/`"
                 for path in PACKAGE.rglob("*.py") if not path.name.startswith("__")}
     assert {name for name in expected if name not in section} == set()
