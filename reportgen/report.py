@@ -25,8 +25,8 @@ from reportgen.analysis.embedding import (MIN_TSNE_POINTS, EmbeddingOptions, Emb
 from reportgen.analysis.gates import GateWeights, analyse_gates
 from reportgen.analysis.output_effects import output_effects
 from reportgen.analysis.paged_units import paged_units
-from reportgen.capture import (DECODER_CHECK_ROWS, DECODER_TOLERANCE, Capture, CaptureOptions,
-                               StateKey, state_name)
+from reportgen.capture import (BOUNDARY_TOLERANCE, DECODER_CHECK_ROWS, DECODER_TOLERANCE,
+                               Capture, CaptureOptions, StateKey, state_name)
 from reportgen.capture_cache import DEFAULT_LIMIT_GB, cached_capture, default_cache_folder
 from reportgen.errors import ReportgenError
 from reportgen.inputs import Inputs, load_inputs, own_features
@@ -214,6 +214,21 @@ def decoder_notes(options: CaptureOptions, captured: Capture) -> list[str]:
             f"{DECODER_CHECK_ROWS} positions) exceeds {DECODER_TOLERANCE:g}; float32 was used"]
 
 
+def stream_notes(captured: Capture) -> list[str]:
+    """How the capture ran: its streams, their burn-in and how closely the boundaries agreed."""
+    record = captured.streams
+    if record.streams == 1:
+        return ["captured as one stream"]
+    longer = (f"; doubled up to {record.largest_burn_in:,} at {record.doubled} of "
+              f"{record.streams - 1} boundaries" if record.doubled else "")
+    fallbacks = (f"; {record.fallbacks} segment{'s' if record.fallbacks > 1 else ''} ran as one "
+                 "stream on from the previous one" if record.fallbacks else "")
+    return [f"captured as {record.streams} parallel streams, each starting {record.burn_in:,} "
+            f"tokens early{longer}{fallbacks}; largest difference from the previous stream at "
+            f"a boundary {record.boundary_difference:.1e} in any unit of h or c (limit "
+            f"{BOUNDARY_TOLERANCE:g})"]
+
+
 def analyse(config: ReportConfig, inputs: Inputs, timings: dict[str, float]) -> ModelReport:
     """Capture and every analysis, for one model; the result holds no model."""
     with timed(timings, "capture", config.quiet):
@@ -227,7 +242,7 @@ def analyse(config: ReportConfig, inputs: Inputs, timings: dict[str, float]) -> 
     report = ModelReport(summarise(config, inputs, captured), captured,
                          options=options_record(config), timings=timings,
                          capture_reused=cached.reused)
-    report.notes += decoder_notes(config.capture, captured)
+    report.notes += stream_notes(captured) + decoder_notes(config.capture, captured)
     with timed(timings, "features", config.quiet):
         report.features = own_features(inputs.feature_files, captured.tokens)
     features = report.features
