@@ -47,6 +47,7 @@ def old_capture(revision: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location("old_capture", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
