@@ -20,6 +20,8 @@ import torch.nn as nn
 from reportgen.errors import ReportgenError
 from reportgen.model import RNNModel, resolve_device
 from reportgen.progress import Progress, progress_enabled
+from reportgen.recurrence import Recurrence
+from reportgen.streams import BURN_IN, StreamRecord, StreamRunner, choose_streams, run_streams
 
 StateKey = tuple[int, str]  # (layer 1-based, "h" | "c")
 TOP_K = 5  # predictions kept per position for the expectancy tooltips
@@ -40,19 +42,6 @@ def parse_state_name(name: str) -> StateKey:
     if not match:
         raise ValueError(f"{name!r} is not a layer and state; write them as L1-h or L2-c")
     return int(match.group(1)), match.group(2)
-
-
-@dataclass
-class StreamRecord:
-    """How the capture split the text into parallel streams, and how close their boundaries
-    came to the one-stream states; for the overview page and `report.json`."""
-
-    streams: int = 1  # B, contiguous segments run as one batch
-    burn_in: int = 0  # K, tokens each stream but the first ran before its segment at first
-    largest_burn_in: int = 0  # the longest tried, after doubling where boundaries failed
-    boundary_difference: float = 0.0  # largest |h or c| difference at any accepted boundary
-    doubled: int = 0  # boundaries whose burn-in was doubled at least once
-    fallbacks: int = 0  # segments run as one stream on from the previous segment's end
 
 
 @dataclass
@@ -94,12 +83,6 @@ DECODER_DTYPES = ("float32", "bfloat16")
 DECODER_TOLERANCE = 1e-3  # largest |log p| error a bfloat16 decoder may make and still be used
 DECODER_CHECK_ROWS = 64  # positions the bfloat16 decoder is checked on against float32
 LOG_PROBS_PER_BLOCK = 1 << 24  # decoder outputs held at once: 64 MB of float32 logits
-BOUNDARY_TOLERANCE = 1e-4  # largest |h or c| difference in any unit at a verified boundary
-BURN_IN = 128  # tokens each stream first runs before its segment, from a zero state
-MAX_BURN_IN = 4096  # a boundary that still fails at this burn-in falls back to one stream
-WIDE_LAYER = 1024  # units from which a layer's recurrent weights (16 MB) outgrow the caches
-STREAMS_NARROW, STREAMS_WIDE = 32, 64  # streams below and from WIDE_LAYER: see choose_streams
-SEGMENT_BURN_INS = 8  # a segment is at least this many burn-ins long: burn-in costs <= 1/8
 
 
 @dataclass
@@ -130,7 +113,8 @@ class CaptureOptions:
 
 def single_layer_modules(model: RNNModel, device: torch.device) -> list[nn.RNNBase]:
     """One single-layer copy of the recurrent module per layer, on `device`: the capture steps
-    its LSTM layers by hand from these weights, and runs its GRU and plain RNN layers whole."""
+    its LSTM layers by hand from these weights (`recurrence.Recurrence`), and runs its GRU and
+    plain RNN layers whole."""
     rnn = model.rnn
     layers = []
     for layer in range(rnn.num_layers):
@@ -142,95 +126,6 @@ def single_layer_modules(model: RNNModel, device: torch.device) -> list[nn.RNNBa
                 getattr(single, f"{name}_l0").copy_(getattr(rnn, f"{name}_l{layer}"))
         layers.append(single.to(device).eval())
     return layers
-
-
-@dataclass
-class LstmWeights:
-    """One LSTM layer's weights, transposed for `x @ W`, with its two biases summed."""
-
-    w_ih_t: torch.Tensor  # (in, 4H), torch's gate order i, f, g, o
-    w_hh_t: torch.Tensor  # (H, 4H)
-    bias: torch.Tensor  # (4H,)
-
-    @classmethod
-    def of(cls, layer: nn.LSTM) -> LstmWeights:
-        return cls(w_ih_t=layer.weight_ih_l0.detach().T.contiguous(),
-                   w_hh_t=layer.weight_hh_l0.detach().T.contiguous(),
-                   bias=(layer.bias_ih_l0 + layer.bias_hh_l0).detach().contiguous())
-
-
-@dataclass
-class LayerState:
-    """One layer's state in every stream: h, and c for an LSTM layer."""
-
-    h: torch.Tensor  # (B, H)
-    c: torch.Tensor | None  # (B, H), LSTM only
-
-    def select(self, streams: torch.Tensor) -> LayerState:
-        return LayerState(self.h[streams].clone(),
-                          None if self.c is None else self.c[streams].clone())
-
-
-def lstm_layer(weights: LstmWeights, x: torch.Tensor,
-               state: LayerState) -> tuple[torch.Tensor, torch.Tensor]:
-    """h and c (each S, B, H) of one LSTM layer over the inputs x (S, B, in) of B streams,
-    recorded as the recurrence runs; `state` moves on to the last step.
-
-    The input products of every step come out of one matrix product before the loop; each step
-    then does one fused gate product over the B streams, (B, H) @ (H, 4H), and its elementwise
-    update. c_t is kept as it is computed, so nothing is recomputed afterwards, and it is exact,
-    unlike c = atanh(h / o), which loses precision as cells saturate and cannot recover |c|
-    above about 8.7 in float32.
-    """
-    steps, streams, _ = x.shape
-    width = weights.w_hh_t.shape[0]
-    pre = torch.addmm(weights.bias, x.reshape(steps * streams, -1), weights.w_ih_t)
-    pre = pre.view(steps, streams, 4 * width)  # (S, B, 4H)
-    hs = torch.empty(steps, streams, width, device=x.device)  # (S, B, H)
-    cs = torch.empty_like(hs)  # (S, B, H)
-    gates = torch.empty(streams, 4 * width, device=x.device)  # (B, 4H), reused every step
-    h, c = state.h, state.c
-    assert c is not None
-    for t in range(steps):
-        torch.addmm(pre[t], h, weights.w_hh_t, out=gates)
-        i, f, g, o = gates.chunk(4, dim=1)  # each (B, H)
-        c = torch.addcmul(torch.sigmoid(i).mul_(torch.tanh(g)), torch.sigmoid(f), c, out=cs[t])
-        h = torch.mul(torch.sigmoid(o), torch.tanh(c), out=hs[t])
-    state.h, state.c = h, c
-    return hs, cs
-
-
-class Recurrence:
-    """Every layer of the model over B streams of tokens at once, one chunk of steps a call."""
-
-    def __init__(self, model: RNNModel, device: torch.device) -> None:
-        self.device = device
-        self.embedding = model.encoder.weight.detach().to(device)  # (V, E)
-        self.layers = single_layer_modules(model, device)
-        self.weights = [LstmWeights.of(layer) if isinstance(layer, nn.LSTM) else None
-                        for layer in self.layers]
-
-    def zero_state(self, streams: int) -> list[LayerState]:
-        return [LayerState(torch.zeros(streams, layer.hidden_size, device=self.device),
-                           torch.zeros(streams, layer.hidden_size, device=self.device)
-                           if isinstance(layer, nn.LSTM) else None)
-                for layer in self.layers]
-
-    def run(self, ids: torch.Tensor, state: list[LayerState]
-            ) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
-        """Each layer's h and c (each S, B, H; c None but for LSTM layers) for ids (S, B);
-        `state` moves on to the last step."""
-        x = torch.nn.functional.embedding(ids, self.embedding)  # (S, B, E)
-        out = []
-        for layer, weights, carried in zip(self.layers, self.weights, state):
-            if weights is not None:
-                h, c = lstm_layer(weights, x, carried)
-            else:
-                h, hn = layer(x, carried.h.unsqueeze(0))  # (S, B, H)
-                carried.h, c = hn[0], None
-            out.append((h, c))
-            x = h
-        return out
 
 
 @dataclass
@@ -348,175 +243,6 @@ def state_keys(model: RNNModel) -> list[StateKey]:
     return [(layer, state) for layer in range(1, model.nlayers + 1) for state in states]
 
 
-def choose_streams(widths: list[int], n_tokens: int, burn_in: int) -> int:
-    """B from the model's widest layer and the text's length.
-
-    At batch 1 every token reads each layer's recurrent weights whole, so a wide layer is bound
-    by memory bandwidth and more streams share each read: measured for one 2,000-unit layer on
-    one thread, batch 1, 8, 32 and 64 gave 232, 358, 623 and 745 tokens/s; for 650 units,
-    batch 1, 16, 32 and 64 gave 5.4k, 16.1k, 17.5k and 17.3k. Each segment stays at least
-    SEGMENT_BURN_INS burn-ins long, so a short text gets fewer streams, down to one.
-    """
-    wanted = STREAMS_WIDE if max(widths) >= WIDE_LAYER else STREAMS_NARROW
-    return max(1, min(wanted, n_tokens // (SEGMENT_BURN_INS * burn_in)))
-
-
-@dataclass
-class Segment:
-    """The part of the text one stream records, and where that stream starts."""
-
-    start: int  # first position recorded
-    stop: int  # one past the last
-    burn_in: int  # positions run before `start` and discarded
-    initial: list[LayerState] | None = None  # a fallback's state at start - 1, each (1, H)
-
-    @property
-    def first(self) -> int:
-        return self.start - self.burn_in
-
-
-def boundary_difference(probe: list[LayerState], final: list[LayerState]) -> float:
-    """Largest |difference| over every unit of every layer's h and c."""
-    largest = 0.0
-    for a, b in zip(probe, final):
-        largest = max(largest, float((a.h - b.h).abs().max()))
-        if a.c is not None and b.c is not None:
-            largest = max(largest, float((a.c - b.c).abs().max()))
-    return largest
-
-
-class StreamRunner:
-    """Runs segments as one batch of streams and writes what they record into the arrays."""
-
-    def __init__(self, recurrence: Recurrence, decoder: Decoder, ids: torch.Tensor,
-                 states: dict[StateKey, np.ndarray], predictions: Predictions, chunk_size: int,
-                 bar: Progress) -> None:
-        self.recurrence, self.decoder, self.ids = recurrence, decoder, ids
-        self.states, self.predictions = states, predictions
-        self.chunk_size, self.bar = chunk_size, bar
-
-    def run(self, segments: list[Segment]) -> tuple[list[list[LayerState]],
-                                                     list[list[LayerState]]]:
-        """Each segment's state at its last burn-in position (its probe) and at its last
-        position (its final state), each a list over layers of (1, H) states."""
-        count = len(segments)
-        device = self.ids.device
-        first = torch.tensor([segment.first for segment in segments], device=device)  # (B,)
-        lengths = [segment.stop - segment.first for segment in segments]
-        state = self.recurrence.zero_state(count)
-        for index, segment in enumerate(segments):
-            for layer, initial in zip(state, segment.initial or []):
-                layer.h[index] = initial.h[0]
-                if layer.c is not None and initial.c is not None:
-                    layer.c[index] = initial.c[0]
-        probes: list[list[LayerState] | None] = [
-            segment.initial if segment.initial is not None else None for segment in segments]
-        finals: list[list[LayerState] | None] = [None] * count
-        steps = -(-self.chunk_size // count)
-        last = len(self.ids) - 1
-        for offset in range(0, max(lengths), steps):
-            span = min(steps, max(lengths) - offset)
-            local = torch.arange(offset, offset + span, device=device)  # (S,)
-            positions = (first.unsqueeze(0) + local.unsqueeze(1)).clamp(max=last)  # (S, B)
-            out = self.recurrence.run(self.ids[positions], state)  # per layer (S, B, H)
-            for index, segment in enumerate(segments):
-                self.keep(out, index, offset, span, segment, lengths[index], probes, finals)
-            self.decode(out[-1][0], segments, offset, span)
-        return probes, finals  # type: ignore[return-value]
-
-    def keep(self, out: list[tuple[torch.Tensor, torch.Tensor | None]], index: int, offset: int,
-             span: int, segment: Segment, length: int, probes: list, finals: list) -> None:
-        """Stream `index`'s recorded positions into the arrays, and its probe and final state
-        when they fall in this pass."""
-        def at(step: int) -> list[LayerState]:
-            return [LayerState(h[step - offset, index : index + 1].clone(),
-                               None if c is None else c[step - offset, index : index + 1].clone())
-                    for h, c in out]
-
-        if segment.burn_in and offset <= segment.burn_in - 1 < offset + span:
-            probes[index] = at(segment.burn_in - 1)
-        if offset <= length - 1 < offset + span:
-            finals[index] = at(length - 1)
-        begin, end = max(offset, segment.burn_in), min(offset + span, length)
-        if end <= begin:
-            return
-        rows = slice(segment.first + begin, segment.first + end)
-        for layer, (h, c) in enumerate(out, start=1):
-            self.states[(layer, "h")][rows] = h[begin - offset : end - offset, index].cpu().numpy()
-            if c is not None:
-                self.states[(layer, "c")][rows] = (
-                    c[begin - offset : end - offset, index].cpu().numpy())
-        self.bar.advance(end - begin)
-
-    def decode(self, top: torch.Tensor, segments: list[Segment], offset: int, span: int) -> None:
-        """The decoder over the top layer's h (S, B, H) at every recorded position of the pass."""
-        blocks, positions = [], []
-        for index, segment in enumerate(segments):
-            begin = max(offset, segment.burn_in)
-            end = min(offset + span, segment.stop - segment.first)
-            if end > begin:
-                blocks.append(top[begin - offset : end - offset, index])
-                positions.append(torch.arange(segment.first + begin, segment.first + end,
-                                              device=top.device))
-        if blocks:
-            self.decoder.store(torch.cat(blocks), torch.cat(positions), self.ids,
-                               self.predictions)
-
-
-def run_streams(runner: StreamRunner, n_tokens: int, streams: int, burn_in: int) -> StreamRecord:
-    """The whole text as `streams` contiguous segments in one batch, each verified at its start.
-
-    Stream b + 1 starts `burn_in` tokens before its segment, from a zero state, and those
-    states are discarded. At its last burn-in position it must agree with stream b, which
-    recorded that position, within BOUNDARY_TOLERANCE in every unit of every layer's h and c:
-    then it carries on from the state one stream would have had there, and every later state is
-    that stream's up to the rounding the check allows, since the recurrence forgets its start.
-    A boundary that fails has its burn-in doubled and its segment run again (all such
-    segments together); past MAX_BURN_IN, or once the burn-in reaches the text's start, the
-    segment runs as one stream on from stream b's last state, which is exact by construction.
-    Each stream's last state is checked against the next stream's probe again whenever either
-    changes.
-    """
-    bounds = [round(b * n_tokens / streams) for b in range(streams + 1)]
-    segments = [Segment(bounds[b], bounds[b + 1], min(burn_in, bounds[b]) if b else 0)
-                for b in range(streams)]
-    probes: list[list[LayerState]] = [[] for _ in segments]
-    finals: list[list[LayerState]] = [[] for _ in segments]
-
-    def execute(indices: list[int]) -> None:
-        found = runner.run([segments[index] for index in indices])
-        for index, probe, final in zip(indices, *found):
-            probes[index], finals[index] = probe, final
-
-    execute(list(range(streams)))
-    doubled, fallbacks = set(), set()
-    largest = max(segment.burn_in for segment in segments)
-    while True:
-        differences = [boundary_difference(probes[b], finals[b - 1]) for b in range(1, streams)]
-        failing = [b for b, difference in enumerate(differences, start=1)
-                   if difference > BOUNDARY_TOLERANCE]
-        if not failing:
-            break
-        longer = [b for b in failing if segments[b].initial is None
-                  and segments[b].burn_in < bounds[b] and 2 * segments[b].burn_in <= MAX_BURN_IN]
-        if longer:
-            for b in longer:
-                segments[b].burn_in = min(2 * segments[b].burn_in, bounds[b])
-                largest = max(largest, segments[b].burn_in)
-            doubled.update(longer)
-            execute(longer)
-            continue
-        b = failing[0]
-        segments[b] = Segment(bounds[b], bounds[b + 1], 0, finals[b - 1])
-        fallbacks.add(b)
-        execute([b])
-    return StreamRecord(
-        streams=streams, burn_in=burn_in if streams > 1 else 0,
-        largest_burn_in=largest,
-        boundary_difference=max(differences, default=0.0),
-        doubled=len(doubled), fallbacks=len(fallbacks))
-
-
 def capture(
     model: RNNModel,
     token_ids: np.ndarray,
@@ -527,8 +253,8 @@ def capture(
 ) -> Capture:
     """Run the model over the text once and keep what every later stage needs.
 
-    The text runs as parallel streams with verified burn-in (`run_streams`); `options.streams`
-    of 1 runs it as one stream. With `folder`, every array is written there as a `.npy` file
+    The text runs as parallel streams with verified burn-in (`streams.run_streams`);
+    `options.streams` of 1 runs it as one stream. With `folder`, every array is written there as a `.npy` file
     (see `capture_cache`).
     """
     options = options or CaptureOptions()
@@ -536,7 +262,8 @@ def capture(
     if n < 2:
         raise ReportgenError("the text needs at least two tokens to predict one")
     device = resolve_device(options.device)  # the model itself is left where it is, as it is
-    recurrence = Recurrence(model, device)
+    recurrence = Recurrence(model.encoder.weight.detach().to(device),  # (V, E)
+                            single_layer_modules(model, device))
     widths = [layer.hidden_size for layer in recurrence.layers]
     streams = options.streams or choose_streams(widths, n, options.burn_in)
     streams = min(streams, n)
@@ -552,8 +279,8 @@ def capture(
     with torch.inference_mode(), Progress(
         "capture", n, "tokens", **progress_enabled(options.progress)
     ) as bar:
-        runner = StreamRunner(recurrence, decoder, ids, states, predictions, options.chunk_size,
-                              bar)
+        runner = StreamRunner(recurrence, ids, states, options.chunk_size, bar,
+                              lambda h, at: decoder.store(h, at, ids, predictions))
         record = run_streams(runner, n, streams, options.burn_in)
     return Capture(
         token_ids=np.asarray(token_ids, dtype=np.int64),

@@ -33,11 +33,12 @@ from pathlib import Path
 
 import numpy as np
 
-from reportgen.capture import (TOP_K, Capture, CaptureOptions, StreamRecord, capture,
-                               parse_state_name, state_name)
+from reportgen.capture import (TOP_K, Capture, CaptureOptions, capture, parse_state_name,
+                               state_name)
 from reportgen.corpus import strings_sha256, vocabulary_sha256
 from reportgen.errors import ReportgenError
 from reportgen.model import RNNModel
+from reportgen.streams import StreamRecord
 
 CACHE_FORMAT = 3  # bump when an entry's files or their meaning change (3: parallel streams)
 CHECK_CHUNK = 16 << 20  # bytes read at a time when a file's CRC-32 is computed

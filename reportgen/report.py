@@ -25,8 +25,8 @@ from reportgen.analysis.embedding import (MIN_TSNE_POINTS, EmbeddingOptions, Emb
 from reportgen.analysis.gates import GateWeights, analyse_gates
 from reportgen.analysis.output_effects import output_effects
 from reportgen.analysis.paged_units import paged_units
-from reportgen.capture import (BOUNDARY_TOLERANCE, DECODER_CHECK_ROWS, DECODER_TOLERANCE,
-                               Capture, CaptureOptions, StateKey, state_name)
+from reportgen.capture import (DECODER_CHECK_ROWS, DECODER_TOLERANCE, Capture, CaptureOptions,
+                               StateKey, state_name)
 from reportgen.capture_cache import DEFAULT_LIMIT_GB, cached_capture, default_cache_folder
 from reportgen.errors import ReportgenError
 from reportgen.inputs import Inputs, load_inputs, own_features
@@ -35,6 +35,7 @@ from reportgen.progress import note
 from reportgen.results import ModelReport, ModelSummary, json_safe
 from reportgen.pages import SiteOptions
 from reportgen.site import check_output_folder, write_site
+from reportgen.streams import BOUNDARY_TOLERANCE
 
 
 @dataclass

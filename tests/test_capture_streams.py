@@ -7,21 +7,20 @@ long enough, fall back to one stream for that segment.
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from reportgen.capture import (BOUNDARY_TOLERANCE, Capture, CaptureOptions, capture,
-                               choose_streams)
+from reportgen.capture import Capture, CaptureOptions, capture
 from reportgen.checkpoint import load_checkpoint
+from reportgen import streams
 from reportgen.corpus import tokenize, vocabulary_from_folder
 from reportgen.model import RNNModel
+from reportgen.streams import BOUNDARY_TOLERANCE, choose_streams
 from stepwise import stepwise_capture
 
-capture_module = importlib.import_module("reportgen.capture")  # the package exports a `capture`
 
 
 def run(model: RNNModel, ids: np.ndarray, words: list[str], **options: int) -> Capture:
@@ -101,7 +100,7 @@ def test_a_unit_that_never_forgets_falls_back_to_one_stream(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """f = sigmoid(30) is 1 in float32: no burn-in ever agrees, so every boundary past the first
     stream falls back, and the capture is still the one-stream capture."""
-    monkeypatch.setattr(capture_module, "MAX_BURN_IN", 64)
+    monkeypatch.setattr(streams, "MAX_BURN_IN", 64)
     model = pinned_model(30.0)
     words = [str(i) for i in range(50)]
     ids = np.random.default_rng(5).integers(0, 50, 1200)
