@@ -14,10 +14,12 @@ import pytest
 import torch
 
 from reportgen.capture import Capture, CaptureOptions, capture
+from reportgen.capture_cache import cached_capture
 from reportgen.checkpoint import load_checkpoint
 from reportgen import streams
 from reportgen.corpus import tokenize, vocabulary_from_folder
 from reportgen.model import RNNModel
+from reportgen.report import stream_notes
 from reportgen.streams import BOUNDARY_TOLERANCE, choose_streams
 from stepwise import stepwise_capture
 
@@ -129,3 +131,21 @@ def test_streams_grow_with_the_width_and_shrink_with_the_text() -> None:
     assert choose_streams([400, 1150, 400], 245_569, 128) == choose_streams([2000], 245_569, 128)
     assert choose_streams([650], 600, 128) == 1
     assert choose_streams([650], 20_000, 128) == 20_000 // (8 * 128)
+
+
+def test_the_stream_record_reaches_the_cache_and_the_overview_note(trained,
+                                                                   tmp_path: Path) -> None:
+    model, ids, words = trained
+    options = CaptureOptions(progress=False, streams=3, burn_in=16)
+    tokens = [words[i] for i in ids]
+    first = cached_capture(model, ids, tokens, words, options, "0" * 64, tmp_path)
+    again = cached_capture(model, ids, tokens, words, options, "0" * 64, tmp_path)
+    assert not first.reused and again.reused
+    assert again.capture.streams == first.capture.streams
+    assert again.capture.streams.streams == 3
+    note, = stream_notes(again.capture)
+    assert note.startswith("captured as 3 parallel streams, each starting 16 tokens early")
+    assert f"{again.capture.streams.boundary_difference:.1e}" in note
+    single = cached_capture(model, ids, tokens, words, CaptureOptions(progress=False, streams=1),
+                            "0" * 64, tmp_path)
+    assert not single.reused and stream_notes(single.capture) == ["captured as one stream"]
