@@ -1,6 +1,7 @@
 """The capture's tokens/s: parallel streams against one stream, and against an older capture.
 
-One run times, in turn and `--repeats` times each, on the first `--tokens` tokens of the text:
+One run times each of these in turn, `--repeats` rounds, on the first `--tokens` tokens of the
+text:
 - `capture` with the streams it chooses for this model and text (B and K printed);
 - `capture` with one stream (`streams=1`), the same hand-stepped recurrence at batch 1;
 - with `--against REV`, the `reportgen/capture.py` of git revision REV, loaded from git into
@@ -66,14 +67,18 @@ def text_ids(path: Path, tokens: int, ntoken: int) -> np.ndarray:
     return np.array(out, dtype=np.int64)
 
 
-def median_run(function: Callable[[], Capture], repeats: int) -> tuple[float, Capture]:
-    times, result = [], None
+def interleaved_medians(runs: dict[str, Callable[[], Capture]], repeats: int
+                        ) -> tuple[dict[str, float], dict[str, Capture]]:
+    """The median seconds of each run, taken in turn (A, B, C, A, B, C, ...) so that a shared
+    machine's drift falls on every run alike, and each run's last result."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    results: dict[str, Capture] = {}
     for _ in range(repeats):
-        started = time.perf_counter()
-        result = function()
-        times.append(time.perf_counter() - started)
-    assert result is not None
-    return float(np.median(times)), result
+        for name, function in runs.items():
+            started = time.perf_counter()
+            results[name] = function()
+            times[name].append(time.perf_counter() - started)
+    return {name: float(np.median(values)) for name, values in times.items()}, results
 
 
 def main() -> None:
@@ -105,11 +110,9 @@ def main() -> None:
         module = old_capture(args.against)
         runs[f"capture.py of {args.against}"] = lambda: module.capture(
             model, ids, tokens, words, module.CaptureOptions(progress=False))
-    seconds, results = {}, {}
-    for name, function in runs.items():
-        seconds[name], results[name] = median_run(function, args.repeats)
-        print(f"  {name:<28} {seconds[name]:8.1f} s  {len(ids) / seconds[name]:8,.0f} tokens/s",
-              flush=True)
+    seconds, results = interleaved_medians(runs, args.repeats)
+    for name in runs:
+        print(f"  {name:<28} {seconds[name]:8.1f} s  {len(ids) / seconds[name]:8,.0f} tokens/s")
     record = results["streams"].streams
     print(f"  streams: B = {record.streams}, K = {record.burn_in} (largest {record.largest_burn_in},"
           f" doubled at {record.doubled}, {record.fallbacks} fallbacks), largest boundary "
