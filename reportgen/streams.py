@@ -84,12 +84,14 @@ class StreamRunner:
                  decode: Callable[[torch.Tensor, torch.Tensor], None]) -> None:
         self.recurrence, self.ids, self.states = recurrence, ids, states  # states: each (T, H)
         self.chunk_size, self.bar = chunk_size, bar
+        self.counting = True  # a first run advances the progress bar, a run again does not
         self.decode_rows = decode  # the top layer's h (R, H) at the text's positions (R,)
 
-    def run(self, segments: list[Segment]) -> tuple[list[list[LayerState]],
-                                                     list[list[LayerState]]]:
+    def run(self, segments: list[Segment], again: bool = False
+            ) -> tuple[list[list[LayerState]], list[list[LayerState]]]:
         """Each segment's state at its last burn-in position (its probe) and at its last
-        position (its final state), each a list over layers of (1, H) states."""
+        position (its final state), each a list over layers of (1, H) states. A segment run
+        `again` overwrites its positions and leaves the progress bar where it is."""
         count = len(segments)
         device = self.ids.device
         first = torch.tensor([segment.first for segment in segments], device=device)  # (B,)
@@ -104,6 +106,7 @@ class StreamRunner:
             segment.initial if segment.initial is not None else None for segment in segments]
         finals: list[list[LayerState] | None] = [None] * count
         steps = -(-self.chunk_size // count)
+        self.counting = not again
         last = len(self.ids) - 1
         for offset in range(0, max(lengths), steps):
             span = min(steps, max(lengths) - offset)
@@ -137,7 +140,8 @@ class StreamRunner:
             if c is not None:
                 self.states[(layer, "c")][rows] = (
                     c[begin - offset : end - offset, index].cpu().numpy())
-        self.bar.advance(end - begin)
+        if self.counting:
+            self.bar.advance(end - begin)
 
     def decode(self, top: torch.Tensor, segments: list[Segment], offset: int, span: int) -> None:
         """The decoder over the top layer's h (S, B, H) at every recorded position of the pass."""
@@ -173,12 +177,12 @@ def run_streams(runner: StreamRunner, n_tokens: int, streams: int, burn_in: int)
     probes: list[list[LayerState]] = [[] for _ in segments]
     finals: list[list[LayerState]] = [[] for _ in segments]
 
-    def execute(indices: list[int]) -> None:
-        found = runner.run([segments[index] for index in indices])
+    def execute(indices: list[int], again: bool = True) -> None:
+        found = runner.run([segments[index] for index in indices], again)
         for index, probe, final in zip(indices, *found):
             probes[index], finals[index] = probe, final
 
-    execute(list(range(streams)))
+    execute(list(range(streams)), again=False)
     doubled, fallbacks = set(), set()
     largest = max(segment.burn_in for segment in segments)
     while True:
