@@ -35,10 +35,6 @@ class LayerState:
     h: torch.Tensor  # (B, H)
     c: torch.Tensor | None  # (B, H), LSTM only
 
-    def select(self, streams: torch.Tensor) -> LayerState:
-        return LayerState(self.h[streams].clone(),
-                          None if self.c is None else self.c[streams].clone())
-
 
 def lstm_layer(weights: LstmWeights, x: torch.Tensor,
                state: LayerState) -> tuple[torch.Tensor, torch.Tensor]:

@@ -102,8 +102,7 @@ class StreamRunner:
                 layer.h[index] = initial.h[0]
                 if layer.c is not None and initial.c is not None:
                     layer.c[index] = initial.c[0]
-        probes: list[list[LayerState] | None] = [
-            segment.initial if segment.initial is not None else None for segment in segments]
+        probes = [segment.initial for segment in segments]  # a fallback's probe is its start
         finals: list[list[LayerState] | None] = [None] * count
         steps = -(-self.chunk_size // count)
         self.counting = not again
