@@ -1,11 +1,12 @@
 """A whole report at the thesis's scale, stage by stage, against a thesis-style baseline.
 
 The case: the pytorch/examples "medium" model (2 layers of 650 units, vocabulary 33,278) on the
-WikiText-2 test split (245,569 tokens with `<eos>`). Give the checkpoint with --checkpoint and
-its training folder with --data; without one, a randomly initialised 2x650 model stands in,
-its vocabulary built from --data as `data.Corpus` builds it and padded with unused words to
-33,278 so that the output layer has the medium model's size. The numbers differ from a trained
-model's, the work does not.
+WikiText-2 test split (245,569 tokens with `<eos>`), or with `--size thesis` the thesis's own
+models (2 layers of 2,000 units, embeddings of 400, vocabulary 33,278). Give the checkpoint with
+--checkpoint and its training folder with --data; without one, a randomly initialised model of
+the size stands in, its vocabulary built from --data as `data.Corpus` builds it and padded with
+unused words to 33,278 so that the output layer has the model's size. The numbers differ from a
+trained model's, the work does not.
 
 Each stage of the report runs once through the same functions `build_report` chains, and
 prints its seconds, its rate and the peak resident memory of the process while it ran (reset
@@ -20,6 +21,7 @@ The floor is the capture's arithmetic at the machine's own matrix-product rate, 
 this run: one LSTM pass and the decoder are 56.8 MFLOP a token for this model.
 
     python benchmarks/bench_report.py --data ../shared/data/wikitext-2
+    python benchmarks/bench_report.py --size thesis --max-tokens 40000 --no-baseline
     python benchmarks/bench_report.py --checkpoint medium.pt --data wikitext-2 --threads 2
 """
 
@@ -72,10 +74,12 @@ from reportgen.site import write_site
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' reference
 from stepwise import stepwise_capture  # noqa: E402  test code, kept out of the package
 
-MEDIUM = {"ntoken": 33_278, "ninp": 650, "nhid": 650, "nlayers": 2}
-ISSUE_FLOOR = 1_850  # tokens/s: the floor the issue measured at 105 GFLOP/s
-REPORT_TARGET = 600  # seconds for the whole report
-RSS_TARGET = 6.0  # GB
+SIZES = {  # random stand-ins for a checkpoint: issue 26's two cases
+    "medium": {"ntoken": 33_278, "ninp": 650, "nhid": 650, "nlayers": 2},
+    "thesis": {"ntoken": 33_278, "ninp": 400, "nhid": 2000, "nlayers": 2},
+}
+ISSUE_FLOOR = 1_850  # tokens/s: the floor issue 8 measured for the medium model at 105 GFLOP/s
+TARGETS = {"medium": (240, 6.0), "thesis": (900, 10.0)}  # whole report: seconds, peak RSS GB
 
 
 def add_case_arguments(parser: argparse.ArgumentParser) -> None:
@@ -84,7 +88,11 @@ def add_case_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the corpus folder: its splits make the vocabulary, and "
                              "test.txt is the text (default: %(default)s)")
     parser.add_argument("--checkpoint", type=Path,
-                        help="a trained model; default: a random 2x650 model")
+                        help="a trained model; default: a random model of --size")
+    parser.add_argument("--size", choices=SIZES, default="medium",
+                        help="the random model: medium, 2x650 with embeddings of 650; thesis, "
+                             "2x2000 with embeddings of 400; both with a vocabulary of 33,278 "
+                             "(default: %(default)s)")
     parser.add_argument("--text", type=Path, help="the text (default: DATA/test.txt)")
 
 
@@ -208,14 +216,15 @@ def padded_vocabulary(data: Path, size: int) -> Vocabulary:
 
 
 def checkpoint_and_vocabulary(args: argparse.Namespace, work: Path) -> tuple[Path, Vocabulary]:
-    """The given checkpoint, or a random 2x650 model saved as one, and its vocabulary."""
+    """The given checkpoint, or a random model of --size saved as one, and its vocabulary."""
     if args.checkpoint:
         ntoken = load_checkpoint(args.checkpoint).hyperparameters.ntoken
         return args.checkpoint, padded_vocabulary(args.data, ntoken)
     torch.manual_seed(0)
-    model = RNNModel("LSTM", **MEDIUM, dropout=0.0)
-    vocabulary = padded_vocabulary(args.data, MEDIUM["ntoken"])
-    path = work / "random-2x650.pt"
+    size = SIZES[args.size]
+    model = RNNModel("LSTM", **size, dropout=0.0)
+    vocabulary = padded_vocabulary(args.data, size["ntoken"])
+    path = work / f"random-{size['nlayers']}x{size['nhid']}.pt"
     save_checkpoint(model, path, vocabulary.words)
     return path, vocabulary
 
@@ -278,7 +287,10 @@ def run_report(args: argparse.Namespace, checkpoint: Path, work: Path,
         captured = cached_capture(loaded.model, text.ids, text.tokens, args.vocabulary.words,
                                   config.capture, loaded.sha256, config.cache).capture
     capture_rate = n / stage.seconds
-    stage.rate = f"{capture_rate:,.0f} tokens/s"
+    streams = captured.streams
+    stage.rate = (f"{capture_rate:,.0f} tokens/s; {streams.streams} streams, burn-in "
+                  f"{streams.burn_in} (largest {streams.largest_burn_in}), boundary difference "
+                  f"{streams.boundary_difference:.1e}")
     with timer.stage("capture again, from the cache") as stage:
         captured = cached_capture(loaded.model, text.ids, text.tokens, args.vocabulary.words,
                                   config.capture, loaded.sha256, config.cache).capture
@@ -419,7 +431,7 @@ def run_baseline(args: argparse.Namespace, checkpoint: Path, report: ModelReport
 
 
 def print_summary(captured: Capture, ours: Ours, timer: Timer, flops: float,
-                  gflops_runs: list[float]) -> None:
+                  gflops_runs: list[float], size: str) -> None:
     """The capture against its floor, at the matrix-product rate measured before and after the
     stages (their mean, since a shared machine drifts), and the whole report's figures."""
     gflops = float(np.mean(gflops_runs))
@@ -434,8 +446,10 @@ def print_summary(captured: Capture, ours: Ours, timer: Timer, flops: float,
     print(f"  capture: {ours.capture_rate:,.0f} tokens/s; floor at this run's {gflops:.0f} GFLOP/s:"
           f" {floor:,.0f} tokens/s ({ours.capture_rate / floor:.0%}); against the issue's "
           f"{ISSUE_FLOOR:,}: {ours.capture_rate / ISSUE_FLOOR:.0%} (target 75%)")
+    seconds_target, rss_target = TARGETS[size]
     print(f"  whole report (load, capture, analyses, maps, render): {whole:,.0f} s "
-          f"(target {REPORT_TARGET} s); peak RSS {peak:.2f} GB (target {RSS_TARGET:g} GB)")
+          f"(target {seconds_target} s on the whole test split); peak RSS {peak:.2f} GB "
+          f"(target {rss_target:g} GB)")
     new = sum(stage.seconds for stage in timer.stages if stage.name in (*NEW_STAGES, PAGE_DYNAMICS))
     print(f"  issue 15's stages with the defaults ({', '.join(NEW_STAGES)}, and the "
           f"{PAGE_DYNAMICS} inside render): {new:,.1f} s, {new / (whole - new):.1%} added to the "
@@ -450,13 +464,14 @@ def main() -> None:
     args.text_path = args.text or args.data / "test.txt"
     checkpoint, args.vocabulary = checkpoint_and_vocabulary(args, work)
     timer = Timer()
-    described = args.checkpoint or "a random 2x650 model"
+    described = args.checkpoint or f"a random {args.size} model"
     print(f"reportgen whole-report benchmark: {described}, vocabulary "
           f"{len(args.vocabulary):,}, text {args.text_path}; torch threads "
           f"{torch.get_num_threads()}, device {resolve_device(args.device)}; peak RSS per stage "
           f"{'(VmHWM, reset per stage)' if peak_rss_reset() else '(since the start)'}")
     model = load_checkpoint(checkpoint).model
     shape, flops = (model.nhid, model.ntoken), flops_per_token(model)
+    model_width = model.nhid
     del model  # the report loads its own; the benchmark should not hold a second copy
     device = resolve_device(args.device)
     try:
@@ -468,7 +483,8 @@ def main() -> None:
             run_baseline(args, checkpoint, report, ours, timer)
         time_page_dynamics(report, SiteOptions(), timer)
         gflops_runs.append(gemm_gflops(*shape, device))
-        print_summary(report.capture, ours, timer, flops, gflops_runs)
+        print_summary(report.capture, ours, timer, flops, gflops_runs,
+                      "thesis" if model_width >= 2000 else "medium")
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -2,9 +2,10 @@
 
 The capture's floor is its arithmetic at the machine's matrix-product rate; this shows how far
 each part is from it. Each row is one PyTorch operation, with its share of the capture:
-`aten::addmm` holds the decoder's product and the gate recompute for c, the oneDNN LSTM calls
-the recurrence, `aten::topk`, `aten::exp_` and `aten::sum` the decoder's top five and
-log-sum-exp, `aten::addcmul` the elementwise scan for c.
+`aten::addmm` holds the decoder's product, the input products of each chunk and the recurrent
+gate product of every step over the streams; `aten::sigmoid`, `aten::tanh`, `aten::addcmul`
+and `aten::mul` the gates' elementwise update; `aten::topk`, `aten::exp_` and `aten::sum` the
+decoder's top five and log-sum-exp.
 
     python benchmarks/profile_capture.py --tokens 8192 --threads 2
 """

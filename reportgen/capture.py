@@ -20,6 +20,8 @@ import torch.nn as nn
 from reportgen.errors import ReportgenError
 from reportgen.model import RNNModel, resolve_device
 from reportgen.progress import Progress, progress_enabled
+from reportgen.recurrence import Recurrence
+from reportgen.streams import BURN_IN, StreamRecord, StreamRunner, choose_streams, run_streams
 
 StateKey = tuple[int, str]  # (layer 1-based, "h" | "c")
 TOP_K = 5  # predictions kept per position for the expectancy tooltips
@@ -60,6 +62,7 @@ class Capture:
     vocabulary: list[str] = field(repr=False)  # id -> word, to name `top_ids`
     decoder_dtype: str = "float32"  # the decoder's precision that gave the log probabilities
     decoder_error: float | None = None  # largest |log p| error of bfloat16, where it was tried
+    streams: StreamRecord = field(default_factory=StreamRecord)
 
     @property
     def n_tokens(self) -> int:
@@ -86,7 +89,9 @@ LOG_PROBS_PER_BLOCK = 1 << 24  # decoder outputs held at once: 64 MB of float32 
 class CaptureOptions:
     """How to run the capture; none of these change the numbers beyond float rounding."""
 
-    chunk_size: int = 2048  # tokens per recurrent pass; the state carries across chunks
+    chunk_size: int = 2048  # tokens per recurrent pass, over all streams together
+    streams: int = 0  # parallel streams; 0 chooses them from the model's width and the text
+    burn_in: int = BURN_IN  # tokens each stream runs before its segment, doubled where needed
     dtype: str = "float32"  # storage of the states: "float32" or "float16"
     decoder_dtype: str = "float32"  # "bfloat16" is used only where it stays within 1e-3
     device: str = "auto"  # "auto" (a GPU when there is one), "cpu" or "cuda"
@@ -100,11 +105,16 @@ class CaptureOptions:
                 f"decoder dtype must be float32 or bfloat16, not {self.decoder_dtype!r}")
         if self.chunk_size < 1:
             raise ReportgenError(f"capture chunk size must be positive, not {self.chunk_size}")
+        if self.streams < 0:
+            raise ReportgenError(f"capture streams must be 0 (chosen) or more, not {self.streams}")
+        if self.burn_in < 1:
+            raise ReportgenError(f"capture burn-in must be at least 1 token, not {self.burn_in}")
 
 
 def single_layer_modules(model: RNNModel, device: torch.device) -> list[nn.RNNBase]:
-    """One single-layer copy of the recurrent module per layer, on `device`, so each layer's
-    whole h sequence comes out of one fast cuDNN/oneDNN call instead of only the top layer's."""
+    """One single-layer copy of the recurrent module per layer, on `device`: the capture steps
+    its LSTM layers by hand from these weights (`recurrence.Recurrence`), and runs its GRU and
+    plain RNN layers whole."""
     rnn = model.rnn
     layers = []
     for layer in range(rnn.num_layers):
@@ -116,83 +126,6 @@ def single_layer_modules(model: RNNModel, device: torch.device) -> list[nn.RNNBa
                 getattr(single, f"{name}_l0").copy_(getattr(rnn, f"{name}_l{layer}"))
         layers.append(single.to(device).eval())
     return layers
-
-
-@dataclass
-class CellGates:
-    """The input, forget and cell-candidate rows of one LSTM layer's weights, transposed.
-
-    The output gate is left out: c_t = f_t * c_{t-1} + i_t * g_t never needs it, which saves a
-    quarter of the matrix products that recover c.
-    """
-
-    w_ih_t: torch.Tensor  # (in, 3H)
-    w_hh_t: torch.Tensor  # (H, 3H)
-    bias: torch.Tensor  # (3H,)
-
-    @classmethod
-    def of(cls, layer: nn.LSTM) -> CellGates:
-        rows = 3 * layer.hidden_size  # torch's gate order is i, f, g, o
-        return cls(
-            w_ih_t=layer.weight_ih_l0[:rows].T.contiguous(),
-            w_hh_t=layer.weight_hh_l0[:rows].T.contiguous(),
-            bias=(layer.bias_ih_l0[:rows] + layer.bias_hh_l0[:rows]).contiguous(),
-        )
-
-
-def lstm_cell_states(
-    gates: CellGates, inputs: torch.Tensor, hs: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor
-) -> torch.Tensor:
-    """Recover every c_t (S, H) of one LSTM layer from its input (S, in) and h (S, H) sequences.
-
-    The gates depend on h_{t-1}, which `nn.LSTM` already gave us, so they come out of one
-    batched matrix product; only c_t = f_t * c_{t-1} + i_t * g_t is left as a recurrence, one
-    fused elementwise op a step. This is exact, unlike c = atanh(h / o), which loses precision
-    as cells saturate and cannot recover |c| above about 8.7 in float32.
-    """
-    h_prev = torch.cat([h0, hs[:-1]])  # (S, H)
-    pre = torch.addmm(gates.bias, inputs, gates.w_ih_t).addmm_(h_prev, gates.w_hh_t)  # (S, 3H)
-    i, f, g = pre.chunk(3, dim=1)
-    update = torch.sigmoid(i).mul_(torch.tanh(g))  # (S, H)
-    forget = torch.sigmoid(f)  # (S, H)
-    cs = torch.empty_like(update)
-    previous = c0
-    for t in range(update.shape[0]):
-        previous = torch.addcmul(update[t], forget[t], previous, out=cs[t])
-    return cs
-
-
-@dataclass
-class _CarriedState:
-    """Each layer's last h (and c) at the end of a chunk, the start of the next."""
-
-    h: list[torch.Tensor]  # nlayers x (H,)
-    c: list[torch.Tensor]  # nlayers x (H,), LSTM only
-
-
-def run_layers(
-    embedding: torch.Tensor, layers: list[nn.RNNBase], gates: list[CellGates | None],
-    ids: torch.Tensor, carried: _CarriedState,
-) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """h and c (each S x H) of every layer for one chunk of ids (S,); `embedding` is the
-    encoder's (V, E) weight."""
-    x = torch.nn.functional.embedding(ids, embedding)  # (S, E)
-    hs, cs = [], []
-    for index, layer in enumerate(layers):
-        h0 = carried.h[index]
-        if isinstance(layer, nn.LSTM):
-            c0 = carried.c[index]
-            out, (hn, cn) = layer(x.unsqueeze(1), (h0.view(1, 1, -1), c0.view(1, 1, -1)))
-            h = out[:, 0]  # (S, H)
-            cs.append(lstm_cell_states(gates[index], x, h, h0.view(1, -1), c0))
-            carried.c[index] = cn.view(-1)
-        else:
-            out, hn = layer(x.unsqueeze(1), h0.view(1, 1, -1))
-            h = out[:, 0]
-        carried.h[index] = hn.view(-1)
-        hs.append(h)
-        x = h
-    return hs, cs
 
 
 @dataclass
@@ -256,21 +189,21 @@ class Decoder:
         log_sum_exp = logits.sub_(row_max).exp_().sum(dim=1, keepdim=True).log_().add_(row_max)
         return next_logits - log_sum_exp[: len(next_ids), 0], top_ids, top_values - log_sum_exp
 
-    def store(self, h: torch.Tensor, ids: torch.Tensor, start: int,
+    def store(self, h: torch.Tensor, positions: torch.Tensor, ids: torch.Tensor,
               predictions: Predictions) -> None:
-        """Decode h (S, H) of positions start.. in blocks that fit the buffer."""
+        """Decode h (R, H) of the text's positions (R,), in blocks that fit the buffer; the
+        rows may come from several streams, so their positions need not be contiguous."""
         k = min(TOP_K, self.vocabulary_size)
+        last = len(ids) - 1
         for offset in range(0, len(h), self.rows):
-            first = start + offset
-            block = h[offset : offset + self.rows]
-            last = first + len(block)
-            next_ids = ids[first + 1 : last + 1]  # one fewer at the text's last position
-            log_p, top_ids, top_log_p = self.predict(block, next_ids, k)
-            predictions.log_prob_next[first : first + len(next_ids)] = log_p.float().cpu().numpy()
-            n_next = len(next_ids)
-            predictions.top_ids[first : first + n_next, :k] = top_ids[:n_next].cpu().numpy()
-            predictions.top_log_probs[first : first + n_next, :k] = (
-                top_log_p[:n_next].float().cpu().numpy())
+            block = h[offset : offset + self.rows]  # (r, H)
+            at = positions[offset : offset + self.rows]  # (r,)
+            log_p, top_ids, top_log_p = self.predict(block, ids[(at + 1).clamp(max=last)], k)
+            keep = (at < last).cpu().numpy()  # the text's last position has no next token
+            rows = at.cpu().numpy()[keep]
+            predictions.log_prob_next[rows] = log_p.float().cpu().numpy()[keep]
+            predictions.top_ids[rows, :k] = top_ids.cpu().numpy()[keep]
+            predictions.top_log_probs[rows, :k] = top_log_p.float().cpu().numpy()[keep]
 
 
 def allocate(folder: Path | None, name: str, shape: tuple[int, ...], dtype: str,
@@ -320,18 +253,22 @@ def capture(
 ) -> Capture:
     """Run the model over the text once and keep what every later stage needs.
 
-    With `folder`, every array is written there as a `.npy` file (see `capture_cache`).
+    The text runs as parallel streams with verified burn-in (`streams.run_streams`);
+    `options.streams` of 1 runs it as one stream. With `folder`, every array is written there as a `.npy` file
+    (see `capture_cache`).
     """
     options = options or CaptureOptions()
     n = len(token_ids)
     if n < 2:
         raise ReportgenError("the text needs at least two tokens to predict one")
     device = resolve_device(options.device)  # the model itself is left where it is, as it is
-    embedding = model.encoder.weight.detach().to(device)  # (V, E)
-    layers = single_layer_modules(model, device)
-    gates = [CellGates.of(layer) if isinstance(layer, nn.LSTM) else None for layer in layers]
+    recurrence = Recurrence(model.encoder.weight.detach().to(device),  # (V, E)
+                            single_layer_modules(model, device))
+    widths = [layer.hidden_size for layer in recurrence.layers]
+    streams = options.streams or choose_streams(widths, n, options.burn_in)
+    streams = min(streams, n)
     decoder = Decoder(model.decoder, options.decoder_dtype, device)
-    states = {key: allocate(folder, state_name(key), (n, model.nhid), options.dtype)
+    states = {key: allocate(folder, state_name(key), (n, widths[key[0] - 1]), options.dtype)
               for key in state_keys(model)}
     predictions = Predictions(
         log_prob_next=allocate(folder, "log_prob_next", (n,), "float32", np.nan),
@@ -339,20 +276,12 @@ def capture(
         top_log_probs=allocate(folder, "top_log_probs", (n, TOP_K), "float32", np.nan),
     )
     ids = torch.as_tensor(np.asarray(token_ids, dtype=np.int64), device=device)
-    zeros = [torch.zeros(model.nhid, device=device) for _ in layers]
-    carried = _CarriedState(h=list(zeros), c=[z.clone() for z in zeros])
     with torch.inference_mode(), Progress(
         "capture", n, "tokens", **progress_enabled(options.progress)
     ) as bar:
-        for start in range(0, n, options.chunk_size):
-            stop = min(start + options.chunk_size, n)
-            hs, cs = run_layers(embedding, layers, gates, ids[start:stop], carried)
-            for index, h in enumerate(hs, start=1):
-                states[(index, "h")][start:stop] = h.cpu().numpy()
-            for index, c in enumerate(cs, start=1):
-                states[(index, "c")][start:stop] = c.cpu().numpy()
-            decoder.store(hs[-1], ids, start, predictions)
-            bar.advance(stop - start)
+        runner = StreamRunner(recurrence, ids, states, options.chunk_size, bar,
+                              lambda h, at: decoder.store(h, at, ids, predictions))
+        record = run_streams(runner, n, streams, options.burn_in)
     return Capture(
         token_ids=np.asarray(token_ids, dtype=np.int64),
         tokens=list(tokens),
@@ -363,4 +292,5 @@ def capture(
         vocabulary=list(vocabulary),
         decoder_dtype=decoder.dtype,
         decoder_error=decoder.error,
+        streams=record,
     )

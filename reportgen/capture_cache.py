@@ -38,8 +38,9 @@ from reportgen.capture import (TOP_K, Capture, CaptureOptions, capture, parse_st
 from reportgen.corpus import strings_sha256, vocabulary_sha256
 from reportgen.errors import ReportgenError
 from reportgen.model import RNNModel
+from reportgen.streams import StreamRecord
 
-CACHE_FORMAT = 2  # bump when an entry's files or their meaning change (2: CRC-32 of each file)
+CACHE_FORMAT = 3  # bump when an entry's files or their meaning change (3: parallel streams)
 CHECK_CHUNK = 16 << 20  # bytes read at a time when a file's CRC-32 is computed
 DEFAULT_LIMIT_GB = 20.0
 META = "meta.json"
@@ -66,6 +67,8 @@ class CaptureKey:
     vocabulary_sha256: str
     dtype: str
     decoder_dtype: str
+    streams: int  # 0 when chosen, which the model and the text decide
+    burn_in: int
     format: int = CACHE_FORMAT
 
     def digest(self) -> str:
@@ -84,6 +87,8 @@ def capture_key(checkpoint_sha256: str, token_ids: np.ndarray, tokens: list[str]
         vocabulary_sha256=vocabulary_sha256(vocabulary),
         dtype=options.dtype,
         decoder_dtype=options.decoder_dtype,
+        streams=options.streams,
+        burn_in=options.burn_in,
     )
 
 
@@ -135,6 +140,7 @@ def store_entry(model: RNNModel, token_ids: np.ndarray, tokens: list[str],
         meta = {"format": CACHE_FORMAT, "n_tokens": captured.n_tokens, "dtype": options.dtype,
                 "states": [state_name(key) for key in captured.keys],
                 "decoder_dtype": captured.decoder_dtype, "decoder_error": captured.decoder_error,
+                "streams": asdict(captured.streams),
                 "crc32": {path.name: file_crc32(path) for path in sorted(pending.glob("*.npy"))}}
         (pending / META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         del captured
@@ -214,6 +220,7 @@ def load_entry(entry: Path, tokens: list[str], vocabulary: list[str]) -> Capture
             vocabulary=list(vocabulary),
             decoder_dtype=meta["decoder_dtype"],
             decoder_error=meta["decoder_error"],
+            streams=StreamRecord(**meta["streams"]),
         )
     except (OSError, ValueError, KeyError, TypeError):
         remove_if_ours(entry)

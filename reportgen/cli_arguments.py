@@ -112,6 +112,10 @@ def add_capture_arguments(parser: argparse.ArgumentParser) -> None:
                        help="bfloat16 runs the output layer about twice as fast on CPUs with "
                             "bf16 units, and is used only when its log p error, checked on the "
                             "first positions, stays within 1e-3 (default: %(default)s)")
+    group.add_argument("--streams", type=int, default=0, metavar="B",
+                       help="run the text as B parallel streams, each checked against the one "
+                            "before it at its start; 1 runs one stream, 0 chooses B from the "
+                            "model's width and the text's length (default: %(default)s)")
     group.add_argument("--cache", type=Path, default=default_cache_folder(), metavar="DIR",
                        help="where captures are kept between runs; the least recently used "
                             f"go past {DEFAULT_LIMIT_GB:g} GB (default: %(default)s)")

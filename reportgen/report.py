@@ -36,6 +36,7 @@ from reportgen.results import ModelReport, ModelSummary, json_safe
 from reportgen.pages import SiteOptions
 from reportgen.atomic import check_output_folder
 from reportgen.site import write_site
+from reportgen.streams import BOUNDARY_TOLERANCE
 
 
 @dataclass
@@ -215,6 +216,21 @@ def decoder_notes(options: CaptureOptions, captured: Capture) -> list[str]:
             f"{DECODER_CHECK_ROWS} positions) exceeds {DECODER_TOLERANCE:g}; float32 was used"]
 
 
+def stream_notes(captured: Capture) -> list[str]:
+    """How the capture ran: its streams, their burn-in and how closely the boundaries agreed."""
+    record = captured.streams
+    if record.streams == 1:
+        return ["captured as one stream"]
+    longer = (f"; doubled up to {record.largest_burn_in:,} at {record.doubled} of "
+              f"{record.streams - 1} boundaries" if record.doubled else "")
+    fallbacks = (f"; {record.fallbacks} segment{'s' if record.fallbacks > 1 else ''} ran as one "
+                 "stream on from the previous one" if record.fallbacks else "")
+    return [f"captured as {record.streams} parallel streams, each starting {record.burn_in:,} "
+            f"tokens early{longer}{fallbacks}; largest difference from the previous stream at "
+            f"a boundary {record.boundary_difference:.1e} in any unit of h or c (limit "
+            f"{BOUNDARY_TOLERANCE:g})"]
+
+
 def analyse(config: ReportConfig, inputs: Inputs, timings: dict[str, float]) -> ModelReport:
     """Capture and every analysis, for one model; the result holds no model."""
     with timed(timings, "capture", config.quiet):
@@ -228,7 +244,7 @@ def analyse(config: ReportConfig, inputs: Inputs, timings: dict[str, float]) -> 
     report = ModelReport(summarise(config, inputs, captured), captured,
                          options=options_record(config), timings=timings,
                          capture_reused=cached.reused)
-    report.notes += decoder_notes(config.capture, captured)
+    report.notes += stream_notes(captured) + decoder_notes(config.capture, captured)
     with timed(timings, "features", config.quiet):
         report.features = own_features(inputs.feature_files, captured.tokens)
     features = report.features

@@ -24,7 +24,7 @@ GRU and plain RNN layers step with `nn.GRUCell` and `nn.RNNCell`; they have h on
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,6 +41,7 @@ ABLATION_TOKENS = 500  # default budget: see README, "What a unit does"
 HURT_CONTEXTS = 5  # positions kept per unit where its ablation hurts most
 BATCH_VALUES = 1 << 25  # floats of one batch's (tokens, copies, units) states: 128 MB
 MAX_BATCH = 64  # ablated copies per recurrent pass
+SMALL_LAYER = 512  # units below which the ablation's products are too small for two threads
 
 
 @dataclass
@@ -108,7 +109,7 @@ def ablate(model: RNNModel, token_ids: np.ndarray, units: dict[StateKey, list[in
     n = min(options.tokens, len(token_ids))
     if n < 2:
         raise ReportgenError("ablation needs at least two tokens")
-    with one_thread():
+    with one_thread() if model.nhid < SMALL_LAYER else nullcontext():
         return ablate_on_one_thread(model, token_ids[:n], units, means, features, options,
                                     device, progress)
 
@@ -208,10 +209,12 @@ class AblationRunner:
 
 @contextmanager
 def one_thread() -> Iterator[None]:
-    """Run the ablation on one torch thread. Its recurrent steps are small products of a few
-    microseconds, and its decoder blocks are a few hundred rows, so a second thread costs more
-    to wake than it saves: on the shared 2-core machine, 64 ablated copies of the demo model
-    over 500 tokens took 2.7 s on two threads against 0.27 s on one."""
+    """Run the ablation of a small model on one torch thread. Its recurrent steps are small
+    products of a few microseconds, and its decoder blocks are a few hundred rows, so a second
+    thread costs more to wake than it saves: on the shared 2-core machine, 64 ablated copies of
+    the demo model over 500 tokens took 2.7 s on two threads against 0.27 s on one. From
+    SMALL_LAYER units the run's threads are kept: at 2,000 units a step's gate product is
+    (33, 2000) @ (2000, 8000), and each copy's decoder 66 GFLOP over 500 tokens."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -137,6 +137,7 @@ def export(report: ModelReport, data: Path) -> None:
         "options": report.options,
         "timings_seconds": report.timings,
         "capture_reused_from_cache": report.capture_reused,
+        "capture_streams": asdict(report.capture.streams),
         "analyses_reused_from_cache": report.analyses_reused,
         "notes": report.notes,
         "versions": library_versions(),
