@@ -24,7 +24,7 @@ from reportgen.analysis.embedding import (MIN_TSNE_POINTS, EmbeddingOptions, Emb
                                           embed)
 from reportgen.analysis.gates import GateWeights, analyse_gates
 from reportgen.analysis.output_effects import output_effects
-from reportgen.analysis.paged_units import paged_units
+from reportgen.analysis.paged_units import decide_paged_units
 from reportgen.capture import (DECODER_CHECK_ROWS, DECODER_TOLERANCE, Capture, CaptureOptions,
                                StateKey, state_name)
 from reportgen.capture_cache import DEFAULT_LIMIT_GB, cached_capture, default_cache_folder
@@ -253,7 +253,9 @@ def analyse(config: ReportConfig, inputs: Inputs, timings: dict[str, float]) -> 
             report.gates = reuse(report, cached.entry, "gates", {},
                                  lambda: analyse_gates(captured, weights))
     assert report.distributions is not None
-    paged = paged_units(report.distributions, report.concepts, config.site.top_neurons)
+    report.paged = decide_paged_units(report.distributions, report.concepts,
+                                      config.site.top_neurons)
+    paged = report.paged.units
     with timed(timings, "correlations", config.quiet):
         report.correlations = reuse(report, cached.entry, "correlations", {
             "units": [[state_name(key), units] for key, units in paged.items()],

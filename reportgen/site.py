@@ -27,6 +27,7 @@ from reportgen.analysis.comparison import Comparison
 from reportgen.analysis.distributions import NEAR_ZERO_SHARE
 from reportgen.analysis.gates import LEFT, RIGHT
 from reportgen.analysis.histograms import BIN_WIDTH, NEAR_ZERO_BOUND
+from reportgen.analysis.paged_units import decide_paged_units
 from reportgen.capture_cache import process_is_alive
 from reportgen.charts import CANVAS_ABOVE
 from reportgen.errors import ReportgenError
@@ -152,6 +153,9 @@ def write_model_folder(report: ModelReport, folder: Path, home: str = "",
     """
     started = time.perf_counter()
     options = options or SiteOptions()
+    if report.paged is None and report.distributions is not None:  # built by hand, not analyse()
+        report.paged = decide_paged_units(report.distributions, report.concepts,
+                                          options.top_neurons)
     env = make_environment()
     pages = all_pages(report, options)
     with Progress("pages", len(pages), "pages", **progress_enabled(progress)) as bar:
