@@ -23,6 +23,7 @@ import numpy as np
 
 from reportgen.analysis.ablation import AblationOptions
 from reportgen.analysis.embedding import EmbeddingOptions
+from reportgen.analysis.state_sample import SAMPLE_POSITIONS
 from reportgen.capture import CaptureOptions
 from reportgen.cli_arguments import (add_compare_parser, add_demo_parser, add_report_parser,
                                      add_train_parser)
@@ -203,8 +204,13 @@ def run_report_command(args: argparse.Namespace) -> None:
 
 
 def run_compare_command(args: argparse.Namespace) -> None:
-    combine_reports(args.reports, args.out, args.name, SiteOptions(images=not args.no_images))
+    combined = combine_reports(args.reports, args.out, args.name,
+                               SiteOptions(images=not args.no_images))
     print(f"comparison written to {args.out}/index.html")
+    if combined.without_states:
+        print(f"no unit alignment and no CKA: {', '.join(combined.without_states)} kept no "
+              f"states; render again with --comparison-positions {SAMPLE_POSITIONS} to align "
+              "the units")
 
 
 COMMANDS = {"demo": run_demo_command, "train": run_train_command, "report": run_report_command,

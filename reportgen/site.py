@@ -13,7 +13,7 @@ import functools
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
@@ -319,7 +319,8 @@ def write_site(report: ModelReport, out: Path, options: SiteOptions | None = Non
 
 def write_comparison(comparison: Comparison, folder: Path, title: str,
                      options: SiteOptions | None = None,
-                     relations: Relations | None = None) -> None:
+                     relations: Relations | None = None,
+                     without_states: Sequence[str] = ()) -> None:
     """The top of a comparison site: `index.html`, the `alignment/` pages, `data/comparison.csv`,
     `alignment.csv`, `similarity.csv` and the `img/` figures of the comparison page.
 
@@ -327,7 +328,7 @@ def write_comparison(comparison: Comparison, folder: Path, title: str,
     home="../")`, so that the alignment pages can link the unit pages they hold.
     """
     options = options or SiteOptions()
-    pages = comparison_page.pages(comparison, title, folder, relations)
+    pages = comparison_page.pages(comparison, title, folder, relations, without_states)
     env = make_environment()
     for page in pages:
         up = "../" * page.path.count("/")
