@@ -28,7 +28,7 @@ from reportgen.capture import CaptureOptions
 from reportgen.cli_arguments import (add_compare_parser, add_demo_parser, add_report_parser,
                                      add_train_parser)
 from reportgen.combine import combine_reports
-from reportgen.demo import run_demo
+from reportgen.demo import DEMO_TIME, run_demo
 from reportgen.errors import ReportgenError
 from reportgen.model_specs import (ModelSpec, ModelsFile, parse_model_argument, read_models_file,
                                    select_models)
@@ -55,7 +55,8 @@ opens from file:// or GitHub Pages with no network.
 EPILOG = """\
 examples:
   reportgen demo --out demo-report
-      built-in corpus -> demo model -> report, no download, no GPU (about 3 minutes)
+      built-in corpus -> demo model -> report, no download, no GPU;
+      {demo_time}
   reportgen train --data wikitext-2 --out runs/lstm --epochs 6
       train a pytorch/examples-style model
   reportgen report runs/lstm/model.pt --data wikitext-2 --out report
@@ -95,7 +96,7 @@ def embedding_options(args: argparse.Namespace) -> EmbeddingOptions:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
-        prog="reportgen", description=DESCRIPTION, epilog=EPILOG,
+        prog="reportgen", description=DESCRIPTION, epilog=EPILOG.format(demo_time=DEMO_TIME),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"reportgen {reportgen_version()}",

@@ -93,10 +93,13 @@ class ReportConfig:
 
 @contextmanager
 def timed(timings: dict[str, float], stage: str, quiet: bool) -> Iterator[None]:
+    """Time `stage` into `timings`, and say on stderr when it starts and how long it took: the
+    reader of a long run sees where the time goes, rather than an estimate."""
     note(f"{stage}...", not quiet)
     started = time.perf_counter()
     yield
     timings[stage] = round(time.perf_counter() - started, 3)
+    note(f"{stage}: {timings[stage]:.1f} s", not quiet)
 
 
 def progress_flag(config: ReportConfig) -> bool | None:
@@ -353,4 +356,6 @@ def build_report(config: ReportConfig) -> Path:
     report = analyse(config, inputs, timings)
     note("render...", not config.quiet)
     write_site(report, config.out, config.site, progress_flag(config))
+    note(f"render: {report.timings['render']:.1f} s; {sum(timings.values()):.0f} s in all",
+         not config.quiet)
     return config.out
