@@ -33,7 +33,7 @@ def test_every_flag_of_every_command_is_in_the_table() -> None:
     text = tool.options_markdown()
     for name, parser in tool.command_parsers(tool.build_parser()).items():
         assert f"## reportgen {name}" in text
-        for action in parser._actions:  # noqa: SLF001
+        for action in parser._actions:
             for flag in action.option_strings:
                 if flag not in ("-h", "--help"):
                     assert f"`{flag}" in text, (name, flag)
@@ -47,7 +47,7 @@ def test_a_changed_parser_no_longer_matches(monkeypatch: pytest.MonkeyPatch, cha
     def changed() -> argparse.ArgumentParser:
         parser = original()
         report = tool.command_parsers(parser)["report"]
-        action = next(a for a in report._actions  # noqa: SLF001
+        action = next(a for a in report._actions
                       if "--top-neurons" in a.option_strings)
         if change == "default":
             action.default = 21

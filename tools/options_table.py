@@ -37,7 +37,7 @@ def flag_names(action: argparse.Action) -> str:
     """`--max-tokens N`, `--dropout P [P ...]`, or a positional's metavar."""
     if not action.option_strings:
         return f"`{action.metavar or action.dest}`"
-    usage = argparse.HelpFormatter("reportgen")._format_args(  # noqa: SLF001
+    usage = argparse.HelpFormatter("reportgen")._format_args(
         action, action.dest.upper()) if action.nargs != 0 else ""
     return ", ".join(f"`{name} {usage}`" if usage else f"`{name}`"
                      for name in action.option_strings)
@@ -53,22 +53,22 @@ def default_text(action: argparse.Action) -> str:
 
 def help_text(action: argparse.Action) -> str:
     """The help as --help prints it, with %(default)s and the like filled in."""
-    return argparse.HelpFormatter("reportgen")._expand_help(action)  # noqa: SLF001
+    return argparse.HelpFormatter("reportgen")._expand_help(action)
 
 
 def command_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
-    for action in parser._actions:  # noqa: SLF001
-        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
             return dict(action.choices)
     return {}
 
 
 def command_tables(name: str, parser: argparse.ArgumentParser) -> list[str]:
     lines = [f"## reportgen {name}", "", cell(parser.description or ""), ""]
-    for group in parser._action_groups:  # noqa: SLF001
-        actions = [action for action in group._group_actions  # noqa: SLF001
+    for group in parser._action_groups:
+        actions = [action for action in group._group_actions
                    if action.help is not argparse.SUPPRESS
-                   and not isinstance(action, argparse._HelpAction)]  # noqa: SLF001
+                   and not isinstance(action, argparse._HelpAction)]
         if not actions:
             continue
         lines += [f"### {group.title}", ""]
