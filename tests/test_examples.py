@@ -47,8 +47,8 @@ def test_every_example_has_its_smallest_setting() -> None:
 @pytest.mark.parametrize("script", sorted(SMALLEST))
 def test_the_example_runs(script: str, tmp_path: Path) -> None:
     arguments, written = SMALLEST[script]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env = {**os.environ, "TMPDIR": str(tmp_path),  # the folders the examples keep their models in
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     result = subprocess.run([sys.executable, str(EXAMPLES / script), *arguments(tmp_path)],
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
