@@ -24,6 +24,14 @@
   }
   var drawn = [];
   window.addEventListener("resize", function () { drawn.forEach(showScrollCue); });
+  // Vega places its tip while the pointer event reaches the chart; this runs as the event
+  // bubbles up to the document, after it. (Handing Vega a wrapped tooltip handler instead would
+  // make it draw each chart again.)
+  ["pointermove", "mousemove"].forEach(function (type) {
+    document.addEventListener(type, function () {
+      keepInWindow(document.getElementById("vg-tooltip-element"));
+    });
+  });
   function renderer(spec) {
     var rows = spec && spec.data && spec.data.values ? spec.data.values.length : 0;
     var meta = spec && spec.usermeta && spec.usermeta.renderer;
@@ -34,13 +42,6 @@
     var spec = JSON.parse(source.textContent);
     vegaEmbed(div, spec, { actions: false, renderer: renderer(spec) })
       .then(function (result) {
-        var handler = result.view.tooltip();
-        if (handler) {
-          result.view.tooltip(function (view, event, item, value) {
-            handler.call(this, view, event, item, value);
-            keepInWindow(document.getElementById("vg-tooltip-element"));
-          });
-        }
         drawn.push(div);
         showScrollCue(div);
         div.dataset.rendered = "true";
