@@ -56,7 +56,7 @@ from reportgen.analysis.embedding import (EmbeddingOptions, embed,
                                           sample_positions)
 from reportgen.analysis.gates import GateWeights, analyse_gates
 from reportgen.analysis.output_effects import output_effects
-from reportgen.analysis.paged_units import paged_units
+from reportgen.analysis.paged_units import decide_paged_units
 from reportgen.capture import Capture, CaptureOptions
 from reportgen.capture_cache import cached_capture
 from reportgen.checkpoint import load_checkpoint, save_checkpoint
@@ -342,7 +342,7 @@ def time_dynamics_analyses(report: ModelReport, model: RNNModel, site: SiteOptio
             report.gates = analyse_gates(report.capture, weights)
         stage.rate = f"{len(weights.layers)} layers x {report.capture.n_tokens:,} tokens"
     with timer.stage("correlated units") as stage:
-        paged = paged_units(report.distributions, report.concepts, site.top_neurons)
+        paged = decide_paged_units(report.distributions, report.concepts, site.top_neurons).units
         report.correlations = analyse_correlations(report.capture, paged)
     stage.rate = f"{sum(map(len, paged.values()))} paged units against all"
 
@@ -351,7 +351,7 @@ def time_page_dynamics(report: ModelReport, site: SiteOptions, timer: Timer) -> 
     """The unit pages' dynamics (trace, decile contexts, partners), part of render, timed again
     here on their own so that their share can be counted with issue 15's stages."""
     assert report.distributions is not None
-    paged = paged_units(report.distributions, report.concepts, site.top_neurons)
+    paged = decide_paged_units(report.distributions, report.concepts, site.top_neurons).units
     with timer.stage(PAGE_DYNAMICS) as stage:
         for key, units in paged.items():
             for unit in units:
@@ -363,7 +363,8 @@ def unit_effect_stages(args: argparse.Namespace, model: RNNModel, report: ModelR
                        timer: Timer) -> None:
     """Output effects and the mean-ablation of the paged units, as `build_report` runs them."""
     assert report.distributions is not None and report.features is not None
-    paged = paged_units(report.distributions, report.concepts, SiteOptions().top_neurons)
+    paged = decide_paged_units(report.distributions, report.concepts,
+                               SiteOptions().top_neurons).units
     with timer.stage("output effects"):
         report.output_effects = output_effects(model, paged.get((model.nlayers, "h"), []))
     means = {key: stats.mean for key, stats in report.distributions.states.items()}

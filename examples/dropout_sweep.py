@@ -3,6 +3,8 @@ each model's report and the page that compares them, as the thesis compared its 
 
 Run: python examples/dropout_sweep.py [OUT]   (about five minutes on two cores; writes OUT,
 default dropout-sweep/, and keeps the corpus and models in a temporary folder it names)
+     python examples/dropout_sweep.py --quick OUT   (two small models, two dropouts and one
+     seed, on a smaller corpus: as CI runs it in tests/test_examples.py)
 
 The same from the command line:
     reportgen train --data CORPUS --out runs --emsize 32 --nhid 64 --epochs 3 \
@@ -10,28 +12,45 @@ The same from the command line:
     reportgen report runs/*/model.pt --data CORPUS --out dropout-sweep --no-clusters
 """
 
-import sys
+import argparse
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from reportgen import synthetic
 from reportgen.report import ReportConfig
 from reportgen.model_specs import ModelSpec
+from reportgen.pages import SiteOptions
 from reportgen.multi_report import build_reports
 from reportgen.sweep import train_sweep
 from reportgen.train import TrainConfig
 
-DROPOUTS = (0.0, 0.2, 0.4, 0.6)
-SEEDS = (1, 2)
-RECIPE = TrainConfig(emsize=32, nhid=64, nlayers=2, epochs=3, batch_size=20, bptt=35)
 
 
-def main(out: Path) -> None:
+@dataclass(frozen=True)
+class Sweep:
+    dropouts: tuple[float, ...]
+    seeds: tuple[int, ...]
+    recipe: TrainConfig
+    n_train: int  # tokens of the corpus's training split
+    n_test: int  # tokens of its valid and test splits
+
+
+FULL = Sweep((0.0, 0.2, 0.4, 0.6), (1, 2),
+             TrainConfig(emsize=32, nhid=64, nlayers=2, epochs=3, batch_size=20, bptt=35),
+             n_train=100_000, n_test=5_000)
+QUICK = Sweep((0.0, 0.4), (1,),
+              TrainConfig(emsize=16, nhid=24, nlayers=2, epochs=1, batch_size=20, bptt=35),
+              n_train=20_000, n_test=1_000)
+
+
+def main(out: Path, sweep_size: Sweep = FULL) -> None:
     work = Path(tempfile.mkdtemp(prefix="reportgen-sweep-"))
     print(f"corpus and models in {work}")
-    corpus = synthetic.write_corpus(work / "corpus", seed=0, n_train=100_000, n_valid=5_000,
-                                    n_test=5_000)
-    sweep = train_sweep(corpus, work / "runs", RECIPE, DROPOUTS, SEEDS)
+    corpus = synthetic.write_corpus(work / "corpus", seed=0, n_train=sweep_size.n_train,
+                                    n_valid=sweep_size.n_test, n_test=sweep_size.n_test)
+    sweep = train_sweep(corpus, work / "runs", sweep_size.recipe, sweep_size.dropouts,
+                        sweep_size.seeds)
     print(sweep.format_table())
 
     # Each trained checkpoint stores its dropout and seed; a pytorch/examples pickle would need
@@ -39,7 +58,8 @@ def main(out: Path) -> None:
     models = [ModelSpec(run.result.checkpoint) for run in sweep.runs if run.result is not None]
     shared = ReportConfig(checkpoint=models[0].checkpoint, out=out, data=corpus,
                           embed_states=(),  # no t-SNE maps: they take most of a report's time
-                          name="Dropout sweep on the built-in corpus")
+                          name="Dropout sweep on the built-in corpus",
+                          site=SiteOptions(images=sweep_size is FULL))  # figures take seconds
     run = build_reports(models, shared)
 
     # The comparison is the notebook's object too: run.comparison.charts()["mean-abs"] shows
@@ -51,4 +71,9 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "dropout-sweep"))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out", nargs="?", type=Path, default=Path("dropout-sweep"))
+    parser.add_argument("--quick", action="store_true",
+                        help="two small models on a smaller corpus: a minute, for CI")
+    args = parser.parse_args()
+    main(args.out, QUICK if args.quick else FULL)

@@ -1,22 +1,38 @@
 """The Python API stage by stage, as a notebook would use it, on the built-in corpus.
 
 Run: python examples/notebook_api.py [OUT]   (about a minute; writes OUT, default api-report/)
+     python examples/notebook_api.py --quick OUT   (seconds: a smaller corpus, model and report,
+     as CI runs it in tests/test_examples.py)
 Each stage is a public function; each analysis result can give its Altair chart.
 """
 
-import sys
+import argparse
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import reportgen
 from reportgen import synthetic
 
 
-def main(out: Path) -> None:
+@dataclass(frozen=True)
+class Size:
+    n_train: int  # tokens of the corpus's training split
+    n_test: int  # tokens of its valid and test splits
+    nhid: int
+    epochs: int
+
+
+FULL = Size(n_train=80_000, n_test=4_000, nhid=64, epochs=2)
+QUICK = Size(n_train=20_000, n_test=1_000, nhid=24, epochs=1)
+
+
+def main(out: Path, size: Size = FULL) -> None:
     work = Path(tempfile.mkdtemp(prefix="reportgen-example-"))
-    corpus = synthetic.write_corpus(work / "corpus", seed=1, n_train=80_000, n_valid=4_000,
-                                    n_test=4_000)
-    config = reportgen.TrainConfig(emsize=32, nhid=64, epochs=2, dropout=0.0)
+    corpus = synthetic.write_corpus(work / "corpus", seed=1, n_train=size.n_train,
+                                    n_valid=size.n_test, n_test=size.n_test)
+    config = reportgen.TrainConfig(emsize=size.nhid // 2, nhid=size.nhid, epochs=size.epochs,
+                                   dropout=0.0)
     trained = reportgen.train(corpus, work / "model", config)
     print(f"test perplexity {trained.test_perplexity:.1f} "
           f"(unigram {trained.unigram_test_perplexity:.1f})")
@@ -42,9 +58,17 @@ def main(out: Path) -> None:
         print(f"cluster {row.cluster}: {row.size} tokens, {row.word_class or 'no class'} "
               f"{row.class_share:.0%}: {row.words_text(5)}")
 
-    site = reportgen.build_report(reportgen.ReportConfig(trained.checkpoint, out, data=corpus))
+    full = size is FULL  # the quick run leaves out the report's figures and maps: minutes
+    site = reportgen.build_report(reportgen.ReportConfig(
+        trained.checkpoint, out, data=corpus, embed_states=None if full else (),
+        site=reportgen.SiteOptions(images=full)))
     print(f"report written to {site}/index.html")
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "api-report"))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out", nargs="?", type=Path, default=Path("api-report"))
+    parser.add_argument("--quick", action="store_true",
+                        help="a smaller corpus, model and report: seconds, for CI")
+    args = parser.parse_args()
+    main(args.out, QUICK if args.quick else FULL)

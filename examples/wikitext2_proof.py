@@ -40,20 +40,21 @@ from reportgen.word_classes import CLASS_NAMES, class_flags
 VALID_LINES = 1300  # lines of test.txt held out as the validation text
 
 
-def split_folder(data: Path, folder: Path) -> Path:
-    """train = valid.txt; valid = the first VALID_LINES lines of test.txt; test = the rest."""
+def split_folder(data: Path, folder: Path, valid_lines: int = VALID_LINES) -> Path:
+    """train = valid.txt; valid = the first `valid_lines` lines of test.txt; test = the rest."""
     folder.mkdir(parents=True, exist_ok=True)
     lines = (data / "test.txt").read_text(encoding="utf-8").splitlines(keepends=True)
     (folder / "train.txt").write_text((data / "valid.txt").read_text(encoding="utf-8"),
                                       encoding="utf-8")
-    (folder / "valid.txt").write_text("".join(lines[:VALID_LINES]), encoding="utf-8")
-    (folder / "test.txt").write_text("".join(lines[VALID_LINES:]), encoding="utf-8")
+    (folder / "valid.txt").write_text("".join(lines[:valid_lines]), encoding="utf-8")
+    (folder / "test.txt").write_text("".join(lines[valid_lines:]), encoding="utf-8")
     return folder
 
 
 def run(command: list[str]) -> None:
-    print("$", " ".join(command), flush=True)
-    subprocess.run(command, check=True)
+    """`reportgen COMMAND ...` with this Python, whether or not its scripts are on PATH."""
+    print("$ reportgen", " ".join(command), flush=True)
+    subprocess.run([sys.executable, "-m", "reportgen", *command], check=True)
 
 
 def best_quote_units(neurons: pd.DataFrame) -> pd.DataFrame:
@@ -124,18 +125,24 @@ def main() -> int:
     parser.add_argument("--dropout", type=float, default=0.5)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--valid-lines", type=int, default=VALID_LINES,
+                        help="lines of test.txt held out as the validation text")
+    parser.add_argument("--max-tokens", type=int, default=None,
+                        help="analyse only the first N tokens (CI runs the script on a small "
+                             "corpus: tests/test_examples.py)")
     args = parser.parse_args()
     threads = ["--threads", str(args.threads)] if args.threads else []
+    limit = ["--max-tokens", str(args.max_tokens)] if args.max_tokens else []
 
-    corpus = split_folder(args.data, args.work / "data")
+    corpus = split_folder(args.data, args.work / "data", args.valid_lines)
     checkpoint = args.work / "model" / "model.pt"
     if not checkpoint.exists():
-        run(["reportgen", "train", "--data", str(corpus), "--out", str(checkpoint.parent),
+        run(["train", "--data", str(corpus), "--out", str(checkpoint.parent),
              "--epochs", str(args.epochs), "--emsize", str(args.nhid), "--nhid", str(args.nhid),
              "--dropout", str(args.dropout), "--device", args.device, *threads])
     report = args.work / "report"
-    run(["reportgen", "report", str(checkpoint), "--data", str(corpus), "--out", str(report),
-         "--device", args.device, *threads])
+    run(["report", str(checkpoint), "--data", str(corpus), "--out", str(report),
+         "--device", args.device, *threads, *limit])
 
     data = report / "data"
     neurons = pd.read_csv(data / "neurons.csv")

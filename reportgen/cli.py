@@ -23,11 +23,12 @@ import numpy as np
 
 from reportgen.analysis.ablation import AblationOptions
 from reportgen.analysis.embedding import EmbeddingOptions
+from reportgen.analysis.state_sample import SAMPLE_POSITIONS
 from reportgen.capture import CaptureOptions
 from reportgen.cli_arguments import (add_compare_parser, add_demo_parser, add_report_parser,
                                      add_train_parser)
 from reportgen.combine import combine_reports
-from reportgen.demo import run_demo
+from reportgen.demo import DEMO_TIME, run_demo
 from reportgen.errors import ReportgenError
 from reportgen.model_specs import (ModelSpec, ModelsFile, parse_model_argument, read_models_file,
                                    select_models)
@@ -54,7 +55,8 @@ opens from file:// or GitHub Pages with no network.
 EPILOG = """\
 examples:
   reportgen demo --out demo-report
-      built-in corpus -> demo model -> report, no download, no GPU (about 3 minutes)
+      built-in corpus -> demo model -> report, no download, no GPU;
+      {demo_time}
   reportgen train --data wikitext-2 --out runs/lstm --epochs 6
       train a pytorch/examples-style model
   reportgen report runs/lstm/model.pt --data wikitext-2 --out report
@@ -94,7 +96,7 @@ def embedding_options(args: argparse.Namespace) -> EmbeddingOptions:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
-        prog="reportgen", description=DESCRIPTION, epilog=EPILOG,
+        prog="reportgen", description=DESCRIPTION, epilog=EPILOG.format(demo_time=DEMO_TIME),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"reportgen {reportgen_version()}",
@@ -204,8 +206,13 @@ def run_report_command(args: argparse.Namespace) -> None:
 
 
 def run_compare_command(args: argparse.Namespace) -> None:
-    combine_reports(args.reports, args.out, args.name, SiteOptions(images=not args.no_images))
+    combined = combine_reports(args.reports, args.out, args.name,
+                               SiteOptions(images=not args.no_images))
     print(f"comparison written to {args.out}/index.html")
+    if combined.without_states:
+        print(f"no unit alignment and no CKA: {', '.join(combined.without_states)} kept no "
+              f"states; render again with --comparison-positions {SAMPLE_POSITIONS} to align "
+              "the units")
 
 
 COMMANDS = {"demo": run_demo_command, "train": run_train_command, "report": run_report_command,

@@ -21,7 +21,7 @@ from reportgen.analysis.state_sample import SAMPLE_POSITIONS
 from reportgen.capture import DECODER_DTYPES, StateKey, parse_state_name
 from reportgen.capture_cache import DEFAULT_LIMIT_GB, default_cache_folder
 from reportgen.combine import DEFAULT_TITLE
-from reportgen.demo import DEMO_VERSION
+from reportgen.demo import DEMO_TIME, DEMO_VERSION
 from reportgen.heatmap import SCALES
 from reportgen.model import RNN_TYPES
 from reportgen.pages import SiteOptions
@@ -129,7 +129,8 @@ def add_demo_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "demo", help="render the demo report on the built-in corpus",
         description="Write the built-in synthetic corpus, train the demo model on it (cached "
-                    "after the first run) and render its report. No download, no GPU.",
+                    "after the first run) and render its report. No download, no GPU; "
+                    f"{DEMO_TIME}.",
     )
     parser.add_argument("--out", type=Path, default=Path("demo-report"),
                         help="report folder to write (default: %(default)s)")

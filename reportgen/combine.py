@@ -6,6 +6,10 @@ page with the unit alignment and the representation similarity. The multi-model 
 report` ends with the same `write_comparison_site` over the folders it has just written, so
 both give the same comparison page, alignment pages and exports for the same models.
 
+Reports rendered without `--comparison-positions` keep their figures but no states: they still
+combine (perplexity, activations, near-zero shares, KL scores, labels), and the page says that
+the unit alignment and the representation similarity need the flag.
+
 A sweep can therefore run one job per model (on a cluster, each job `reportgen report` of one
 checkpoint) and be combined afterwards on any machine.
 """
@@ -65,24 +69,46 @@ def check_name(name: str, whose: str, renaming: str) -> None:
                              f"name it with {renaming}")
 
 
+@dataclass
+class CombinedSite:
+    """What `combine_reports` wrote."""
+
+    comparison: Comparison
+    without_states: list[str]  # models whose reports keep no states: no alignment, no CKA
+
+
+def without_states(reports: Sequence[ComparableReport]) -> list[str]:
+    """The models rendered without --comparison-positions, whose units cannot be aligned."""
+    return [report.figures.name for report in reports if report.sample is None]
+
+
 def check_same_positions(reports: Sequence[ComparableReport]) -> None:
-    """Every report must be sampled at the same positions, or nothing lines up."""
-    first = reports[0]
-    for report in reports[1:]:
-        if not np.array_equal(report.sample.positions, first.sample.positions):
+    """Every report that keeps states must keep them at the same positions, or nothing lines
+    up."""
+    sampled = [(report, report.sample) for report in reports if report.sample is not None]
+    if not sampled:
+        return
+    first, first_sample = sampled[0]
+    for report, sample in sampled[1:]:
+        if not np.array_equal(sample.positions, first_sample.positions):
             raise ReportgenError(
                 f"{first.folder} and {report.folder} keep their states at different sampled "
                 "positions; render both with the same --max-tokens and --comparison-positions")
 
 
-def relations_of(reports: Sequence[ComparableReport], comparison: Comparison) -> Relations:
-    """Align the units and compare the representations of the models, in page order."""
+def relations_of(reports: Sequence[ComparableReport],
+                 comparison: Comparison) -> Relations | None:
+    """Align the units and compare the representations of the models, in page order; None
+    when some report keeps no states to align."""
     check_same_positions(reports)
-    by_name = {report.figures.name: report for report in reports}
-    samples = {m.name: by_name[m.name].sample for m in comparison.models}
+    if without_states(reports):
+        return None
+    by_name = {report.figures.name: report.sample for report in reports}
+    samples = {m.name: sample for m in comparison.models
+               if (sample := by_name[m.name]) is not None}
     labels = {(m.name, s.key): s.labels for m in comparison.models for s in m.states}
     return Relations(align_models(samples, labels), compare_representations(samples),
-                     len(reports[0].sample.positions))
+                     len(next(iter(samples.values())).positions))
 
 
 def write_comparison_site(reports: Sequence[ComparableReport], failures: Sequence[ModelFailure],
@@ -90,7 +116,8 @@ def write_comparison_site(reports: Sequence[ComparableReport], failures: Sequenc
     """The comparison page and its alignment pages and exports, into a site whose model
     folders `folder/NAME/` are already written."""
     comparison = compare([report.figures for report in reports], failures)
-    write_comparison(comparison, folder, title, options, relations_of(reports, comparison))
+    write_comparison(comparison, folder, title, options, relations_of(reports, comparison),
+                     without_states(reports))
     return comparison
 
 
@@ -117,7 +144,7 @@ def check_out_apart(out: Path, arguments: Sequence[ReportArgument]) -> None:
 
 
 def combine_reports(arguments: Sequence[str], out: Path, title: str | None = None,
-                    options: SiteOptions | None = None) -> Comparison:
+                    options: SiteOptions | None = None) -> CombinedSite:
     """`reportgen compare`: the comparison site of finished reports, written atomically."""
     parsed = [parse_report_argument(argument) for argument in arguments]
     if len(parsed) < 2:
@@ -134,4 +161,4 @@ def combine_reports(arguments: Sequence[str], out: Path, title: str | None = Non
             shutil.copytree(report.folder, folder / report.figures.name,
                             ignore=shutil.ignore_patterns(SITE_MARKER))
         comparison = write_comparison_site(reports, [], folder, title or DEFAULT_TITLE, options)
-    return comparison
+    return CombinedSite(comparison, without_states(reports))

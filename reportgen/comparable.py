@@ -41,7 +41,7 @@ class ComparableReport:
 
     folder: Path  # the model's report folder
     figures: ModelFigures
-    sample: StateSample
+    sample: StateSample | None  # None: rendered without --comparison-positions
 
 
 def figures_payload(figures: ModelFigures) -> dict[str, Any]:
@@ -91,7 +91,8 @@ def figures_from(payload: dict[str, Any], href: str) -> ModelFigures:
 
 def read_comparable(folder: Path, href: str = "") -> ComparableReport:
     """Read `folder/data/comparable/`; a folder that is not a report, or a report without
-    these files, is one clear error."""
+    these files, is one clear error. A report rendered without --comparison-positions keeps its
+    figures but no states: it compares, but its units cannot be aligned."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ReportgenError(f"{folder}: no such folder; give the folders `reportgen report` "
@@ -111,10 +112,7 @@ def read_comparable(folder: Path, href: str = "") -> ComparableReport:
                                  "render the report again")
         figures = figures_from(payload, href)
         if not (stored / POSITIONS).is_file():
-            raise ReportgenError(
-                f"{folder}: this report keeps no states for comparing models; render it again "
-                f"with --comparison-positions {SAMPLE_POSITIONS} (the capture cache makes that "
-                "quick)")
+            return ComparableReport(folder, figures, None)
         positions = np.load(stored / POSITIONS)
         states = {s.key: np.load(stored / f"{state_name(s.key)}.npy") for s in figures.states}
     except (OSError, ValueError, KeyError, TypeError) as error:

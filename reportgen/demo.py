@@ -20,6 +20,10 @@ from reportgen.report import ReportConfig, build_report
 from reportgen.train import CHECKPOINT_NAME, LOG_NAME, TrainConfig, train
 
 DEMO_VERSION = 2  # bump when the corpus or the training recipe changes
+# The one estimate of the demo's time, for --help: on the project's 2-core Xeon the README's
+# runs took 1 min 16 s with the model kept, 2 min 4 s with its training; a machine busy with
+# other work takes longer, and the progress lines say how long each stage took.
+DEMO_TIME = "about 2 minutes on two cores, about 1 minute once its model is kept"
 DEMO_TRAIN = TrainConfig(emsize=64, nhid=128, nlayers=2, lr=20.0, epochs=6, batch_size=20,
                          bptt=35, dropout=0.0, seed=1111,
                          device="cpu")  # the same demo model on every machine, GPU or not
@@ -53,7 +57,8 @@ def prepare_demo_model(work: Path, seed: int = 0, retrain: bool = False,
         note(f"writing the built-in corpus to {corpus}", not quiet)
         synthetic.write_corpus(corpus, seed=seed)
     if retrain or not cached_training_matches(model_folder, config):
-        note("training the demo model (about half a minute on two cores)", not quiet)
+        note(f"training the demo model ({config.epochs} epochs; kept in {model_folder} for "
+             "later runs)", not quiet)
         result = train(corpus, model_folder, config, progress=None if not quiet else False)
         note(
             f"demo model: test perplexity {result.test_perplexity:.2f} against "

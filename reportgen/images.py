@@ -146,7 +146,7 @@ def neuron_figures(report: ModelReport, options: SiteOptions) -> dict[str, Heatm
         return {}
     figures = {}
     tokens = report.capture.tokens
-    for key, chosen in neurons.top_neurons(report, options).items():
+    for key, chosen in neurons.paged_of(report).top.items():
         for neuron in chosen:
             values = report.capture.states[key][:, neuron].astype(np.float32)  # (T,)
             scale = float(np.max(np.abs(values)))

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 from reportgen.analysis.alignment import OtherModels, align_models
 from reportgen.analysis.comparison import ModelFailure, ModelFigures, compare, figures_of
-from reportgen.analysis.paged_units import paged_units
 from reportgen.analysis.state_sample import StateSample, sample_states
 from reportgen.capture import StateKey
 from reportgen.pages import SiteOptions
@@ -38,10 +37,10 @@ class FirstLook:
 
 def first_look(report: ModelReport, options: SiteOptions) -> FirstLook:
     """`options.comparison_positions` sampled positions, as `data/comparable/` keeps them."""
-    assert report.distributions is not None
+    assert report.paged is not None
     return FirstLook(figures_of(report), sample_states(report.capture,
                                                        options.comparison_positions),
-                     paged_units(report.distributions, report.concepts, options.top_neurons),
+                     report.paged.units,
                      dict(report.timings),
                      report.capture_reused, list(report.analyses_reused))
 

@@ -24,7 +24,7 @@ from reportgen.analysis.embedding import (MIN_TSNE_POINTS, EmbeddingOptions, Emb
                                           embed)
 from reportgen.analysis.gates import GateWeights, analyse_gates
 from reportgen.analysis.output_effects import output_effects
-from reportgen.analysis.paged_units import paged_units
+from reportgen.analysis.paged_units import decide_paged_units
 from reportgen.capture import (DECODER_CHECK_ROWS, DECODER_TOLERANCE, Capture, CaptureOptions,
                                StateKey, state_name)
 from reportgen.capture_cache import DEFAULT_LIMIT_GB, cached_capture, default_cache_folder
@@ -95,10 +95,13 @@ class ReportConfig:
 
 @contextmanager
 def timed(timings: dict[str, float], stage: str, quiet: bool) -> Iterator[None]:
+    """Time `stage` into `timings`, and say on stderr when it starts and how long it took: the
+    reader of a long run sees where the time goes, rather than an estimate."""
     note(f"{stage}...", not quiet)
     started = time.perf_counter()
     yield
     timings[stage] = round(time.perf_counter() - started, 3)
+    note(f"{stage}: {timings[stage]:.1f} s", not quiet)
 
 
 def progress_flag(config: ReportConfig) -> bool | None:
@@ -270,7 +273,9 @@ def analyse(config: ReportConfig, inputs: Inputs, timings: dict[str, float]) -> 
             report.gates = reuse(report, cached.entry, "gates", {},
                                  lambda: analyse_gates(captured, weights))
     assert report.distributions is not None
-    paged = paged_units(report.distributions, report.concepts, config.site.top_neurons)
+    report.paged = decide_paged_units(report.distributions, report.concepts,
+                                      config.site.top_neurons)
+    paged = report.paged.units
     with timed(timings, "correlations", config.quiet):
         report.correlations = reuse(report, cached.entry, "correlations", {
             "units": [[state_name(key), units] for key, units in paged.items()],
@@ -368,4 +373,6 @@ def build_report(config: ReportConfig) -> Path:
     report = analyse(config, inputs, timings)
     note("render...", not config.quiet)
     write_site(report, config.out, config.site, progress_flag(config))
+    note(f"render: {report.timings['render']:.1f} s; {sum(timings.values()):.0f} s in all",
+         not config.quiet)
     return config.out

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from reportgen.analysis.embedding import EmbeddingResult
     from reportgen.analysis.gates import GateResult
     from reportgen.analysis.output_effects import OutputEffects
+    from reportgen.analysis.paged_units import PagedUnits
     from reportgen.features import TokenFeatures
 
 
@@ -50,6 +51,7 @@ class ModelReport:
     concepts: ConceptResult | None = None
     embeddings: list[EmbeddingResult] = field(default_factory=list)  # one per layer and state
     gates: GateResult | None = None  # LSTM and GRU only
+    paged: PagedUnits | None = None  # the units that get a page, decided once for every page
     correlations: CorrelationResult | None = None  # of the paged units
     output_effects: OutputEffects | None = None  # the top layer's decoder columns
     ablation: AblationResult | None = None  # mean-ablation of the paged (or every) unit

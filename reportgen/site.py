@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import shutil
 import time
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from types import ModuleType
@@ -24,6 +25,7 @@ from reportgen.analysis.comparison import Comparison
 from reportgen.analysis.distributions import NEAR_ZERO_SHARE
 from reportgen.analysis.gates import LEFT, RIGHT
 from reportgen.analysis.histograms import BIN_WIDTH, NEAR_ZERO_BOUND
+from reportgen.analysis.paged_units import decide_paged_units
 from reportgen.atomic import atomic_folder
 from reportgen.charts import CANVAS_ABOVE
 from reportgen.heatmap import signed
@@ -145,6 +147,9 @@ def write_model_folder(report: ModelReport, folder: Path, home: str = "",
     """
     started = time.perf_counter()
     options = options or SiteOptions()
+    if report.paged is None and report.distributions is not None:  # built by hand, not analyse()
+        report.paged = decide_paged_units(report.distributions, report.concepts,
+                                          options.top_neurons)
     env = make_environment()
     pages = all_pages(report, options)
     with Progress("pages", len(pages), "pages", **progress_enabled(progress)) as bar:
@@ -176,7 +181,8 @@ def write_site(report: ModelReport, out: Path, options: SiteOptions | None = Non
 
 def write_comparison(comparison: Comparison, folder: Path, title: str,
                      options: SiteOptions | None = None,
-                     relations: Relations | None = None) -> None:
+                     relations: Relations | None = None,
+                     without_states: Sequence[str] = ()) -> None:
     """The top of a comparison site: `index.html`, the `alignment/` pages, `data/comparison.csv`,
     `alignment.csv`, `similarity.csv` and the `img/` figures of the comparison page.
 
@@ -184,7 +190,7 @@ def write_comparison(comparison: Comparison, folder: Path, title: str,
     home="../")`, so that the alignment pages can link the unit pages they hold.
     """
     options = options or SiteOptions()
-    pages = comparison_page.pages(comparison, title, folder, relations)
+    pages = comparison_page.pages(comparison, title, folder, relations, without_states)
     env = make_environment()
     for page in pages:
         up = "../" * page.path.count("/")

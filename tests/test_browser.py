@@ -29,6 +29,7 @@ from browsertools import (DESKTOP, PHONE, PageCheck, check_page, check_site, che
 from expectancy_pages import page_words, tip_table
 
 from reportgen.analysis.embedding import EmbeddingOptions
+from reportgen.charts import CUT_PARAM
 from reportgen.pages import SiteOptions
 from reportgen.report import ReportConfig, build_report
 
@@ -392,3 +393,115 @@ def test_the_demo_report_in_the_browser(demo_model: tuple[Path, Path], tmp_path:
                 stem = chart.id.removeprefix("chart-")
                 kind, state = stem.split("-", 1)
                 assert {f"{state}-{kind}.svg", f"{state}-{kind}.png"} <= figures
+
+
+HOVERED_POINTS = 9
+VIEWS = """
+window.__views = {};
+document.addEventListener("chart-rendered", function (event) {
+  window.__views[event.target.id] = event.detail.view;
+});
+"""
+# The cluster and fill of every point the explorer draws now, from Vega's scene graph.
+DRAWN_CLUSTERS = """
+(id) => {
+  var found = [];
+  function walk(mark) {
+    (mark.items || []).forEach(function (item) {
+      if (mark.role === "mark" && item.datum && item.datum.cluster !== undefined) {
+        found.push([String(item.datum.cluster), item.fill]);
+      }
+      (item.items || []).forEach(walk);
+    });
+  }
+  walk(window.__views[id].scenegraph().root);
+  return found;
+}
+"""
+
+
+def settled_tab(context: Any, page: Path) -> Any:
+    tab = open_page(context, page)
+    tab.wait_for_function(
+        "() => Array.from(document.querySelectorAll('div.chart')).every(d => d.dataset.rendered)")
+    return tab
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "420px"])
+def test_the_cluster_maps_tooltips_stay_inside_the_window(site: Path, browser: Any,
+                                                          viewport: dict[str, int]) -> None:
+    """Points across the whole map, its edges among them, each hovered: Vega's tip, placed
+    beside the pointer, must not open past any edge of the window (it did at 420 px, and at
+    the map's edges on a desktop)."""
+    context = browser.new_context(viewport=viewport)
+    tab = settled_tab(context, site / "clusters.html")
+    points = tab.locator("div.chart svg g.role-mark path")
+    boxes = [tab.evaluate("(el) => { var b = el.getBoundingClientRect(); return [b.x, b.y]; }",
+                          handle) for handle in points.element_handles()]
+    assert len(boxes) == MAX_POINTS
+    xs, ys = [x for x, _ in boxes], [y for _, y in boxes]
+    chosen = {xs.index(min(xs)), xs.index(max(xs)), ys.index(min(ys)), ys.index(max(ys))}
+    chosen |= set(range(0, MAX_POINTS, MAX_POINTS // (HOVERED_POINTS - len(chosen)) + 1))
+    tip = tab.locator("#vg-tooltip-element")
+    shown = []
+    for index in sorted(chosen):
+        points.nth(index).hover(force=True)
+        tab.wait_for_timeout(50)
+        if not tip.count() or "visible" not in (tip.get_attribute("class") or ""):
+            continue
+        box = tip.bounding_box()
+        shown.append(index)
+        assert box["x"] >= 0 and box["y"] >= 0, (viewport, index, box)
+        assert box["x"] + box["width"] <= viewport["width"], (viewport, index, box)
+        assert box["y"] + box["height"] <= viewport["height"], (viewport, index, box)
+    assert len(shown) >= HOVERED_POINTS - 2, shown  # a point under another may show no tip
+    context.close()
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "420px"])
+def test_charts_fit_or_say_that_they_scroll(site: Path, browser: Any,
+                                            viewport: dict[str, int]) -> None:
+    """A chart wider than its box scrolls inside it, and its cue says so; one that fits shows
+    no cue. At 420 px the KL chart's legend and the AUROC chart's last bars are out of sight
+    until the reader scrolls."""
+    context = browser.new_context(viewport=viewport)
+    neuron = sorted((site / "neuron").glob("*.html"))[0]
+    charts = []
+    for page in (site / "neurons.html", neuron, site / "clusters.html", site / "gates.html"):
+        tab = settled_tab(context, page)
+        charts += [(page.name, chart) for chart in tab.evaluate("""
+            () => Array.from(document.querySelectorAll("div.chart")).map(div => ({
+              id: div.id, wide: div.scrollWidth > div.clientWidth + 1,
+              cue: !div.parentElement.querySelector(".scroll-cue").hidden}))""")]
+        tab.close()
+    context.close()
+    assert [(page, chart["id"]) for page, chart in charts if chart["wide"] != chart["cue"]] == []
+    wide = {chart["id"] for _, chart in charts if chart["wide"]}
+    if viewport is PHONE:
+        assert {"chart-kl-L1-h", "chart-auroc", "chart-clusters"} <= wide
+    else:
+        assert wide == set()
+
+
+@pytest.mark.browser
+def test_every_cluster_of_the_shown_cut_has_its_own_colour(site: Path, browser: Any) -> None:
+    context = browser.new_context(viewport=DESKTOP)
+    context.add_init_script(VIEWS)
+    tab = settled_tab(context, site / "clusters.html")
+    chart = tab.locator("div.chart").first.get_attribute("id")
+    for cut in EmbeddingOptions().all_cuts:
+        tab.evaluate(f"(id) => window.__views[id].signal({CUT_PARAM!r}, {cut}).runAsync()"
+                     ".then(() => true)", chart)
+        drawn = tab.evaluate(DRAWN_CLUSTERS, chart)
+        colours: dict[str, set[str]] = {}
+        for cluster, fill in drawn:
+            colours.setdefault(cluster, set()).add(fill)
+        assert len(drawn) == MAX_POINTS
+        assert all(len(fills) == 1 for fills in colours.values()), cut
+        fills = [next(iter(fills)) for fills in colours.values()]
+        assert len(set(fills)) == len(fills), (cut, len(fills), len(set(fills)))
+        if cut:
+            assert len(fills) == cut
+    context.close()

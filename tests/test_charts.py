@@ -16,6 +16,7 @@ from reportgen.charts import (
     histogram_domain,
     kl_scatter_chart,
 )
+from reportgen.charts.maps import CLUSTER_COLOURS, cluster_palette, hex_rgb, lab
 from reportgen.pages import ChartSpec
 
 
@@ -146,3 +147,17 @@ def test_chart_numbers_keep_four_significant_digits_and_every_whole_digit():
     assert row["position"] == 123456 and isinstance(row["position"], int)  # ints as they were
     assert row["zero"] == 0.0 and math.isnan(row["nan"]) and row["name"] == "0.123456"
     assert spec.spec["domain"] == [-2.405, 2.405]
+
+
+@pytest.mark.parametrize("n", [20, 40, 80, 160])
+def test_the_cluster_palette_gives_each_cluster_of_a_cut_its_own_colour(n: int) -> None:
+    """No colour repeats up to the largest cut, and the colours added to the first 20 stay
+    clearly apart (CIELAB distance over 10; 2.3 is the least a reader can see)."""
+    colours = cluster_palette(n)
+    assert len(colours) == n and len(set(colours)) == n
+    assert colours[:20] == list(CLUSTER_COLOURS)
+    points = lab(hex_rgb(colours))
+    distance = np.linalg.norm(points[:, None] - points[None], axis=2)
+    np.fill_diagonal(distance, np.inf)
+    assert distance[20:].min(initial=np.inf) > 10
+    assert lab(hex_rgb(["#ffffff"]))[0, 0] == pytest.approx(100, abs=0.1)  # white is L* 100

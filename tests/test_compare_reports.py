@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from clitools import CliResult, CliServer, assert_one_line_error
+from sitelinks import broken_links
 from test_alignment import gram_cka, independent_match
 from test_comparison import page_specs
 
@@ -242,18 +243,40 @@ def test_alignment_page_links_resolve(combined: CliResult, work: Path) -> None:
         assert (site / link).is_file(), link
 
 
+def test_reports_without_states_still_combine(cli: CliServer, work: Path,
+                                              combined: CliResult) -> None:
+    """A report rendered as one model is by default keeps its figures but no states: it
+    compares on every figure, and the page and the exit message say what alignment needs."""
+    plain = cli.run(["report", f"runs/{NAMES[1]}/model.pt", "--data", "corpus", "--out",
+                     "plain", *REPORT_FLAGS], work)
+    assert plain.returncode == 0, plain.stderr
+    assert not (work / "plain" / "data" / "comparable" / "positions.npy").exists()
+    result = cli.run(["compare", f"reports/{NAMES[0]}", f"{NAMES[1]}=plain", "--out",
+                      "without-states", "--no-images", "--quiet"], work)
+    assert result.returncode == 0, result.stderr
+    assert f"no unit alignment and no CKA: {NAMES[1]} kept no states" in result.stdout
+    assert f"--comparison-positions {SAMPLE_POSITIONS}" in result.stdout
+    site = work / "without-states"
+    # the same models on the same text: every figure as with the states
+    assert ((site / "data" / "comparison.csv").read_bytes()
+            == (work / "combined" / "data" / "comparison.csv").read_bytes())
+    assert not (site / "alignment").exists() and not (site / "data" / "alignment.csv").exists()
+    page = (site / "index.html").read_text(encoding="utf-8")
+    note = re.search(r'<p class="note" id="without-states">(.*?)</p>', page, re.S)
+    assert note and NAMES[1] in note.group(1) and NAMES[0] not in note.group(1)
+    assert f"--comparison-positions {SAMPLE_POSITIONS}" in note.group(1)
+    assert {"perplexity", "mean-abs", "near-zero", "kl-scores"} <= set(page_specs(page))
+    assert "alignment-curve" not in page_specs(page)
+    assert broken_links(site) == []
+
+
 @pytest.mark.parametrize("case", ["not-a-folder", "not-a-report", "single", "old-report",
-                                  "no-states", "other-text", "other-sample", "out-is-input"])
+                                  "other-text", "other-sample", "out-is-input"])
 def test_bad_input_to_compare_is_one_clear_line(cli: CliServer, work: Path, case: str) -> None:
     first, second = (f"reports/{name}" for name in NAMES)
     if case == "old-report":
         shutil.copytree(work / second, work / "old", dirs_exist_ok=True)
         shutil.rmtree(work / "old" / "data" / "comparable")
-    if case == "no-states":  # rendered as one model is by default: figures but no states
-        plain = cli.run(["report", f"runs/{NAMES[1]}/model.pt", "--data", "corpus", "--out",
-                         "plain", *REPORT_FLAGS], work)
-        assert plain.returncode == 0, plain.stderr
-        assert not (work / "plain" / "data" / "comparable" / "positions.npy").exists()
     if case == "other-text":
         shorter = cli.run(["report", f"runs/{NAMES[1]}/model.pt", "--data", "corpus", "--out",
                            "shorter", "--comparison-positions", str(SAMPLE_POSITIONS),
@@ -270,8 +293,6 @@ def test_bad_input_to_compare_is_one_clear_line(cli: CliServer, work: Path, case
         "single": ([first], ["at least two report folders"]),
         "old-report": ([first, "old"], ["old: this report has no data/comparable/",
                                         "render it again"]),
-        "no-states": ([first, "plain"], ["plain: this report keeps no states",
-                                         f"--comparison-positions {SAMPLE_POSITIONS}"]),
         "other-text": ([first, "shorter"], ["different texts", "1,500 and 1,000 tokens"]),
         "other-sample": ([first, "sparse"], ["different sampled positions",
                                              "--comparison-positions"]),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import re
@@ -11,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from clitools import child_environment, cli_command, on_one_core, run_cli
+
+from reportgen.demo import DEMO_TIME
 
 
 def report_args(tiny_model: Path, tiny_corpus: Path, out: str) -> list[str]:
@@ -71,3 +74,23 @@ def test_a_pipe_gets_stage_lines_but_no_bars(tiny_model: Path, tiny_corpus: Path
     assert result.returncode == 0, result.stderr
     assert "\r" not in result.stderr and "tokens/s" not in result.stderr
     assert "capture..." in result.stderr
+    # each stage's line is followed by one with the seconds it took, as report.json has them
+    timings = json.loads((tmp_path / "report" / "data" / "report.json").read_text(
+        encoding="utf-8"))["timings_seconds"]
+    lines = result.stderr.splitlines()
+    started = [line.removesuffix("...") for line in lines if line.endswith("...")]
+    took = dict(re.findall(r"^(.+): (\d+\.\d) s", result.stderr, re.M))
+    assert {"load", "capture", "distributions", "t-SNE L1-h", "render"} <= set(started)
+    assert set(started) == set(took)
+    for stage, seconds in took.items():
+        assert float(seconds) == pytest.approx(timings[stage], abs=0.051), stage
+    assert re.search(r"^render: \d+\.\d s; \d+ s in all$", result.stderr, re.M)
+
+
+def test_help_gives_one_time_for_the_demo() -> None:
+    """`reportgen --help` and `reportgen demo --help` give the demo's time as demo.DEMO_TIME
+    says it, and no other estimate."""
+    shown = " ".join(" ".join(run_cli(args, Path.cwd()).stdout.split())
+                     for args in (["--help"], ["demo", "--help"]))
+    assert shown.count(DEMO_TIME) == 2
+    assert re.findall(r"about [^,;)]*minute", shown.replace(DEMO_TIME, "")) == []

@@ -47,7 +47,7 @@ def comparison_page() -> str:
     context = page_frame(**{name: chart_item(name)
                             for name in ("perplexity", "mean-abs", "near-zero", "kl-scores")})
     context.update(title="c", models=[], text_name="test.txt", n_tokens=10, table_name="t.csv",
-                   failures=[], without_dropout=[], relations=None, states=[],
+                   failures=[], without_dropout=[], relations=None, without_states=[], states=[],
                    charts_by_id={chart["id"]: chart for chart in context["charts"]})
     return site.make_environment().get_template("comparison.html").render(**context)
 

@@ -26,6 +26,45 @@ MAP_DECIMALS = 2  # t-SNE units: the maps span about 100, so 0.01 is below a pix
 CLUSTER_COLOURS = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1",
                    "#ff9da7", "#9c755f", "#bab0ac", "#1f3f6e", "#8c510a", "#7a0177", "#00a087",
                    "#b8e186", "#3c5488", "#f4a582", "#525252", "#c51b7d", "#80cdc1")
+CANDIDATE_STEPS = 16  # levels of red, green and blue among which further colours are chosen
+LIGHTNESS = (30.0, 80.0)  # CIELAB L* of further colours: seen on the white page, and as points
+
+
+def lab(rgb: np.ndarray) -> np.ndarray:
+    """(N, 3) sRGB in [0, 1] -> (N, 3) CIELAB (D65), where distances follow perceived
+    differences better than in RGB."""
+    linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    xyz = linear @ np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722],
+                             [0.0193, 0.1192, 0.9505]]).T / np.array([0.9505, 1.0, 1.089])
+    f = np.where(xyz > 0.008856, np.cbrt(xyz), 7.787 * xyz + 16 / 116)
+    return np.stack([116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]),
+                     200 * (f[:, 1] - f[:, 2])], axis=1)
+
+
+def hex_rgb(colours: Sequence[str]) -> np.ndarray:
+    return np.array([[int(c[i:i + 2], 16) / 255 for i in (1, 3, 5)] for c in colours])
+
+
+def cluster_palette(n: int) -> list[str]:
+    """`n` different colours, one per cluster of a cut: the 20 of `CLUSTER_COLOURS`, then each
+    further one the colour farthest (in CIELAB) from all chosen so far. A cut of 40 to 160
+    clusters would otherwise repeat the 20 hues, and clusters 0 and 20 would look the same; no
+    palette of 160 makes every pair easy to tell apart, but no two are alike."""
+    colours = list(CLUSTER_COLOURS[:n])
+    if len(colours) == n:
+        return colours
+    levels = np.linspace(0, 1, CANDIDATE_STEPS)
+    candidates = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), -1).reshape(-1, 3)
+    points = lab(candidates)
+    keep = (points[:, 0] >= LIGHTNESS[0]) & (points[:, 0] <= LIGHTNESS[1])
+    candidates, points = candidates[keep], points[keep]
+    nearest = np.min(np.linalg.norm(points[:, None] - lab(hex_rgb(colours))[None], axis=2), axis=1)
+    while len(colours) < n:
+        best = int(np.argmax(nearest))
+        red, green, blue = np.round(candidates[best] * 255).astype(int)
+        colours.append(f"#{red:02x}{green:02x}{blue:02x}")
+        nearest = np.minimum(nearest, np.linalg.norm(points - points[best], axis=1))
+    return colours
 
 
 def embedding_chart(
@@ -63,7 +102,7 @@ def embedding_chart(
             y=alt.Y("y:Q", axis=None),
             color=alt.Color(
                 "cluster:N",
-                scale=alt.Scale(range=list(CLUSTER_COLOURS)),
+                scale=alt.Scale(range=cluster_palette(len(np.unique(clusters)))),
                 legend=alt.Legend(title=f"{linkage} cluster", columns=2),
             ),
             tooltip=[
@@ -92,9 +131,11 @@ def cluster_explorer_chart(
     default_cut: int,
     linkage: str = "ward",
     size: int = 560,
+    n_colours: int = len(CLUSTER_COLOURS),
 ) -> alt.Chart:
     """Every layer and state's t-SNE map in one scatter, with selectors for layer, linkage and
-    number of clusters.
+    number of clusters; `n_colours`, the most clusters of any map, linkage and cut, gives each
+    cluster of the shown cut its own colour.
 
     The points of all maps are one inline dataset, one record of columns per map (`points`, as
     the clusters page's `explorer_points` writes them), flattened after the map filter into one
@@ -145,7 +186,7 @@ def cluster_explorer_chart(
         .encode(
             x=alt.X("x:Q", axis=None, scale=alt.Scale(zero=False)),
             y=alt.Y("y:Q", axis=None, scale=alt.Scale(zero=False)),
-            color=alt.Color("cluster:N", scale=alt.Scale(range=list(CLUSTER_COLOURS)),
+            color=alt.Color("cluster:N", scale=alt.Scale(range=cluster_palette(n_colours)),
                             legend=alt.Legend(title="cluster", columns=2, symbolLimit=40)),
             opacity=alt.condition(highlight, alt.value(0.75), alt.value(0.06)),
             tooltip=[

@@ -34,7 +34,13 @@ def explorer_chart(results: Sequence[EmbeddingResult], linkage: str = "ward",
         map_labels=[map_label(result.key) for result in results],
         linkage_titles={name: LINKAGE_TITLES[name] for name in linkages},
         cuts=results[0].options.all_cuts, default_cut=results[0].options.default_cut,
-        linkage=linkage, size=size)
+        linkage=linkage, size=size, n_colours=most_clusters(results))
+
+
+def most_clusters(results: Sequence[EmbeddingResult]) -> int:
+    """The most clusters of any map, linkage and cut: the colours the explorer needs."""
+    return max(len(np.unique(labels)) for result in results
+               for labels in result.cut_labels.values())
 
 
 def map_label(key: StateKey) -> str:

@@ -9,6 +9,7 @@ own report in `<name>/index.html`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from reportgen.analysis.comparison import Comparison
 from reportgen.analysis.distributions import NEAR_ZERO_SHARE
 from reportgen.analysis.histograms import NEAR_ZERO_BOUND
 from reportgen.analysis.similarity import SimilarityResult
+from reportgen.analysis.state_sample import SAMPLE_POSITIONS
 from reportgen.capture import state_name
 from reportgen.csv_safety import neutralise_formulas
 from reportgen.pages import ChartSpec, Page, page_spec
@@ -77,13 +79,16 @@ def state_rows(comparison: Comparison) -> list[dict[str, Any]]:
 
 
 def page(comparison: Comparison, title: str, folder: Path | None = None,
-         relations: Relations | None = None) -> Page:
-    """The comparison page; `folder` is the site, whose model folders hold the unit pages."""
+         relations: Relations | None = None, without_states: Sequence[str] = ()) -> Page:
+    """The comparison page; `folder` is the site, whose model folders hold the unit pages;
+    `without_states` names the models rendered without --comparison-positions."""
     texts = captions(comparison)
     charts = [ChartSpec(chart_id, page_spec(chart), texts[chart_id], f"comparison-{chart_id}")
               for chart_id, chart in comparison.charts().items()]
     first = comparison.models[0]
-    context: dict[str, Any] = {"relations": relations is not None}
+    context: dict[str, Any] = {"relations": relations is not None,
+                               "without_states": list(without_states),
+                               "sample_positions": SAMPLE_POSITIONS}
     if relations is not None:
         keys = comparison.state_keys
         charts += across.charts(relations.alignment, relations.similarity, keys)
@@ -112,9 +117,9 @@ def unit_pages(comparison: Comparison, folder: Path | None) -> across.UnitPages:
 
 
 def pages(comparison: Comparison, title: str, folder: Path | None = None,
-          relations: Relations | None = None) -> list[Page]:
+          relations: Relations | None = None, without_states: Sequence[str] = ()) -> list[Page]:
     """The comparison page first, then the alignment page of each model and state."""
-    found = [page(comparison, title, folder, relations)]
+    found = [page(comparison, title, folder, relations, without_states)]
     if relations is not None:
         found += across.alignment_pages(relations.alignment, comparison.state_keys,
                                         unit_pages(comparison, folder), title)

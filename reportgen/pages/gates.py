@@ -15,7 +15,7 @@ import numpy as np
 from reportgen.analysis.gates import LayerGates
 from reportgen.charts import GATE_TITLES, gate_saturation_chart, time_constant_chart
 from reportgen.pages import ChartSpec, Page, Section, SiteOptions, page_spec
-from reportgen.pages.neurons import neuron_page_path, paged_neurons
+from reportgen.pages.neurons import neuron_page_path, paged_of
 from reportgen.results import ModelReport
 
 PAGE = "gates.html"
@@ -62,9 +62,9 @@ def time_constant_records(time_constants: np.ndarray) -> list[dict[str, object]]
             for a, b, n in zip(edges[:-1], edges[1:], counts) if n]
 
 
-def unit_pages(report: ModelReport, options: SiteOptions, layer: int) -> dict[int, str]:
+def unit_pages(report: ModelReport, layer: int) -> dict[int, str]:
     """Each unit of a layer that has a page -> that page, its h page first."""
-    paged = paged_neurons(report, options)
+    paged = paged_of(report).units
     hrefs: dict[int, str] = {}
     for state in ("c", "h"):  # h last, so it wins
         for unit in paged.get((layer, state), []):
@@ -72,12 +72,11 @@ def unit_pages(report: ModelReport, options: SiteOptions, layer: int) -> dict[in
     return hrefs
 
 
-def layer_summary(report: ModelReport, options: SiteOptions, stats: LayerGates) -> LayerSummary:
+def layer_summary(report: ModelReport, stats: LayerGates) -> LayerSummary:
     assert report.gates is not None
     name = f"L{stats.layer}"
     memory = report.gates.memory_gate
-    saturation = gate_saturation_chart(saturation_records(stats, unit_pages(report, options,
-                                                                            stats.layer)),
+    saturation = gate_saturation_chart(saturation_records(stats, unit_pages(report, stats.layer)),
                                        stats.gates, name)
     histogram = time_constant_chart(time_constant_records(stats.time_constant),
                                     f"{name}: memory time constants",
@@ -99,7 +98,7 @@ def layer_summary(report: ModelReport, options: SiteOptions, stats: LayerGates) 
 
 def pages(report: ModelReport, options: SiteOptions) -> list[Page]:
     assert report.gates is not None
-    layers = [layer_summary(report, options, stats) for stats in report.gates.layers]
+    layers = [layer_summary(report, stats) for stats in report.gates.layers]
     return [Page(
         path=PAGE, template="gates.html", title="Gates", section="gates",
         context={"layers": layers, "rnn_type": report.gates.rnn_type,

@@ -22,7 +22,7 @@ import pandas as pd
 
 from reportgen.analysis.concepts import ConceptResult, NeuronConcepts
 from reportgen.analysis.distributions import NeuronStats
-from reportgen.analysis.paged_units import paged_units, top_units
+from reportgen.analysis.paged_units import PagedUnits
 from reportgen.capture import StateKey, state_name
 from reportgen.csv_safety import neutralise_formulas
 from reportgen.heatmap import activation_legend
@@ -110,16 +110,10 @@ class NeighbourLink:
     text: str
 
 
-def top_neurons(report: ModelReport, options: SiteOptions) -> dict[StateKey, list[int]]:
-    """The neurons that get a page: the top N not near-zero of each layer and state."""
-    assert report.distributions is not None
-    return top_units(report.distributions, options.top_neurons)
-
-
-def paged_neurons(report: ModelReport, options: SiteOptions) -> dict[StateKey, list[int]]:
-    """The top N by KL, then the concept index's other units (`analysis.paged_units`)."""
-    assert report.distributions is not None
-    return paged_units(report.distributions, report.concepts, options.top_neurons)
+def paged_of(report: ModelReport) -> PagedUnits:
+    """The units that get a page, as `analysis.paged_units` decided them for the report."""
+    assert report.paged is not None, "the site decides the paged units of a report built by hand"
+    return report.paged
 
 
 def concepts_of(report: ModelReport, key: StateKey) -> NeuronConcepts | None:
@@ -295,8 +289,7 @@ def neuron_page(report: ModelReport, key: StateKey, neurons: list[int], index: i
 
 
 def pages(report: ModelReport, options: SiteOptions) -> list[Page]:
-    top = top_neurons(report, options)
-    paged = paged_neurons(report, options)
+    top, paged = paged_of(report).top, paged_of(report).units
     summaries = [state_summary(report, key, top[key], paged[key]) for key in top]
     overview = Page(
         path=PAGE,
@@ -305,7 +298,7 @@ def pages(report: ModelReport, options: SiteOptions) -> list[Page]:
         section="neurons",
         context={
             "states": summaries,
-            "top_neurons": options.top_neurons,
+            "top_neurons": paged_of(report).top_n,
         },
         charts=[chart for s in summaries for chart in (s.average_chart, s.kl_chart)],
     )

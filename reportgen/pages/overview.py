@@ -53,11 +53,13 @@ def layout_notes(report: ModelReport, options: SiteOptions) -> list[str]:
     if n_pages > 1:
         notes.append(f"the expectancy heatmap is split into {n_pages} pages of at most "
                      f"{options.tokens_per_page:,} tokens; --tokens-per-page sets how many")
-    if report.distributions is not None:
+    if report.distributions is not None and report.paged is not None:
         sizes = [stats.n_neurons for stats in report.distributions.states.values()]
-        if sizes and options.top_neurons < max(sizes):
-            notes.append(f"neuron pages only for the top {options.top_neurons:,} neurons of each "
-                         f"layer and state, of {max(sizes):,}; --top-neurons sets how many")
+        top_n = report.paged.top_n
+        if sizes and top_n < max(sizes):
+            notes.append(f"neuron pages only for the top {top_n:,} neurons of each layer and "
+                         f"state, of {max(sizes):,}, and the units the concept index and the "
+                         "findings name; --top-neurons sets how many")
     return notes
 
 
@@ -71,30 +73,24 @@ class Finding:
 
 
 def unit_findings(report: ModelReport) -> list[Finding]:
-    """For each feature some unit is labelled with, the labelled unit that ranks best by KL
-    (as a share of its layer and state): the thesis's interesting units, named by concept."""
-    if report.concepts is None or report.distributions is None:
+    """For each feature some unit is labelled with, the labelled unit that ranks best by KL (as
+    `analysis.paged_units` chose it, and gave it a page): the thesis's interesting units, named
+    by concept."""
+    if report.concepts is None or report.distributions is None or report.paged is None:
         return []
     descriptions = report.concepts.descriptions or {}
     findings = []
-    for f, feature in enumerate(report.concepts.features):
-        candidates = [
-            (report.distributions.states[key].rank[neuron] / len(state.labels), key, neuron)
-            for key, state in report.concepts.states.items()
-            for neuron, labels in enumerate(state.labels) if feature in dict(labels)
-        ]
-        if not candidates:
-            continue
-        _, key, neuron = min(candidates)
-        state = report.concepts.states[key]
-        stats = report.distributions.states[key]
+    for found in report.paged.findings:
+        state = report.concepts.states[found.key]
+        stats = report.distributions.states[found.key]
+        f, neuron = report.concepts.features.index(found.feature), found.neuron
         auroc, within = state.auroc[neuron, f], state.within[neuron, f]
         memory = "" if state.word_decided[f] else f", within-word {within:.3f}"
-        findings.append(Finding(feature, (
-            f"{state_name(key)} unit {neuron} is {'high' if auroc > 0.5 else 'low'} on "
-            f"{descriptions.get(feature, feature)} (AUROC {auroc:.3f}{memory}; KL rank "
-            f"{int(stats.rank[neuron])} of {stats.n_neurons}; {len(candidates)} units labelled)"),
-            neuron_page_path(key, neuron)))
+        findings.append(Finding(found.feature, (
+            f"{state_name(found.key)} unit {neuron} is {'high' if auroc > 0.5 else 'low'} on "
+            f"{descriptions.get(found.feature, found.feature)} (AUROC {auroc:.3f}{memory}; KL "
+            f"rank {int(stats.rank[neuron])} of {stats.n_neurons}; {found.n_labelled} units "
+            "labelled)"), neuron_page_path(found.key, neuron)))
     return findings
 
 

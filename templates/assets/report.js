@@ -2,9 +2,36 @@
 // (data-rendered="true", or "error") so that browser tests can wait for it. A spec of more points
 // than this script tag's data-canvas-above (charts.CANVAS_ABOVE, written by base.html) is drawn
 // on canvas: svg becomes slow beyond it.
+// A chart wider than its box (on a phone) scrolls inside it; its figure's .scroll-cue is then
+// shown, since nothing else tells the reader that a legend or the last bars are out of sight.
+// Vega's tooltip is kept inside the window: where it fits on no side of the pointer (a wide tip
+// on a phone), Vega leaves it partly off-screen.
 (function () {
   "use strict";
   var canvasAbove = Number(document.currentScript.dataset.canvasAbove);
+  var margin = parseFloat(getComputedStyle(document.documentElement).getPropertyValue("--tip-margin"));
+  function keepInWindow(tip) {
+    if (!tip || !tip.classList.contains("visible")) return;
+    var box = tip.getBoundingClientRect();  // the tip is position: fixed, in window coordinates
+    var left = Math.min(box.left, window.innerWidth - margin - box.width);
+    var top = Math.min(box.top, window.innerHeight - margin - box.height);
+    tip.style.left = Math.max(margin, left) + "px";
+    tip.style.top = Math.max(margin, top) + "px";
+  }
+  function showScrollCue(div) {
+    var cue = div.parentElement.querySelector(".scroll-cue");
+    if (cue) cue.hidden = div.scrollWidth <= div.clientWidth + 1;
+  }
+  var drawn = [];
+  window.addEventListener("resize", function () { drawn.forEach(showScrollCue); });
+  // Vega places its tip while the pointer event reaches the chart; this runs as the event
+  // bubbles up to the document, after it. (Handing Vega a wrapped tooltip handler instead would
+  // make it draw each chart again.)
+  ["pointermove", "mousemove"].forEach(function (type) {
+    document.addEventListener(type, function () {
+      keepInWindow(document.getElementById("vg-tooltip-element"));
+    });
+  });
   function renderer(spec) {
     var rows = spec && spec.data && spec.data.values ? spec.data.values.length : 0;
     var meta = spec && spec.usermeta && spec.usermeta.renderer;
@@ -15,6 +42,8 @@
     var spec = JSON.parse(source.textContent);
     vegaEmbed(div, spec, { actions: false, renderer: renderer(spec) })
       .then(function (result) {
+        drawn.push(div);
+        showScrollCue(div);
         div.dataset.rendered = "true";
         div.dispatchEvent(new CustomEvent("chart-rendered", { detail: result, bubbles: true }));
       })
