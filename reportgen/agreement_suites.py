@@ -32,6 +32,21 @@ NOUN_PP = "noun PP"  # the template the number-unit finder ablates on, as Lakret
 FORM = {"S": 0, "P": 1}  # a pair's singular and plural form
 
 
+@dataclass
+class AgreementOptions:
+    """The agreement suites and the number-unit finder (DESIGN.md 3.6)."""
+
+    enabled: bool = True  # False (--no-agreement): no suite, no finder, no page
+    files: tuple[Path, ...] = ()  # --agreement: the user's suites
+    seed: int = 0  # of the built-in items and the finder's random controls
+    per_condition: int = ITEMS_PER_CONDITION  # built-in items per template and condition
+
+    def __post_init__(self) -> None:
+        self.files = tuple(Path(path) for path in self.files)
+        if self.per_condition < 1:
+            raise ReportgenError(f"--agreement-items must be at least 1, not {self.per_condition}")
+
+
 @dataclass(frozen=True)
 class AgreementItem:
     """One test: after `prefix`, is log p(correct) > log p(wrong)? Strings are untrusted."""

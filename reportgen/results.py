@@ -10,6 +10,7 @@ from reportgen.capture import Capture
 
 if TYPE_CHECKING:
     from reportgen.analysis.ablation import AblationResult
+    from reportgen.analysis.agreement import AgreementResult
     from reportgen.analysis.alignment import OtherModels
     from reportgen.analysis.concepts import ConceptResult
     from reportgen.analysis.correlations import CorrelationResult
@@ -54,6 +55,7 @@ class ModelReport:
     output_effects: OutputEffects | None = None  # the top layer's decoder columns
     ablation: AblationResult | None = None  # mean-ablation of the paged (or every) unit
     other_models: OtherModels | None = None  # a multi-model report's: its units' matches
+    agreement: AgreementResult | None = None  # number agreement and number units
     options: dict[str, Any] = field(default_factory=dict)  # the options used, for provenance
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     notes: list[str] = field(default_factory=list)  # what was sampled, paged or left out

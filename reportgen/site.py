@@ -33,8 +33,8 @@ from reportgen.errors import ReportgenError
 from reportgen.heatmap import signed
 from reportgen.images import IMAGE_FOLDER, write_images, write_svg_and_png
 from reportgen.pages import comparison as comparison_page
-from reportgen.pages import (Page, Section, SiteOptions, clusters, concepts, expectancy, gates,
-                             neurons, overview)
+from reportgen.pages import (Page, Section, SiteOptions, agreement, clusters, concepts,
+                             expectancy, gates, neurons, overview)
 from reportgen.pages.comparison import Relations
 from reportgen.pages.unit_matches import alignment_prefix
 from reportgen.progress import Progress, progress_enabled
@@ -44,7 +44,8 @@ from reportgen.versions import reportgen_version
 SITE_MARKER = ".reportgen-site"  # marks a folder as ours, so a re-run may replace it
 
 
-SECTIONS: list[ModuleType] = [expectancy, neurons, gates, concepts, clusters]  # in nav order
+SECTIONS: list[ModuleType] = [expectancy, neurons, gates, concepts, clusters,
+                              agreement]  # in nav order
 
 
 def templates_dir() -> Path:
