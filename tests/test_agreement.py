@@ -179,3 +179,19 @@ def test_accuracies_equal_a_stepped_lstm_cell_on_the_same_items(tiny_corpus: Pat
         assert score.n == len(members)
         assert score.accuracy == pytest.approx(right[members].mean(), abs=1e-3)
     assert sum(score.n for score in result.scores) == len(suite.items)
+
+
+@pytest.mark.slow
+def test_demo_accuracies_equal_a_stepped_lstm_cell(demo_model: tuple[Path, Path]) -> None:
+    corpus, checkpoint = demo_model
+    words = vocabulary_from_folder(corpus).words
+    model = load_checkpoint(checkpoint).model
+    suite = built_in_suite(words, seed=0, per_condition=25)
+    result = analyse_agreement(model, [suite], words, device="cpu")
+    reference = stepped_log_probs(model, suite.items, words)  # (N, 2)
+    right = reference[:, 0] > reference[:, 1]
+    for score in result.scores:
+        members = [i for i, item in enumerate(suite.items)
+                   if (item.task, item.condition) == (score.task, score.condition)]
+        assert score.n == len(members) == 25
+        assert score.accuracy == pytest.approx(right[members].mean(), abs=1e-3)

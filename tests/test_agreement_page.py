@@ -45,6 +45,8 @@ def test_the_overview_links_the_page_and_it_shows_every_suite(tiny_site: Path) -
     assert "built-in" in page and "mine.tsv" in page
     assert "1 skipped for a word outside the vocabulary" in page
     assert "noun PP" in page and "Number units" in page
+    unit_pages = [path.read_text(encoding="utf-8") for path in tiny_site.glob("neuron/L*-h-*.html")]
+    assert unit_pages and all("Number agreement" in text for text in unit_pages)  # all 48 ablated
 
 
 def test_the_exports_hold_every_condition_and_item(tiny_site: Path) -> None:
