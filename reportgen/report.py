@@ -25,7 +25,7 @@ from reportgen.analysis.distributions import analyse_distributions
 from reportgen.analysis.embedding import (MIN_TSNE_POINTS, EmbeddingOptions, EmbeddingResult,
                                           embed)
 from reportgen.analysis.gates import GateWeights, analyse_gates
-from reportgen.analysis.number_units import find_number_units
+from reportgen.analysis.number_units import find_number_units, finder_items
 from reportgen.analysis.output_effects import output_effects
 from reportgen.analysis.paged_units import paged_units
 from reportgen.capture import (DECODER_CHECK_ROWS, DECODER_TOLERANCE, Capture, CaptureOptions,
@@ -318,7 +318,7 @@ def agreement(config: ReportConfig, inputs: Inputs, report: ModelReport) -> None
               *(read.suite(known) for read in inputs.agreement_files)]
     with timed(report.timings, "agreement", config.quiet):
         report.agreement = analyse_agreement(model, suites, words, config.capture.device)
-    items = [item for item in suites[0].items if item.task == NOUN_PP]
+    items = finder_items([item for item in suites[0].items if item.task == NOUN_PP])
     if model.rnn_type != "LSTM" or not items:
         why = ("it needs an LSTM" if model.rnn_type != "LSTM"
                else "the vocabulary gives no noun-PP items")

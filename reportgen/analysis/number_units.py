@@ -31,6 +31,7 @@ from reportgen.model import RNNModel, resolve_device
 
 TOP_UNITS = 50
 CONTROL_UNITS = 100
+ITEMS_PER_CONDITION = 100  # finder items per condition: 150 ablations x 2 kinds run over them
 PROFILED_UNITS = 5  # units whose c and gates are averaged along the template, by drop
 BATCH_ROWS = 4096  # item copies per ablation pass
 DECODER_ROWS = 512  # rows of one (rows, V) log-softmax block
@@ -65,8 +66,13 @@ class NumberUnitResult:
     role: list[str]  # (U,) "top", "control" or "" (screened only)
     zero_accuracy: np.ndarray  # (U, C) float64 accuracy under zero-ablation; NaN: not ablated
     mean_accuracy: np.ndarray  # (U, C) float64 under mean-ablation; NaN: not ablated or no mean
+    baseline_margin: np.ndarray  # (C,) mean log p(correct) - log p(wrong), intact
+    zero_margin: np.ndarray  # (U, C) the same under zero-ablation; NaN: not ablated
     seed: int
-    spearman: float  # screen against zero-ablation drop, over the ablated units
+    # Spearman over the ablated units of the screen against what it estimates, the exact
+    # margin drop; and against the accuracy drop, which is mostly ties when accuracy is near 1
+    spearman: float
+    spearman_accuracy: float
     profiles: list[UnitProfile]
 
     @property
@@ -83,6 +89,11 @@ class NumberUnitResult:
     def drop(self) -> np.ndarray:
         """(U,) incongruent accuracy lost under zero-ablation; NaN where not ablated."""
         return self.pooled(self.baseline) - self.pooled(self.zero_accuracy)
+
+    @property
+    def margin_drop(self) -> np.ndarray:
+        """(U,) incongruent mean margin lost under zero-ablation, nats; NaN where not ablated."""
+        return self.pooled(self.baseline_margin) - self.pooled(self.zero_margin)
 
     @property
     def controls_beaten(self) -> np.ndarray:
@@ -150,6 +161,19 @@ class Stack:
         return torch.cat(out)
 
 
+def finder_items(items: list[AgreementItem],
+                 per_condition: int = ITEMS_PER_CONDITION) -> list[AgreementItem]:
+    """The first `per_condition` items of each condition: the exact ablations cost a pass over
+    every item per unit and kind, and 100 items per condition already rank the drops."""
+    taken: dict[str, int] = {}
+    kept = []
+    for item in items:
+        if taken.get(item.condition, 0) < per_condition:
+            taken[item.condition] = taken.get(item.condition, 0) + 1
+            kept.append(item)
+    return kept
+
+
 def screen_units(stack: Stack, ids: torch.Tensor, correct: torch.Tensor, wrong: torch.Tensor
                  ) -> list[np.ndarray]:
     """Per layer, (H_l,) estimated drop of the margin per item when the unit's h is zeroed.
@@ -172,27 +196,34 @@ def finder_tensors(items: list[AgreementItem], words: list[str]
 
 def ablated_accuracy(stack: Stack, ids: torch.Tensor, correct: torch.Tensor,
                      wrong: torch.Tensor, condition: np.ndarray, n_conditions: int,
-                     units: list[tuple[int, int]], values: list[float]) -> np.ndarray:
-    """(K, C) accuracy per condition with unit k's h held at values[k], K copies per pass."""
+                     units: list[tuple[int, int] | None], values: list[float]
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Accuracy and mean margin per condition, (K, C) each, with unit k's h held at
+    values[k] (None: nothing held); as many copies run in one pass as BATCH_ROWS allows."""
     n = ids.shape[1]
     per_pass = max(1, BATCH_ROWS // n)
-    out = np.zeros((len(units), n_conditions))
+    accuracy = np.zeros((len(units), n_conditions))
+    margin = np.zeros((len(units), n_conditions))
     for start in range(0, len(units), per_pass):
         chosen = units[start:start + per_pass]
         k = len(chosen)
         held = [(torch.zeros(k * n, width, dtype=torch.bool, device=stack.device),
                  torch.zeros(k * n, width, device=stack.device)) for width in stack.widths]
-        for copy, (layer, unit) in enumerate(chosen):
+        for copy, held_unit in enumerate(chosen):
+            if held_unit is None:
+                continue
+            layer, unit = held_unit
             rows = slice(copy * n, (copy + 1) * n)
             held[layer - 1][0][rows, unit] = True
             held[layer - 1][1][rows, unit] = values[start + copy]
         with torch.inference_mode():
             h = stack.run(ids.repeat(1, k), held)  # (K n, H_top)
-            right = (stack.margins(h, correct.repeat(k), wrong.repeat(k)) > 0).view(k, n)
-        right = right.cpu().numpy()
+            margins = stack.margins(h, correct.repeat(k), wrong.repeat(k)).view(k, n)
+        margins = margins.double().cpu().numpy()  # (K, n)
         for c in range(n_conditions):
-            out[start:start + k, c] = right[:, condition == c].mean(axis=1)
-    return out
+            accuracy[start:start + k, c] = (margins[:, condition == c] > 0).mean(axis=1)
+            margin[start:start + k, c] = margins[:, condition == c].mean(axis=1)
+    return accuracy, margin
 
 
 def find_number_units(model: RNNModel, items: list[AgreementItem], words: list[str],
@@ -205,9 +236,9 @@ def find_number_units(model: RNNModel, items: list[AgreementItem], words: list[s
     conditions = sorted({item.condition for item in items}, key=lambda c: [FORM[x] for x in c])
     condition = np.array([conditions.index(item.condition) for item in items])  # (N,)
     ids, correct, wrong = finder_tensors(items, words)
-    with torch.inference_mode():
-        baseline_right = (stack.margins(stack.run(ids), correct, wrong) > 0).cpu().numpy()
-    baseline = np.array([baseline_right[condition == c].mean() for c in range(len(conditions))])
+    baseline, baseline_margin = ablated_accuracy(stack, ids, correct, wrong, condition,
+                                                 len(conditions), [None], [0.0])
+    baseline, baseline_margin = baseline[0], baseline_margin[0]  # (C,) each: nothing held
     incongruent = np.array([len(set(conditions[c])) > 1 for c in condition])
     scores = screen_units(stack, ids[:, incongruent], correct[incongruent], wrong[incongruent])
     layer = np.concatenate([np.full(w, l + 1) for l, w in enumerate(stack.widths)])  # (U,)
@@ -226,19 +257,22 @@ def find_number_units(model: RNNModel, items: list[AgreementItem], words: list[s
     ablated = np.concatenate([chosen_top, chosen_controls])
     pairs = [(int(layer[i]), int(unit[i])) for i in ablated]
     zero = np.full((len(unit), len(conditions)), np.nan)
-    zero[ablated] = ablated_accuracy(stack, ids, correct, wrong, condition, len(conditions),
-                                     pairs, [0.0] * len(pairs))
+    zero_margin = np.full_like(zero, np.nan)
+    zero[ablated], zero_margin[ablated] = ablated_accuracy(
+        stack, ids, correct, wrong, condition, len(conditions), pairs, [0.0] * len(pairs))
     mean = np.full_like(zero, np.nan)
     if means is not None:
         mean[ablated] = ablated_accuracy(stack, ids, correct, wrong, condition, len(conditions),
-                                         pairs, [float(means[l][u]) for l, u in pairs])
+                                         pairs, [float(means[l][u]) for l, u in pairs])[0]
     result = NumberUnitResult(
         task=items[0].task, conditions=conditions,
         positions=["<eos>", *slot_names(len(items[0].prefix))],
         n_items=np.bincount(condition, minlength=len(conditions)), baseline=baseline,
         layer=layer, unit=unit, screen=screen, role=role, zero_accuracy=zero,
-        mean_accuracy=mean, seed=seed, spearman=float("nan"), profiles=[])
-    result.spearman = rank_correlation(screen[ablated], result.drop[ablated])
+        mean_accuracy=mean, baseline_margin=baseline_margin, zero_margin=zero_margin,
+        seed=seed, spearman=float("nan"), spearman_accuracy=float("nan"), profiles=[])
+    result.spearman = rank_correlation(screen[ablated], result.margin_drop[ablated])
+    result.spearman_accuracy = rank_correlation(screen[ablated], result.drop[ablated])
     profiled = chosen_top[np.argsort(-result.drop[chosen_top], kind="stable")[:PROFILED_UNITS]]
     result.profiles = profiles(stack, ids, condition, len(conditions), items, words,
                                [(int(layer[i]), int(unit[i])) for i in profiled])

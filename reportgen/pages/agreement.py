@@ -113,7 +113,8 @@ def finder_view(report: ModelReport, found: NumberUnitResult,
             "baseline": [float(value) for value in found.baseline],
             "n_items": [int(n) for n in found.n_items], "n_units": len(found.unit),
             "n_top": sum(role == "top" for role in found.role), "n_controls": n_controls,
-            "spearman": found.spearman, "rows": rows, "screen_chart": screen_chart,
+            "spearman": found.spearman, "spearman_accuracy": found.spearman_accuracy,
+            "rows": rows, "screen_chart": screen_chart,
             "beats_all": bool(rows) and n_controls > 0 and rows[0]["beaten"] == n_controls,
             "profiles": [profile_view(found, profile) for profile in found.profiles],
             "seed": found.seed}
@@ -168,6 +169,7 @@ def number_units_frame(found: NumberUnitResult) -> pd.DataFrame:
     for c, condition in enumerate(found.conditions):
         frame[f"delta_{condition}"] = found.zero_accuracy[:, c] - found.baseline[c]
     frame["incongruent_drop"] = found.drop
+    frame["incongruent_margin_drop"] = found.margin_drop
     frame["mean_ablation_incongruent_drop"] = (found.pooled(found.baseline)
                                                - found.pooled(found.mean_accuracy))
     frame["controls_beaten"] = np.where(beaten >= 0, beaten, np.nan)
