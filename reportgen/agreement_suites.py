@@ -140,8 +140,8 @@ def built_in_suite(vocabulary: Iterable[str], seed: int = 0,
             conditions = ("SS", "SP", "PS", "PP") if "noun PP" in template else ("S", "P")
             for condition in conditions:
                 rng = random.Random(f"{seed}-{index}-{condition}")
-                items += draw_items(rng, per_condition, lambda r: template_item(
-                    r, template, condition, first, nouns, verbs, middles[template]))
+                items += draw_items(rng, per_condition, lambda r, t=template, c=condition:
+                                    template_item(r, t, c, first, nouns, verbs, middles[t]))
     return AgreementSuite(BUILT_IN, items, {}, sorted(set(lacking), key=str.lower))
 
 

@@ -328,7 +328,7 @@ def agreement(config: ReportConfig, inputs: Inputs, report: ModelReport) -> None
     means = {layer: stats.mean for (layer, state), stats in report.distributions.states.items()
              if state == "h"}
     with timed(report.timings, "number units", config.quiet):
-        report.agreement.number_units = find_number_units(
+        report.number_units = find_number_units(
             model, items, words, means, options.seed, config.capture.device)
 
 

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from reportgen.analysis.distributions import DistributionResult
     from reportgen.analysis.embedding import EmbeddingResult
     from reportgen.analysis.gates import GateResult
+    from reportgen.analysis.number_units import NumberUnitResult
     from reportgen.analysis.output_effects import OutputEffects
     from reportgen.features import TokenFeatures
 
@@ -55,7 +56,8 @@ class ModelReport:
     output_effects: OutputEffects | None = None  # the top layer's decoder columns
     ablation: AblationResult | None = None  # mean-ablation of the paged (or every) unit
     other_models: OtherModels | None = None  # a multi-model report's: its units' matches
-    agreement: AgreementResult | None = None  # number agreement and number units
+    agreement: AgreementResult | None = None  # number agreement
+    number_units: NumberUnitResult | None = None  # the number-unit finder's, LSTM only
     options: dict[str, Any] = field(default_factory=dict)  # the options used, for provenance
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     notes: list[str] = field(default_factory=list)  # what was sampled, paged or left out

@@ -11,14 +11,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from stepwise import lstm_cells
 
-from reportgen.agreement_suites import (BUILT_IN, TEMPLATES, AgreementItem, built_in_suite,
-                                        congruence, read_agreement_file)
+from reportgen.agreement_suites import (
+    BUILT_IN,
+    TEMPLATES,
+    AgreementItem,
+    built_in_suite,
+    congruence,
+    read_agreement_file,
+)
 from reportgen.analysis.agreement import analyse_agreement, wilson_interval
 from reportgen.checkpoint import load_checkpoint
 from reportgen.corpus import vocabulary_from_folder
 from reportgen.errors import ReportgenError
-from stepwise import lstm_cells
 
 NA_TASK = ("The boy near the cars greets\tsingular_plural\tcorrect\t1\n"
            "The boy near the cars greet\tsingular_plural\twrong\t1\n"

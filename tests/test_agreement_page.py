@@ -128,3 +128,22 @@ def test_a_malformed_file_is_one_line_before_anything_slow(cli, hostile_model,
                       str(tmp_path / "out"), "--agreement", str(bad), "--quiet"], tmp_path)
     assert_one_line_error(result, "bad.tsv:2:", "differ only in their last word")
     assert not (tmp_path / "out").exists()
+
+
+def test_the_comparison_plots_each_task_against_dropout() -> None:
+    import numpy as np
+
+    from reportgen.analysis.comparison import Comparison, ModelFigures, StateFigures
+    states = [StateFigures((1, "h"), 2, 0.1, 0, np.array([0.1, 0.2]))]
+
+    def model(name: str, dropout: float | None, agreement: dict[str, float]) -> ModelFigures:
+        return ModelFigures(name, dropout, 1, 10.0, 100, "t", "s", "v", 5, None, None, states,
+                            agreement=agreement)
+
+    comparison = Comparison([model("a", 0.0, {"simple": 0.9, "noun PP": 0.6}),
+                             model("b", 0.5, {"simple": 0.95, "noun PP": 0.7}),
+                             model("c", None, {"simple": 0.5})])
+    assert sorted((r["model"], r["task"], r["accuracy"]) for r in comparison.agreement_records()) == [
+        ("a", "noun PP", 0.6), ("a", "simple", 0.9), ("b", "noun PP", 0.7), ("b", "simple", 0.95)]
+    assert "agreement" in comparison.charts()
+    assert "agreement" not in Comparison([model("c", None, {"simple": 0.5})]).charts()

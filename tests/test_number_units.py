@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 from scipy.stats import spearmanr
+from stepwise import lstm_cells
 
 from reportgen.agreement_suites import NOUN_PP, built_in_suite
 from reportgen.analysis.agreement import analyse_agreement
 from reportgen.analysis.number_units import find_number_units
 from reportgen.checkpoint import load_checkpoint
 from reportgen.corpus import vocabulary_from_folder
-from stepwise import lstm_cells
 
 
 def noun_pp_items(corpus: Path, per_condition: int):

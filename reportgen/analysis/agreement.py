@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -25,9 +24,6 @@ from reportgen.agreement_suites import AgreementItem, AgreementSuite, congruence
 from reportgen.capture import single_layer_modules
 from reportgen.corpus import EOS
 from reportgen.model import RNNModel, resolve_device
-
-if TYPE_CHECKING:
-    from reportgen.analysis.number_units import NumberUnitResult
 
 Z_95 = 1.959963984540054  # the standard normal's 97.5% quantile
 CHANCE = 0.5  # two forms, one right
@@ -88,7 +84,6 @@ class AgreementResult:
     log_p_correct: np.ndarray  # (N,) float64
     log_p_wrong: np.ndarray  # (N,) float64
     scores: list[ConditionScore]
-    number_units: NumberUnitResult | None = None
     notes: list[str] = field(default_factory=list)
 
     @property

@@ -17,8 +17,11 @@ import pandas as pd
 
 from reportgen.analysis.agreement import AgreementResult, ConditionScore
 from reportgen.analysis.number_units import NumberUnitResult, UnitProfile
-from reportgen.charts import (agreement_accuracy_chart, screen_against_ablation_chart,
-                              unit_template_chart)
+from reportgen.charts import (
+    agreement_accuracy_chart,
+    screen_against_ablation_chart,
+    unit_template_chart,
+)
 from reportgen.csv_safety import neutralise_formulas
 from reportgen.pages import ChartSpec, Page, Section, SiteOptions, page_spec
 from reportgen.pages.neurons import neuron_page_path, paged_neurons
@@ -124,8 +127,8 @@ def pages(report: ModelReport, options: SiteOptions) -> list[Page]:
     result = report.agreement
     assert result is not None
     suites = suite_views(result)
-    finder = (finder_view(report, result.number_units, options)
-              if result.number_units is not None else None)
+    finder = (finder_view(report, report.number_units, options)
+              if report.number_units is not None else None)
     charts = [view["chart"] for view in suites if view["chart"] is not None]
     if finder is not None:
         charts += [finder["screen_chart"], *(view["chart"] for view in finder["profiles"])]
@@ -153,8 +156,8 @@ def export(report: ModelReport, data: Path) -> None:
         "log_p_correct": result.log_p_correct, "log_p_wrong": result.log_p_wrong,
         "right": result.right})
     neutralise_formulas(items).to_csv(data / "agreement_items.csv.gz", index=False)
-    if result.number_units is not None:
-        number_units_frame(result.number_units).to_csv(data / "number_units.csv", index=False)
+    if report.number_units is not None:
+        number_units_frame(report.number_units).to_csv(data / "number_units.csv", index=False)
 
 
 def number_units_frame(found: NumberUnitResult) -> pd.DataFrame:

@@ -15,7 +15,7 @@ from reportgen.results import ModelReport
 
 def unit_number(report: ModelReport, key: StateKey, unit: int) -> dict[str, Any] | None:
     """The number-unit section of `key`'s unit `unit`, or None when it was not a top unit."""
-    found = report.agreement.number_units if report.agreement is not None else None
+    found = report.number_units
     if found is None or key[1] != "h":
         return None
     rows = np.flatnonzero((found.layer == key[0]) & (found.unit == unit))
