@@ -9,17 +9,16 @@ from typing import Any
 
 import altair as alt
 
-CHANCE = 0.5
 CONGRUENCE_COLOURS = {"congruent": "#4c78a8", "incongruent": "#e45756", "one noun": "#72b7b2"}
 ROLE_COLOURS = {"top": "#e45756", "control": "#9e9e9e"}
 
 
-def agreement_accuracy_chart(records: list[dict[str, Any]], tasks: list[str],
-                             title: str) -> alt.FacetChart:
+def agreement_accuracy_chart(records: list[dict[str, Any]], tasks: list[str], title: str,
+                             chance: float) -> alt.FacetChart:
     """Records {task, condition, congruence, n, accuracy, ci_low, ci_high, verdict}: a point and
     its 95% interval per condition, one panel per task in `tasks` order, and a dashed chance
     line; congruent and incongruent conditions stand side by side in their colours."""
-    rows = [{**record, "chance": CHANCE} for record in records]
+    rows = [{**record, "chance": chance} for record in records]
     colour = alt.Color("congruence:N", title="condition",
                        scale=alt.Scale(domain=list(CONGRUENCE_COLOURS),
                                        range=list(CONGRUENCE_COLOURS.values())))

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reportgen.analysis.agreement import AgreementResult, ConditionScore
+from reportgen.analysis.agreement import CHANCE, AgreementResult, ConditionScore
 from reportgen.analysis.number_units import NumberUnitResult, UnitProfile
 from reportgen.charts import (
     agreement_accuracy_chart,
@@ -59,9 +59,9 @@ def suite_views(result: AgreementResult) -> list[dict[str, Any]]:
         chart = None
         if rows:
             chart = ChartSpec(f"accuracy-{index}", page_spec(agreement_accuracy_chart(
-                rows, tasks, f"{suite.name}: accuracy and 95% Wilson interval")),
+                rows, tasks, f"{suite.name}: accuracy and 95% Wilson interval", CHANCE)),
                 "Each point is a condition's accuracy, its bar the 95% Wilson interval; the "
-                "dashed line is chance, 0.5.", f"agreement-{index}")
+                f"dashed line is chance, {CHANCE:g}.", f"agreement-{index}")
         views.append({"name": suite.name, "rows": rows, "chart": chart,
                       "n_items": sum(suite.n_items.values()), "per_task": suite.n_items,
                       "skipped": suite.skipped, "n_skipped": sum(suite.skipped.values()),
@@ -134,7 +134,7 @@ def pages(report: ModelReport, options: SiteOptions) -> list[Page]:
         charts += [finder["screen_chart"], *(view["chart"] for view in finder["profiles"])]
     return [Page(path=PAGE, template="agreement.html", title="Agreement", section="agreement",
                  context={"suites": suites, "finder": finder, "notes": result.notes,
-                          "n_items": len(result.items), "chance": 0.5},
+                          "n_items": len(result.items), "chance": CHANCE},
                  charts=charts)]
 
 
