@@ -21,6 +21,7 @@ from typing import NoReturn
 
 import numpy as np
 
+from reportgen.agreement_suites import AgreementOptions
 from reportgen.analysis.ablation import AblationOptions
 from reportgen.analysis.embedding import EmbeddingOptions
 from reportgen.analysis.state_sample import SAMPLE_POSITIONS
@@ -187,6 +188,8 @@ def run_report_command(args: argparse.Namespace) -> None:
                               within_threshold=args.within_threshold),
         feature_files=tuple(args.features),
         ablation=AblationOptions(tokens=args.ablation_tokens, all_units=args.ablate_all),
+        agreement=AgreementOptions(enabled=not args.no_agreement, files=tuple(args.agreement),
+                                   per_condition=args.agreement_items),
         embedding=embedding_options(args), embed_states=() if args.no_clusters else (tuple(args.maps) if args.maps else None),
         site=SiteOptions(tokens_per_page=args.tokens_per_page, top_neurons=args.top_neurons,
                          expectancy_tokens=args.expectancy_tokens,

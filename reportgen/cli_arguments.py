@@ -13,6 +13,7 @@ import math
 from dataclasses import fields
 from pathlib import Path
 
+from reportgen.agreement_suites import ITEMS_PER_CONDITION
 from reportgen.analysis.ablation import ABLATION_TOKENS
 from reportgen.analysis.concepts import LABEL_THRESHOLD, WITHIN_THRESHOLD
 from reportgen.analysis.divergences import RANK_BY_CHOICES
@@ -235,6 +236,25 @@ def ablation_tokens(value: str) -> int:
     return number
 
 
+def add_agreement_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of the Agreement page: the suites and the number-unit finder (docs/agreement.md)."""
+    group = parser.add_argument_group(
+        "agreement", "subject-verb number agreement: is log p(correct verb) > log p(wrong verb) "
+                     "after a prefix? A built-in suite from Lakretz et al.'s templates, your "
+                     "own files, and the units whose ablation breaks agreement")
+    group.add_argument("--agreement", type=Path, nargs="+", action="extend", default=[],
+                       metavar="FILE",
+                       help="your own suites: NA-task files (sentence TAB condition TAB "
+                            "correct|wrong TAB id) or Linzen/Gulordava .text files with their "
+                            ".gold beside them; items with a word outside the vocabulary are "
+                            "skipped and counted")
+    group.add_argument("--agreement-items", type=positive_int, default=ITEMS_PER_CONDITION,
+                       metavar="N",
+                       help="built-in items per template and condition (default: %(default)s)")
+    group.add_argument("--no-agreement", action="store_true",
+                       help="skip the agreement suites and the number-unit finder")
+
+
 def add_ablation_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of the mean-ablation shown on each unit page."""
     group = parser.add_argument_group(
@@ -335,6 +355,7 @@ def add_report_parser(commands: argparse._SubParsersAction) -> None:
                              f"{SAMPLE_POSITIONS} for several, whose comparison uses them)")
     add_concept_arguments(parser)
     add_ablation_arguments(parser)
+    add_agreement_arguments(parser)
     add_cluster_arguments(parser)
     add_capture_arguments(parser)
     parser.add_argument("--rnn-type", choices=RNN_TYPES,

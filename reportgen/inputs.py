@@ -14,6 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
+from reportgen.agreement_suites import AgreementFile, AgreementOptions, read_agreement_file
 from reportgen.checkpoint import LoadedModel, load_checkpoint
 from reportgen.corpus import (SPLITS, Text, Vocabulary, load_vocabulary, tokenize,
                               vocabulary_from_folder)
@@ -34,6 +35,7 @@ class InputSettings(Protocol):
     allow_unsafe_pickle: bool
     rnn_type: str | None
     feature_files: tuple[Path, ...]
+    agreement: AgreementOptions
 
 
 @dataclass
@@ -45,6 +47,7 @@ class Inputs:
     text: Text
     text_path: Path
     feature_files: tuple[FeatureFile, ...] = ()
+    agreement_files: tuple[AgreementFile, ...] = ()  # --agreement, read but not yet filtered
 
 
 def resolve_text_path(config: InputSettings) -> Path:
@@ -116,12 +119,18 @@ def own_features(files: tuple[FeatureFile, ...], tokens: list[str]) -> TokenFeat
     return token_features(tokens, values, descriptions)
 
 
+def read_agreement_files(options: AgreementOptions) -> tuple[AgreementFile, ...]:
+    """Every --agreement file, read and checked: a malformed line stops the run here."""
+    return tuple(read_agreement_file(path) for path in options.files) if options.enabled else ()
+
+
 def load_inputs(config: InputSettings) -> Inputs:
     """Corpus and model stage: the checkpoint, its vocabulary and the tokenised text."""
     feature_files = read_feature_files(config.feature_files)
+    agreement_files = read_agreement_files(config.agreement)
     text_path = resolve_text_path(config)
     loaded = load_checkpoint(config.checkpoint, config.allow_unsafe_pickle, config.rnn_type)
     vocabulary = resolve_vocabulary(config, loaded)
     text = read_text(text_path, vocabulary, config.max_tokens)
     check_annotations(feature_files, text.tokens)
-    return Inputs(loaded, vocabulary, text, text_path, feature_files)
+    return Inputs(loaded, vocabulary, text, text_path, feature_files, agreement_files)

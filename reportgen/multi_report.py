@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from reportgen.agreement_suites import AgreementFile
 from reportgen.analysis.comparison import Comparison, ModelFailure
 from reportgen.analysis.state_sample import SAMPLE_POSITIONS
 from reportgen.checkpoint import LoadedModel, load_checkpoint
@@ -34,8 +35,9 @@ from reportgen.comparable import read_comparable
 from reportgen.corpus import Text, Vocabulary
 from reportgen.errors import ReportgenError
 from reportgen.feature_files import FeatureFile
-from reportgen.inputs import (Inputs, check_annotations, read_feature_files, read_text,
-                              resolve_text_path, resolve_vocabulary)
+from reportgen.inputs import (Inputs, check_annotations, read_agreement_files,
+                              read_feature_files, read_text, resolve_text_path,
+                              resolve_vocabulary)
 from reportgen.model import resolve_device
 from reportgen.model_matches import FirstLook, first_look, other_models, with_first_pass
 from reportgen.model_specs import ModelSpec, check_model_names
@@ -75,6 +77,7 @@ class Prepared:
     vocabulary: Vocabulary
     text: Text
     feature_files: tuple[FeatureFile, ...] = ()
+    agreement_files: tuple[AgreementFile, ...] = ()
 
 
 def model_config(config: ReportConfig, spec: ModelSpec) -> ReportConfig:
@@ -146,7 +149,8 @@ def prepare(models: Sequence[ModelSpec], config: ReportConfig) -> Prepared:
     text = read_text(resolve_text_path(config), first[1], config.max_tokens)
     feature_files = read_feature_files(config.feature_files)
     check_annotations(feature_files, text.tokens)
-    return Prepared(loadable, failures, first[1], text, feature_files)
+    return Prepared(loadable, failures, first[1], text, feature_files,
+                    read_agreement_files(config.agreement))
 
 
 def given_settings(report: ModelReport, spec: ModelSpec) -> None:
@@ -165,7 +169,7 @@ def analyse_model(spec: ModelSpec, config: ReportConfig, prepared: Prepared) -> 
     with timed(timings, "load", config.quiet):
         loaded = load_checkpoint(spec.checkpoint, config.allow_unsafe_pickle, config.rnn_type)
     inputs = Inputs(loaded, prepared.vocabulary, prepared.text, resolve_text_path(config),
-                    prepared.feature_files)
+                    prepared.feature_files, prepared.agreement_files)
     report = analyse(model_config(config, spec), inputs, timings)
     given_settings(report, spec)
     return report

@@ -15,7 +15,9 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from reportgen.agreement_suites import NOUN_PP, AgreementOptions, built_in_suite
 from reportgen.analysis_cache import cached_analysis, features_digest
+from reportgen.analysis.agreement import analyse_agreement
 from reportgen.analysis.ablation import AblationOptions, ablate, ablation_units
 from reportgen.analysis.concepts import LABEL_THRESHOLD, WITHIN_THRESHOLD, analyse_concepts
 from reportgen.analysis.correlations import analyse_correlations
@@ -23,6 +25,7 @@ from reportgen.analysis.distributions import analyse_distributions
 from reportgen.analysis.embedding import (MIN_TSNE_POINTS, EmbeddingOptions, EmbeddingResult,
                                           embed)
 from reportgen.analysis.gates import GateWeights, analyse_gates
+from reportgen.analysis.number_units import find_number_units, finder_items
 from reportgen.analysis.output_effects import output_effects
 from reportgen.analysis.paged_units import decide_paged_units
 from reportgen.capture import (DECODER_CHECK_ROWS, DECODER_TOLERANCE, Capture, CaptureOptions,
@@ -74,6 +77,7 @@ class ReportConfig:
     embed_states: tuple[StateKey, ...] | None = None  # t-SNE maps: None all states, () none
     feature_files: tuple[Path, ...] = ()  # --features: the user's own token features
     ablation: AblationOptions = field(default_factory=AblationOptions)
+    agreement: AgreementOptions = field(default_factory=AgreementOptions)
     site: SiteOptions = field(default_factory=SiteOptions)
     cache: Path | None = field(default_factory=default_cache_folder)  # None: no capture cache
     cache_limit_gb: float = DEFAULT_LIMIT_GB  # least recently used captures go beyond this
@@ -162,6 +166,8 @@ def options_record(config: ReportConfig) -> dict[str, object]:
                          else [state_name(key) for key in config.embed_states]),
         "feature_files": [path.name for path in config.feature_files],
         "ablation": asdict(config.ablation),
+        "agreement": {**asdict(config.agreement),
+                      "files": [path.name for path in config.agreement.files]},
         "site": asdict(config.site),
     }
 
@@ -272,9 +278,10 @@ def analyse(config: ReportConfig, inputs: Inputs, timings: dict[str, float]) -> 
         with timed(timings, "gates", config.quiet):
             report.gates = reuse(report, cached.entry, "gates", {},
                                  lambda: analyse_gates(captured, weights))
+    agreement(config, inputs, report)
     assert report.distributions is not None
     report.paged = decide_paged_units(report.distributions, report.concepts,
-                                      config.site.top_neurons)
+                                      config.site.top_neurons, report.number_units)
     paged = report.paged.units
     with timed(timings, "correlations", config.quiet):
         report.correlations = reuse(report, cached.entry, "correlations", {
@@ -319,6 +326,32 @@ def unit_effects(config: ReportConfig, inputs: Inputs, report: ModelReport,
     which = "every unit" if config.ablation.all_units else "the paged units"
     report.notes.append(f"mean-ablation of {which} over the first {report.ablation.n_tokens:,} "
                         "tokens (--ablation-tokens sets how many, --ablate-all ablates every unit)")
+
+
+def agreement(config: ReportConfig, inputs: Inputs, report: ModelReport) -> None:
+    """Number agreement on the built-in suite and the --agreement files, then the number-unit
+    finder on the built-in noun-PP items (DESIGN.md 3.6). Not cached: both take seconds."""
+    options = config.agreement
+    if not options.enabled:
+        return
+    model, words = inputs.loaded.model, inputs.vocabulary.words
+    known = set(words)
+    suites = [built_in_suite(words, options.seed, options.per_condition),
+              *(read.suite(known) for read in inputs.agreement_files)]
+    with timed(report.timings, "agreement", config.quiet):
+        report.agreement = analyse_agreement(model, suites, words, config.capture.device)
+    items = finder_items([item for item in suites[0].items if item.task == NOUN_PP])
+    if model.rnn_type != "LSTM" or not items:
+        why = ("it needs an LSTM" if model.rnn_type != "LSTM"
+               else "the vocabulary gives no noun-PP items")
+        report.agreement.notes.append(f"no number-unit finder: {why}")
+        return
+    assert report.distributions is not None
+    means = {layer: stats.mean for (layer, state), stats in report.distributions.states.items()
+             if state == "h"}
+    with timed(report.timings, "number units", config.quiet):
+        report.number_units = find_number_units(
+            model, items, words, means, options.seed, config.capture.device)
 
 
 T = TypeVar("T")

@@ -10,12 +10,14 @@ from reportgen.capture import Capture
 
 if TYPE_CHECKING:
     from reportgen.analysis.ablation import AblationResult
+    from reportgen.analysis.agreement import AgreementResult
     from reportgen.analysis.alignment import OtherModels
     from reportgen.analysis.concepts import ConceptResult
     from reportgen.analysis.correlations import CorrelationResult
     from reportgen.analysis.distributions import DistributionResult
     from reportgen.analysis.embedding import EmbeddingResult
     from reportgen.analysis.gates import GateResult
+    from reportgen.analysis.number_units import NumberUnitResult
     from reportgen.analysis.output_effects import OutputEffects
     from reportgen.analysis.paged_units import PagedUnits
     from reportgen.features import TokenFeatures
@@ -56,6 +58,8 @@ class ModelReport:
     output_effects: OutputEffects | None = None  # the top layer's decoder columns
     ablation: AblationResult | None = None  # mean-ablation of the paged (or every) unit
     other_models: OtherModels | None = None  # a multi-model report's: its units' matches
+    agreement: AgreementResult | None = None  # number agreement
+    number_units: NumberUnitResult | None = None  # the number-unit finder's, LSTM only
     options: dict[str, Any] = field(default_factory=dict)  # the options used, for provenance
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     notes: list[str] = field(default_factory=list)  # what was sampled, paged or left out

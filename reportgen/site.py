@@ -31,15 +31,16 @@ from reportgen.charts import CANVAS_ABOVE
 from reportgen.heatmap import signed
 from reportgen.images import IMAGE_FOLDER, write_images, write_svg_and_png
 from reportgen.pages import comparison as comparison_page
-from reportgen.pages import (Page, Section, SiteOptions, clusters, concepts, expectancy, gates,
-                             neurons, overview)
+from reportgen.pages import (Page, Section, SiteOptions, agreement, clusters, concepts,
+                             expectancy, gates, neurons, overview)
 from reportgen.pages.comparison import Relations
 from reportgen.pages.unit_matches import alignment_prefix
 from reportgen.progress import Progress, progress_enabled
 from reportgen.results import ModelReport
 from reportgen.versions import reportgen_version
 
-SECTIONS: list[ModuleType] = [expectancy, neurons, gates, concepts, clusters]  # in nav order
+SECTIONS: list[ModuleType] = [expectancy, neurons, gates, concepts, clusters,
+                              agreement]  # in nav order
 
 
 def templates_dir() -> Path:
@@ -149,7 +150,7 @@ def write_model_folder(report: ModelReport, folder: Path, home: str = "",
     options = options or SiteOptions()
     if report.paged is None and report.distributions is not None:  # built by hand, not analyse()
         report.paged = decide_paged_units(report.distributions, report.concepts,
-                                          options.top_neurons)
+                                          options.top_neurons, report.number_units)
     env = make_environment()
     pages = all_pages(report, options)
     with Progress("pages", len(pages), "pages", **progress_enabled(progress)) as bar:

@@ -34,6 +34,9 @@ WORD_CLASSES: dict[str, tuple[str, ...]] = {
              "league", "line", "museum", "novel", "party", "period", "region", "regiment",
              "series", "season", "squadron", "storm", "system", "temple", "theatre", "track",
              "tour", "harbour", "garden", "railway", "festival"),
+    "plural": (),  # the nouns' plurals, filled in below
+    "adverb": ("also", "still", "now", "often", "never", "always", "probably", "certainly",
+               "clearly", "usually", "already"),
     "unit": ("metres", "kilometres", "miles", "feet", "people", "tonnes", "years", "days",
              "soldiers", "copies"),
     "verb": ("built", "opened", "captured", "founded", "released", "recorded", "destroyed",
@@ -59,11 +62,29 @@ WORD_CLASSES: dict[str, tuple[str, ...]] = {
                 "Life", "Years", "Service", "Music", "Plot", "Production"),
 }
 
+
+
+def plural_of(noun: str) -> str:
+    """The regular English plural: `city` -> `cities`, `church` -> `churches`, `road` -> `roads`."""
+    if noun.endswith("y") and noun[-2] not in "aeiou":
+        return noun[:-1] + "ies"
+    return noun + ("es" if noun.endswith(("s", "ch", "sh", "x")) else "s")
+
+
+# every noun but `series`, whose plural is itself
+PLURAL_OF: dict[str, str] = {noun: plural_of(noun) for noun in WORD_CLASSES["noun"]
+                             if noun != "series"}
+WORD_CLASSES["plural"] = tuple(PLURAL_OF.values())
+
 _CLASS_OF_WORD: dict[str, str] = {
     word: word_class for word_class, words in WORD_CLASSES.items() for word in words
 }
 
-_FINITE_BE = ("is", "was", "are", "were")  # the forms of be that follow a subject
+# Subject-verb agreement: the finite forms of be and have take the subject's number
+_FINITE_BE = {False: ("is", "was"), True: ("are", "were")}  # plural? -> forms
+_FINITE_HAVE = {False: ("has", "had"), True: ("have", "had")}
+_PLURAL_PRONOUNS = ("they", "we", "you", "I")  # take are, were, have
+_ARTICLES = {False: ("the", "a", "this", "that"), True: ("the", "these", "those")}
 _QUOTE_INTRODUCERS = ("called", "named", "titled", "known as", "described as")
 _TITLE_JOINTS = ("of", "of the", "in", "in the", "on the", "and")  # between a title's words
 TITLE_CONTINUES = 0.5  # chance that a title goes on with a joint and another title word
@@ -73,6 +94,15 @@ QUOTE_RATE = 0.6  # share of sentences with a quoted span
 PAREN_RATE = 0.25 # share of sentences with a parenthesised span
 MAX_SPAN_CONTENT = 15  # tokens strictly between the marks: 1 to 15
 UNK_RATE = 0.015  # share of nouns, adjectives and names written as `<unk>`
+# Agreement across attractors (Lakretz et al. 2019's templates, planted): a noun subject is
+# plural at SUBJECT_PLURAL_RATE, and followed by one or two prepositional phrases, each with a
+# noun of either number, at ATTRACTOR_RATE, and by an adverb or two at ADVERB_RATE; be and
+# have then agree with the subject, never with the nearer attractor.
+SUBJECT_PLURAL_RATE = 0.5
+OBJECT_PLURAL_RATE = 0.3  # plural nouns elsewhere, so that a plural noun says nothing alone
+ATTRACTOR_RATE = 0.5
+SECOND_ATTRACTOR_RATE = 0.3
+ADVERB_RATE = 0.2
 
 
 def class_of(token: str) -> str:
@@ -186,54 +216,90 @@ class Grammar:
         chunks.insert(self.rng.choice(boundaries), span)
 
     def clause(self) -> list[Chunk]:
-        """Subject, predicate and optional prepositional phrase, as chunks."""
-        subject = self.one_of((0.45, lambda: self.word("pronoun")),
-                              (0.4, self.noun_phrase),
-                              (0.15, self.name_phrase))
-        return [subject, *self.predicate()]
+        """Subject, predicate and optional prepositional phrase, as chunks; the finite be or
+        have of the predicate agrees with the subject's number."""
+        kind = self.rng.choices(("pronoun", "noun", "name"), weights=(0.45, 0.4, 0.15))[0]
+        if kind == "pronoun":
+            subject = self.word("pronoun")
+            plural = subject[0].text in _PLURAL_PRONOUNS
+        elif kind == "noun":
+            plural = self.chance(SUBJECT_PLURAL_RATE)
+            subject = self.noun_phrase(plural) + self.attractors()
+        else:
+            subject, plural = self.name_phrase(), False
+        if kind != "pronoun" and self.chance(ADVERB_RATE):
+            subject += self.adverbs()
+        return [subject, *self.predicate(plural)]
 
-    def predicate(self) -> list[Chunk]:
+    def attractors(self) -> Chunk:
+        """Nothing, or one or two prepositional phrases of a noun of either number, between
+        a subject and its verb: `the army near the towers of the city is`."""
+        if not self.chance(ATTRACTOR_RATE):
+            return []
+        count = 2 if self.chance(SECOND_ATTRACTOR_RATE) else 1
+        return [token for _ in range(count) for token in
+                self.word("preposition") + self.noun_phrase(self.chance(0.5))]
+
+    def adverbs(self) -> Chunk:
+        """`also`, `still often` or `now and always`."""
+        first, second = (Tok(word, "adverb") for word in self.rng.sample(WORD_CLASSES["adverb"], 2))
+        return self.one_of((0.6, lambda: [first]), (0.2, lambda: [first, second]),
+                           (0.2, lambda: [first, Tok("and", "conjunction"), second]))
+
+    def predicate(self, plural: bool) -> list[Chunk]:
         """Verb group, object and phrase; `be` follows a modal and `been` follows have."""
         pp = self.optional_prepositional_phrase
         be, been = [Tok("be", "be")], [Tok("been", "be")]
+        def finite_be() -> Chunk:
+            return [Tok(self.rng.choice(_FINITE_BE[plural]), "be")]
+
+        def have() -> Chunk:
+            return [Tok(self.rng.choice(_FINITE_HAVE[plural]), "have")]
+
         return self.one_of(
-            (0.25, lambda: [self.finite_be() + self.word("adjective"), *pp(0.5)]),
-            (0.2, lambda: [self.finite_be() + self.word("verb"), *pp(0.8)]),
-            (0.2, lambda: [self.word("have") + self.word("verb"), self.object(), *pp(0.4)]),
-            (0.1, lambda: [self.word("have") + been + self.word("verb"), *pp(0.8)]),
+            (0.25, lambda: [finite_be() + self.word("adjective"), *pp(0.5)]),
+            (0.2, lambda: [finite_be() + self.word("verb"), *pp(0.8)]),
+            (0.2, lambda: [have() + self.word("verb"), self.object(), *pp(0.4)]),
+            (0.1, lambda: [have() + been + self.word("verb"), *pp(0.8)]),
             (0.1, lambda: [self.word("modal") + be + self.word("adjective"), *pp(0.3)]),
             (0.05, lambda: [self.word("modal") + [Tok("have", "have")] + self.word("verb"),
                             self.object()]),
             (0.3, lambda: [self.word("verb"), self.object(), *pp(0.5)]),
         )
 
-    def finite_be(self) -> Chunk:
-        return [Tok(self.rng.choice(_FINITE_BE), "be")]
-
     def optional_prepositional_phrase(self, probability: float) -> list[Chunk]:
         return [self.prepositional_phrase()] if self.chance(probability) else []
 
     def object(self) -> Chunk:
-        return self.one_of((0.7, self.noun_phrase), (0.2, self.name_phrase),
+        return self.one_of((0.7, self.any_noun_phrase), (0.2, self.name_phrase),
                            (0.1, self.quantity))
 
     # --- phrases -----------------------------------------------------------------------------
 
-    def noun_phrase(self) -> Chunk:
-        """Article (adjective) noun, or possessive noun: possessives never take an adjective."""
-        if self.chance(0.3):
-            return self.word("possessive") + self.word("noun")
-        adjective = self.word("adjective") if self.chance(0.5) else []
-        rest = adjective + self.word("noun")
-        return self.article_before(rest[0].text) + rest
+    def any_noun_phrase(self) -> Chunk:
+        return self.noun_phrase(self.chance(OBJECT_PLURAL_RATE))
 
-    def article_before(self, word: str) -> Chunk:
-        """An article, with `a` and `an` chosen by the next word as in English."""
-        article = self.word("article")
-        if article[0].text in ("a", "an"):
-            vowel = word[0] in "aeiou"
-            return [Tok("an" if vowel else "a", "article")]
-        return article
+    def noun_phrase(self, plural: bool = False) -> Chunk:
+        """Article (adjective) noun, or possessive noun: possessives never take an adjective.
+        A plural takes `the`, `these` or `those`, a singular `the`, `a`, `an`, `this`, `that`."""
+        noun = self.plural_noun() if plural else self.word("noun")
+        if self.chance(0.3):
+            return self.word("possessive") + noun
+        adjective = self.word("adjective") if self.chance(0.5) else []
+        rest = adjective + noun
+        return self.article_before(rest[0].text, plural) + rest
+
+    def plural_noun(self) -> Chunk:
+        if self.chance(UNK_RATE):
+            return [Tok(UNK)]
+        return [Tok(self.rng.choice(WORD_CLASSES["plural"]), "plural")]
+
+    def article_before(self, word: str, plural: bool) -> Chunk:
+        """An article of the noun's number, with `a` and `an` chosen by the next word."""
+        article = self.rng.choice(_ARTICLES[plural])
+        if article == "a" and word[0] in "aeiou":
+            article = "an"
+        return [Tok(article, "article")]
 
     def name_phrase(self) -> Chunk:
         name = self.word("name")
@@ -241,7 +307,7 @@ class Grammar:
 
     def prepositional_phrase(self) -> Chunk:
         preposition = self.word("preposition")
-        return preposition + self.one_of((0.5, self.noun_phrase), (0.1, self.name_phrase),
+        return preposition + self.one_of((0.5, self.any_noun_phrase), (0.1, self.name_phrase),
                                          (0.15, self.year), (0.15, self.month_year),
                                          (0.1, self.date))
 

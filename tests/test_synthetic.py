@@ -133,10 +133,48 @@ def test_classes_have_their_planted_contexts(text):
     for word_class, next_class in zip(text.word_class, text.word_class[1:]):
         if word_class in following:
             following[word_class][next_class] += 1
-    assert set(following["possessive"]) == {"noun", "other"}  # other: `<unk>`
+    assert set(following["possessive"]) == {"noun", "plural", "other"}  # other: `<unk>`
     assert set(following["pronoun"]) <= {"be", "have", "modal", "verb", "other"}  # other: marks
     determiners = following["preposition"]["article"] + following["preposition"]["possessive"]
     assert determiners > 0.4 * sum(following["preposition"].values())
+
+
+SINGULAR_FORMS, PLURAL_FORMS = {"is", "was", "has"}, {"are", "were", "have"}
+
+
+def agreement_checks(text: SyntheticText) -> list[tuple[bool, bool, str]]:
+    """(subject plural, attractor plural or None, verb) of each sentence-initial noun subject
+    followed, across prepositional phrases and adverbs, by a finite be or have."""
+    found = []
+    classes, tokens = text.word_class, text.tokens
+    for start in range(1, len(tokens) - 12):
+        if tokens[start - 1] not in (".", "<eos>") or classes[start] not in ("article",
+                                                                              "possessive"):
+            continue
+        at, nouns = start, []
+        while True:
+            at += 1 + (classes[at + 1] == "adjective")
+            if classes[at] not in ("noun", "plural"):
+                break
+            nouns.append(classes[at] == "plural")
+            if classes[at + 1] != "preposition" or classes[at + 2] not in ("article",
+                                                                           "possessive"):
+                break
+            at += 2
+        at += 1
+        while classes[at] == "adverb" or tokens[at] == "and":
+            at += 1
+        if nouns and tokens[at] in SINGULAR_FORMS | PLURAL_FORMS:
+            found.append((nouns[0], nouns[-1] if len(nouns) > 1 else None, tokens[at]))
+    return found
+
+
+def test_be_and_have_agree_with_the_subject_across_attractors(text):
+    checks = agreement_checks(text)
+    across = [check for check in checks if check[1] is not None and check[1] != check[0]]
+    assert len(checks) > 100 and len(across) > 30, (len(checks), len(across))
+    for plural, _, verb in checks:
+        assert verb in (PLURAL_FORMS if plural else SINGULAR_FORMS)
 
 
 def test_ground_truth_from_tokens_agrees_with_the_generated_record(text):
@@ -162,7 +200,7 @@ def test_an_unclosed_span_ends_at_the_line_end():
 
 
 def test_written_corpus_reads_back_and_train_covers_the_vocabulary(tmp_path: Path):
-    sizes = {"train": 40_000, "valid": 4_000, "test": 4_000}
+    sizes = {"train": 60_000, "valid": 4_000, "test": 4_000}
     folder = write_corpus(tmp_path / "data", seed=3, n_train=sizes["train"],
                           n_valid=sizes["valid"], n_test=sizes["test"])
     streams = {}

@@ -38,7 +38,8 @@ import numpy as np
 import pandas as pd
 
 from reportgen.capture import StateKey, state_name
-from reportgen.charts import (finite_or_none, kl_score_boxes_chart, mean_abs_against_dropout_chart,
+from reportgen.agreement_suites import BUILT_IN
+from reportgen.charts import (agreement_against_dropout_chart, finite_or_none, kl_score_boxes_chart, mean_abs_against_dropout_chart,
                               near_zero_against_dropout_chart, perplexity_against_dropout_chart)
 from reportgen.corpus import vocabulary_sha256
 from reportgen.errors import ReportgenError
@@ -95,6 +96,7 @@ class ModelFigures:
     test_perplexity: float | None
     states: list[StateFigures]
     href: str = ""  # the model's report, relative to the comparison page; "" for none
+    agreement: dict[str, float] = field(default_factory=dict)  # built-in task -> accuracy
 
 
 @dataclass(frozen=True)
@@ -152,8 +154,21 @@ def figures_of(report: ModelReport, href: str = "") -> ModelFigures:
         vocabulary_size=summary.vocabulary_size,
         valid_perplexity=optional_float(summary.metadata.get("valid_perplexity")),
         test_perplexity=optional_float(summary.metadata.get("test_perplexity")),
-        states=states, href=href,
+        states=states, href=href, agreement=task_accuracies(report),
     )
+
+
+def task_accuracies(report: ModelReport) -> dict[str, float]:
+    """Accuracy of each task of the built-in agreement suite, over all its conditions."""
+    if report.agreement is None:
+        return {}
+    totals: dict[str, list[int]] = {}
+    for score in report.agreement.scores:
+        if score.suite == BUILT_IN:
+            total = totals.setdefault(score.task, [0, 0])
+            total[0] += score.correct
+            total[1] += score.n
+    return {task: correct / n for task, (correct, n) in totals.items() if n}
 
 
 def sort_key(model: ModelFigures) -> tuple:
@@ -259,14 +274,23 @@ class Comparison:
         records = [record for record in self.state_records() if record["dropout"] is not None]
         return with_seed_spread(records, ["mean_abs", "near_zero_share"])
 
+    def agreement_records(self) -> list[dict[str, Any]]:
+        """One record per model whose dropout is known and built-in agreement task."""
+        return [{"model": m.name, "dropout": m.dropout, "task": task, "accuracy": accuracy}
+                for m in self.models if m.dropout is not None
+                for task, accuracy in m.agreement.items()]
+
     def charts(self) -> dict[str, alt.TopLevelMixin]:
         """Every chart of the comparison page by id, in page order; in a notebook, show one."""
-        return {
+        charts = {
             "perplexity": self.perplexity_chart(),
             "mean-abs": self.mean_abs_chart(),
             "near-zero": self.near_zero_chart(),
             "kl-scores": self.kl_chart(),
         }
+        if self.agreement_records():
+            charts["agreement"] = agreement_against_dropout_chart(self.agreement_records())
+        return charts
 
 
 def with_seed_spread(records: list[dict[str, Any]], values: list[str]) -> list[dict[str, Any]]:

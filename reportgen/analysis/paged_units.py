@@ -6,7 +6,8 @@ for: its Findings named the best-ranked labelled unit, which neither the top N b
 concept index held.
 
 A unit has a page when it is among the top N by KL of its layer and state (the ranking table),
-when the concept index lists it, or when the overview names it as a finding.
+when the concept index lists it, when the overview names it as a finding, or when the
+number-unit finder found that ablating it costs more agreement than any random unit.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from reportgen.capture import StateKey
 if TYPE_CHECKING:
     from reportgen.analysis.concepts import ConceptResult
     from reportgen.analysis.distributions import DistributionResult
+    from reportgen.analysis.number_units import NumberUnitResult
 
 
 @dataclass(frozen=True)
@@ -71,13 +73,14 @@ def unit_findings(distributions: DistributionResult,
 
 
 def decide_paged_units(distributions: DistributionResult, concepts: ConceptResult | None,
-                       top_n: int) -> PagedUnits:
-    """The top `top_n` by KL of each layer and state, then the concept index's and the
-    findings' other units by KL rank."""
+                       top_n: int, number_units: NumberUnitResult | None = None) -> PagedUnits:
+    """The top `top_n` by KL of each layer and state, then the concept index's, the findings'
+    and the number-unit finder's other units by KL rank."""
     top = top_units(distributions, top_n)
     findings = unit_findings(distributions, concepts)
     wanted = [(entry.key, entry.neuron) for entry in concepts.index()] if concepts else []
     wanted += [(finding.key, finding.neuron) for finding in findings]
+    wanted += number_units.number_units() if number_units is not None else []
     extra: dict[StateKey, set[int]] = {key: set() for key in top}
     for key, neuron in wanted:
         if neuron not in top[key]:

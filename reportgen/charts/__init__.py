@@ -7,6 +7,9 @@ charts) without charts ever needing the analyses' types back. Non-finite numbers
 `chart.to_dict()`. Every public builder and constant is importable from `reportgen.charts`.
 """
 
+from reportgen.charts.agreement import (agreement_accuracy_chart,
+                                        agreement_against_dropout_chart,
+                                        screen_against_ablation_chart, unit_template_chart)
 from reportgen.charts.dropout import (KL_SCORE_TITLE, against_dropout, faceted, kl_boxes,
                                       kl_score_boxes_chart, mean_abs_against_dropout_chart,
                                       near_zero_against_dropout_chart,
@@ -29,6 +32,8 @@ from reportgen.charts.sizes import HEIGHT, SMALL_PANEL, WIDTH
 from reportgen.charts.unit_effects import ablation_feature_chart, output_weights_chart
 
 __all__ = [
+    "agreement_accuracy_chart", "agreement_against_dropout_chart",
+    "screen_against_ablation_chart", "unit_template_chart",
     "AVERAGE", "CANVAS_ABOVE", "CLUSTER_COLOURS", "CUT_PARAM", "GATE_TITLES", "HEIGHT",
     "HIGHLIGHT_PARAM", "KL_COLOURS", "KL_KINDS", "KL_SCORE_TITLE", "LINKAGE_PARAM", "MAP_DECIMALS",
     "MAX_BARS", "MIN_SIZE_PARAM", "SMALL_PANEL", "STATE_PARAM", "TRACE_POINTS", "TRACE_SPANS",

@@ -52,6 +52,8 @@ def captions(comparison: Comparison) -> dict[str, str]:
         "kl-scores": "KL(p||q) + KL(q||p) of each neuron against its layer's average: the box "
                      "spans the first to the third quartile, the white tick is the median and "
                      "the whiskers reach the lowest and highest score.",
+        "agreement": "Accuracy of each model on each task of the built-in number-agreement "
+                     "suite, all its conditions together.",
     }
 
 

@@ -30,6 +30,7 @@ from reportgen.pages import ChartSpec, Page, Section, SiteOptions, page_spec, un
 from reportgen.pages.unit_contexts import excerpts, top_contexts
 from reportgen.pages.unit_dynamics import unit_dynamics, with_dynamics_columns
 from reportgen.pages.unit_effects import effect_charts, effect_columns, unit_effects
+from reportgen.pages.unit_number import unit_number
 from reportgen.pages.unit_matches import unit_matches
 from reportgen.results import ModelReport
 
@@ -281,6 +282,7 @@ def neuron_page(report: ModelReport, key: StateKey, neurons: list[int], index: i
                                  if report.concepts is not None else None),
             "dynamics": dynamics,
             "matches": unit_matches(report, key, neuron, neuron_page_path),
+            "number_unit": unit_number(report, key, neuron),
             "back": f"../{PAGE}",
             **neighbour_links(key, neurons, index),
         },
