@@ -7,6 +7,7 @@ pages and exports, written as `L1-h`.
 
 from __future__ import annotations
 
+import copy
 import errno
 import os
 import re
@@ -18,8 +19,9 @@ import torch
 import torch.nn as nn
 
 from reportgen.errors import ReportgenError
-from reportgen.model import RNNModel, resolve_device
+from reportgen.model import LayeredModel, RNNModel, resolve_device
 from reportgen.progress import Progress, progress_enabled
+from reportgen.split_softmax import SplitSoftmax
 
 StateKey = tuple[int, str]  # (layer 1-based, "h" | "c")
 TOP_K = 5  # predictions kept per position for the expectancy tooltips
@@ -102,9 +104,13 @@ class CaptureOptions:
             raise ReportgenError(f"capture chunk size must be positive, not {self.chunk_size}")
 
 
-def single_layer_modules(model: RNNModel, device: torch.device) -> list[nn.RNNBase]:
+def single_layer_modules(model: RNNModel | LayeredModel,
+                         device: torch.device) -> list[nn.RNNBase]:
     """One single-layer copy of the recurrent module per layer, on `device`, so each layer's
-    whole h sequence comes out of one fast cuDNN/oneDNN call instead of only the top layer's."""
+    whole h sequence comes out of one fast cuDNN/oneDNN call instead of only the top layer's.
+    A `LayeredModel`'s layers are single already, each with its own input and hidden size."""
+    if isinstance(model, LayeredModel):
+        return [copy.deepcopy(layer).to(device).eval() for layer in model.rnns]
     rnn = model.rnn
     layers = []
     for layer in range(rnn.num_layers):
@@ -166,8 +172,8 @@ def lstm_cell_states(
 class _CarriedState:
     """Each layer's last h (and c) at the end of a chunk, the start of the next."""
 
-    h: list[torch.Tensor]  # nlayers x (H,)
-    c: list[torch.Tensor]  # nlayers x (H,), LSTM only
+    h: list[torch.Tensor]  # nlayers x (H_l,)
+    c: list[torch.Tensor]  # nlayers x (H_l,), LSTM only
 
 
 def run_layers(
@@ -209,10 +215,13 @@ class Decoder:
 
     The (rows, V) logits are the biggest thing the capture computes, so they go into one
     reused buffer, and the log-softmax is never materialised: the top values give the row
-    maximum, and exp runs in place over the logits to get the log-sum-exp.
+    maximum, and exp runs in place over the logits to get the log-sum-exp. A split softmax
+    (`reportgen.split_softmax`) normalises the buffer in place instead, cluster by cluster.
     """
 
-    def __init__(self, decoder: nn.Linear, dtype: str, device: torch.device) -> None:
+    def __init__(self, decoder: nn.Linear, dtype: str, device: torch.device,
+                 split: SplitSoftmax | None = None) -> None:
+        self.split = split
         self.bias = decoder.bias.detach().to(device)  # (V,)
         self.weight_t = decoder.weight.detach().T.to(device).contiguous()  # (H, V)
         self.vocabulary_size = self.weight_t.shape[1]
@@ -229,8 +238,15 @@ class Decoder:
             return out.copy_(torch.mm(h.bfloat16(), self.weight_t_low)).add_(self.bias)
         return torch.addmm(self.bias, h, self.weight_t, out=out)
 
+    @classmethod
+    def of(cls, model: RNNModel | LayeredModel, dtype: str, device: torch.device) -> Decoder:
+        """The decoder of `model`, with its split softmax where it has one."""
+        return cls(model.decoder, dtype, device, SplitSoftmax.of(model, device))
+
     def log_probs(self, h: torch.Tensor, low_precision: bool) -> torch.Tensor:
-        """Whole (S, V) log-probabilities, only for the bfloat16 check."""
+        """Whole (S, V) log-probabilities, in the buffer, S <= self.rows."""
+        if self.split is not None:
+            return self.split.normalise_(self.logits(h, low_precision), h)
         return torch.log_softmax(self.logits(h, low_precision), dim=1)
 
     def check_low_precision(self, h: torch.Tensor) -> None:
@@ -249,6 +265,11 @@ class Decoder:
         have a next token."""
         if self.dtype == "bfloat16" and self.error is None:
             self.check_low_precision(h)
+        if self.split is not None:
+            log_p = self.log_probs(h, low_precision=self.dtype == "bfloat16")  # (S, V)
+            next_log_p = log_p[: len(next_ids)].gather(1, next_ids.unsqueeze(1)).squeeze(1)
+            top_log_p, top_ids = log_p.topk(k, dim=1)  # (S, k)
+            return next_log_p, top_ids, top_log_p
         logits = self.logits(h, low_precision=self.dtype == "bfloat16")  # (S, V)
         next_logits = logits[: len(next_ids)].gather(1, next_ids.unsqueeze(1)).squeeze(1)
         top_values, top_ids = logits.topk(k, dim=1)  # (S, k), sorted, so column 0 is the max
@@ -305,13 +326,22 @@ def reserve_disk_space(path: Path) -> None:
                 raise
 
 
-def state_keys(model: RNNModel) -> list[StateKey]:
+def next_word_log_probs(model: RNNModel | LayeredModel, h: torch.Tensor) -> torch.Tensor:
+    """log p of every word (S, V) after top-layer states h (S, H), as the model's own output
+    layer gives it: a log-softmax, or salesforce's split softmax. For any stage that needs the
+    model's predictions from states; the capture itself keeps only what `Decoder` reduces."""
+    decoder = Decoder.of(model, "float32", h.device)
+    return torch.cat([decoder.log_probs(h[start : start + decoder.rows], False).clone()
+                      for start in range(0, len(h), decoder.rows)])
+
+
+def state_keys(model: RNNModel | LayeredModel) -> list[StateKey]:
     states = ("h", "c") if model.rnn_type == "LSTM" else ("h",)
     return [(layer, state) for layer in range(1, model.nlayers + 1) for state in states]
 
 
 def capture(
-    model: RNNModel,
+    model: RNNModel | LayeredModel,
     token_ids: np.ndarray,
     tokens: list[str],
     vocabulary: list[str],
@@ -330,8 +360,9 @@ def capture(
     embedding = model.encoder.weight.detach().to(device)  # (V, E)
     layers = single_layer_modules(model, device)
     gates = [CellGates.of(layer) if isinstance(layer, nn.LSTM) else None for layer in layers]
-    decoder = Decoder(model.decoder, options.decoder_dtype, device)
-    states = {key: allocate(folder, state_name(key), (n, model.nhid), options.dtype)
+    decoder = Decoder.of(model, options.decoder_dtype, device)
+    widths = model.widths  # each layer's H
+    states = {key: allocate(folder, state_name(key), (n, widths[key[0] - 1]), options.dtype)
               for key in state_keys(model)}
     predictions = Predictions(
         log_prob_next=allocate(folder, "log_prob_next", (n,), "float32", np.nan),
@@ -339,7 +370,7 @@ def capture(
         top_log_probs=allocate(folder, "top_log_probs", (n, TOP_K), "float32", np.nan),
     )
     ids = torch.as_tensor(np.asarray(token_ids, dtype=np.int64), device=device)
-    zeros = [torch.zeros(model.nhid, device=device) for _ in layers]
+    zeros = [torch.zeros(width, device=device) for width in widths]
     carried = _CarriedState(h=list(zeros), c=[z.clone() for z in zeros])
     with torch.inference_mode(), Progress(
         "capture", n, "tokens", **progress_enabled(options.progress)

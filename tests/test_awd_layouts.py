@@ -1,0 +1,181 @@
+"""AWD-LSTM checkpoints (salesforce and fastai layouts) and old whole-module pickles load into
+reportgen's own classes, and their perplexity matches an independent evaluation through each
+layout's own classes (tests/awd_transcriptions.py) within 1e-4 relative."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from awd_transcriptions import (fastai_language_model, fastai_perplexity, save_legacy_examples,
+                                save_salesforce)
+from reportgen.capture import CaptureOptions, capture, next_word_log_probs
+from reportgen.checkpoint import LoadedModel, load_checkpoint
+from reportgen.errors import ReportgenError
+from reportgen.model import LayeredModel
+
+NTOKEN = 60
+# 400/1150/400 scaled down: emsize 12, inner layers 30, the tied last layer 12
+EMSIZE, NHID, NLAYERS = 12, 30, 3
+
+
+def text_ids(n: int = 400, ntoken: int = NTOKEN, seed: int = 5) -> torch.Tensor:
+    return torch.randint(0, ntoken, (n,), generator=torch.Generator().manual_seed(seed))
+
+
+def report_perplexity(loaded: LoadedModel, ids: torch.Tensor, chunk_size: int = 128) -> float:
+    """The perplexity reportgen's capture gives; the chunks carry the state across them."""
+    words = [f"w{i}" for i in range(loaded.hyperparameters.ntoken)]
+    tokens = [words[i] for i in ids.tolist()]
+    captured = capture(loaded.model, ids.numpy(), tokens, words,
+                       CaptureOptions(device="cpu", chunk_size=chunk_size, progress=False))
+    return captured.perplexity()
+
+
+@pytest.mark.parametrize("wdrop, forward_first", [(0.5, True), (0.5, False), (0.0, True)])
+def test_salesforce_model_pt_with_layers_of_different_widths(
+        tmp_path: Path, wdrop: float, forward_first: bool) -> None:
+    ids = text_ids()
+    path, expected, _ = save_salesforce(tmp_path, "model.pt", 1, NTOKEN, EMSIZE, NHID, NLAYERS,
+                                        [], ids, wdrop=wdrop, forward_first=forward_first)
+    if not forward_first:  # the file was saved before any forward: evaluate it afresh
+        _, expected, _ = save_salesforce(tmp_path, "again.pt", 1, NTOKEN, EMSIZE, NHID, NLAYERS,
+                                         [], ids, wdrop=wdrop)
+    loaded = load_checkpoint(path)
+    assert loaded.format == "salesforce awd-lstm pickle"
+    assert isinstance(loaded.model, LayeredModel)
+    hyper = loaded.hyperparameters
+    assert hyper.widths == [NHID, NHID, EMSIZE] and hyper.tied and hyper.splits is None
+    assert hyper.dropout == pytest.approx(0.4)
+    assert report_perplexity(loaded, ids) == pytest.approx(expected, rel=1e-4)
+
+
+@pytest.mark.parametrize("splits", [[20, 45], [20, 45, 70], [7]])
+def test_split_softmax_follows_the_criterion(tmp_path: Path, splits: list[int]) -> None:
+    """[20, 45, 70] leaves the last cluster empty in a vocabulary of 60: its head entry still
+    takes its share of the head's softmax. With two clusters, the first takes the last tail
+    vector, as the criterion reads column -k."""
+    ids = text_ids()
+    path, expected, _ = save_salesforce(tmp_path, "model.pt", 2, NTOKEN, EMSIZE, NHID, NLAYERS,
+                                        splits, ids)
+    loaded = load_checkpoint(path)
+    assert loaded.hyperparameters.splits == splits
+    assert report_perplexity(loaded, ids) == pytest.approx(expected, rel=1e-4)
+    log_p = next_word_log_probs(loaded.model, torch.randn(5, EMSIZE))  # (5, V)
+    total = log_p.exp().sum(dim=1)  # the empty cluster's share is missing from the words
+    assert bool((total <= 1 + 1e-5).all()) and bool((total > 0.2).all())
+    if len(splits) == 2:
+        assert torch.allclose(total, torch.ones(5), atol=1e-5)
+
+
+def test_split_softmax_top_guesses_are_the_most_likely_words(tmp_path: Path) -> None:
+    ids = text_ids()
+    path, _, _ = save_salesforce(tmp_path, "model.pt", 3, NTOKEN, EMSIZE, NHID, NLAYERS,
+                                 [20, 45], ids)
+    loaded = load_checkpoint(path)
+    words = [f"w{i}" for i in range(NTOKEN)]
+    captured = capture(loaded.model, ids.numpy(), [words[i] for i in ids.tolist()], words,
+                       CaptureOptions(device="cpu", progress=False))
+    h = torch.from_numpy(np.asarray(captured.states[(NLAYERS, "h")][:10]))
+    best = next_word_log_probs(loaded.model, h).topk(5, dim=1)
+    assert np.array_equal(captured.top_ids[:10], best.indices.numpy())
+    assert np.allclose(captured.top_log_probs[:10], best.values.numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("wdrop", [0.5, 0.0])
+def test_salesforce_state_dicts_load(tmp_path: Path, wdrop: float) -> None:
+    ids = text_ids()
+    _, expected, state = save_salesforce(tmp_path, "model.pt", 4, NTOKEN, EMSIZE, NHID, NLAYERS,
+                                         [], ids, wdrop=wdrop)
+    assert any(".module.weight_hh_l0_raw" in key for key in state) == bool(wdrop)
+    torch.save(state, tmp_path / "state.pt")
+    loaded = load_checkpoint(tmp_path / "state.pt")
+    assert loaded.format == "salesforce awd-lstm state dict"
+    assert loaded.hyperparameters.widths == [NHID, NHID, EMSIZE]
+    assert report_perplexity(loaded, ids) == pytest.approx(expected, rel=1e-4)
+
+
+def test_gru_layers(tmp_path: Path) -> None:
+    """salesforce's GRU layers end at emsize tied or not; untied, its init_hidden and decoder
+    expect nhid, so only the tied GRU runs in its own code."""
+    ids = text_ids()
+    path, expected, _ = save_salesforce(tmp_path, "model.pt", 5, NTOKEN, EMSIZE, NHID, 2, [],
+                                        ids, rnn_type="GRU")
+    loaded = load_checkpoint(path)
+    assert loaded.hyperparameters.rnn_type == "GRU"
+    assert loaded.hyperparameters.widths == [NHID, EMSIZE]
+    assert report_perplexity(loaded, ids) == pytest.approx(expected, rel=1e-4)
+
+
+@pytest.mark.parametrize("old_copy", [False, True])
+def test_fastai_language_model_state_dict(tmp_path: Path, old_copy: bool) -> None:
+    """fastai v1 kept the dropped copy `module.weight_hh_l0` as well; it is spoilt here, so
+    only a loader that takes `weight_hh_l0_raw` matches."""
+    ids = text_ids()
+    model = fastai_language_model(NTOKEN, EMSIZE, NHID, NLAYERS, seed=6, old_copy=old_copy)
+    expected = fastai_perplexity(model, ids)
+    state = model.state_dict()
+    assert "0.encoder_dp.emb.weight" in state and "0.rnns.0.weight_hh_l0_raw" in state
+    assert ("0.rnns.0.module.weight_hh_l0" in state) == old_copy
+    if old_copy:
+        state = {key: torch.zeros_like(value) if key.endswith("module.weight_hh_l0") else value
+                 for key, value in state.items()}
+    torch.save(state, tmp_path / "lm.pth")
+    loaded = load_checkpoint(tmp_path / "lm.pth")
+    assert loaded.format == "fastai state dict"
+    assert loaded.hyperparameters.widths == [NHID, NHID, EMSIZE] and loaded.hyperparameters.tied
+    assert report_perplexity(loaded, ids) == pytest.approx(expected, rel=1e-4)
+
+
+def test_fastai_learner_save_with_its_optimizer(tmp_path: Path) -> None:
+    model = fastai_language_model(NTOKEN, EMSIZE, NHID, 2, seed=7)
+    torch.save({"model": model.state_dict(), "opt": {"state": {}, "hypers": [{"lr": 0.01}]}},
+               tmp_path / "learner.pth")
+    loaded = load_checkpoint(tmp_path / "learner.pth")
+    assert loaded.format == "fastai state dict"
+    assert loaded.hyperparameters.widths == [NHID, EMSIZE]
+
+
+def test_legacy_whole_module_pickle_of_an_old_pytorch(tmp_path: Path) -> None:
+    ids = text_ids()
+    path, expected = save_legacy_examples(tmp_path, "legacy.pt", 8, NTOKEN, 20, 2, ids)
+    assert not path.read_bytes().startswith(b"PK")  # the non-zip format of PyTorch < 1.6
+    loaded = load_checkpoint(path)
+    assert loaded.format == "pytorch-examples pickle (legacy format)"
+    assert (loaded.hyperparameters.nhid, loaded.hyperparameters.nlayers) == (20, 2)
+    assert report_perplexity(loaded, ids) == pytest.approx(expected, rel=1e-4)
+
+
+def test_qrnn_layers_are_refused_by_name(tmp_path: Path) -> None:
+    path, _, _ = save_salesforce(tmp_path, "qrnn.pt", 1, NTOKEN, EMSIZE, NHID, 2, [],
+                                 text_ids(), rnn_type="QRNN", forward_first=False)
+    with pytest.raises(ReportgenError, match=r"holds QRNN layers \(torchqrnn.qrnn.QRNNLayer\)"):
+        load_checkpoint(path)
+
+
+def test_mismatched_tied_widths_are_refused(tmp_path: Path) -> None:
+    _, _, state = save_salesforce(tmp_path, "model.pt", 1, NTOKEN, EMSIZE, NHID, 2, [],
+                                  text_ids(), forward_first=False)
+    top = {"rnns.1.module.weight_ih_l0": (4 * NHID, NHID), "rnns.1.module.weight_hh_l0_raw":
+           (4 * NHID, NHID), "rnns.1.module.bias_ih_l0": (4 * NHID,),
+           "rnns.1.module.bias_hh_l0": (4 * NHID,)}
+    state.update({key: torch.zeros(shape) for key, shape in top.items()})
+    torch.save(state, tmp_path / "state.pt")
+    with pytest.raises(ReportgenError, match=r"tied to the embedding \(12 wide\), but the last "
+                                             r"layer is 30 wide"):
+        load_checkpoint(tmp_path / "state.pt")
+
+
+def test_large_salesforce_state_dict_without_its_criterion_is_refused(tmp_path: Path) -> None:
+    model = fastai_language_model(75_001, 4, 6, 2, seed=1).state_dict()
+    state = {key.removeprefix("0.").removeprefix("1.").replace("rnns.0.weight_hh_l0_raw",
+             "rnns.0.module.weight_hh_l0_raw").replace("rnns.1.weight_hh_l0_raw",
+             "rnns.1.module.weight_hh_l0_raw"): value for key, value in model.items()
+             if "encoder_dp" not in key}
+    torch.save(state, tmp_path / "big.pt")
+    with pytest.raises(ReportgenError, match="split softmax whose tail vectors live in the "
+                                             "criterion"):
+        load_checkpoint(tmp_path / "big.pt")
