@@ -4,9 +4,11 @@ layout's own classes (tests/awd_transcriptions.py) within 1e-4 relative."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -14,6 +16,7 @@ from awd_transcriptions import (fastai_language_model, fastai_perplexity, save_l
                                 save_salesforce)
 from reportgen.capture import CaptureOptions, capture, next_word_log_probs
 from reportgen.checkpoint import LoadedModel, load_checkpoint
+from reportgen.cli import main as cli_main
 from reportgen.errors import ReportgenError
 from reportgen.model import LayeredModel
 
@@ -179,3 +182,64 @@ def test_large_salesforce_state_dict_without_its_criterion_is_refused(tmp_path: 
     with pytest.raises(ReportgenError, match="split softmax whose tail vectors live in the "
                                              "criterion"):
         load_checkpoint(tmp_path / "big.pt")
+
+
+@pytest.fixture(scope="module")
+def widths_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A salesforce model.pt of widths 30/30/12, a fastai state dict of widths 20/12, a
+    vocabulary file and a text in the models' tokens."""
+    root = tmp_path_factory.mktemp("widths")
+    ids = text_ids(600, seed=9)
+    save_salesforce(root, "awd.pt", 11, NTOKEN, EMSIZE, NHID, NLAYERS, [20, 45], ids)
+    torch.save(fastai_language_model(NTOKEN, EMSIZE, 20, 2, seed=12).state_dict(),
+               root / "fastai.pth")
+    words = ["<eos>", *(f"w{i}" for i in range(1, NTOKEN))]  # the text's line ends
+    (root / "vocab.txt").write_text("".join(word + "\n" for word in words), encoding="utf-8")
+    lines = [" ".join(words[i] for i in ids[start : start + 12].tolist())
+             for start in range(0, len(ids), 12)]
+    (root / "text.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+def run_report(root: Path, *args: str) -> Path:
+    out = root / f"report-{len(list(root.glob('report-*')))}"
+    status = cli_main(["report", *args, "--vocabulary", str(root / "vocab.txt"), "--text",
+                       str(root / "text.txt"), "--out", str(out), "--quiet", "--no-images",
+                       "--max-points", "300", "--ablation-tokens", "60", "--top-neurons", "3",
+                       "--device", "cpu"])
+    assert status == 0
+    return out
+
+
+def test_every_stage_takes_layers_of_different_widths(widths_workspace: Path) -> None:
+    out = run_report(widths_workspace, str(widths_workspace / "awd.pt"), "--maps", "L3-c")
+    neurons = pd.read_csv(out / "data" / "neurons.csv")
+    counts = neurons.groupby(["layer", "state"]).size().to_dict()
+    assert counts == {(1, "c"): NHID, (1, "h"): NHID, (2, "c"): NHID, (2, "h"): NHID,
+                      (3, "c"): EMSIZE, (3, "h"): EMSIZE}
+    top = neurons[neurons.layer == NLAYERS]
+    assert top["gate_f_left"].notna().all() and top["forget_time_constant"].notna().any()
+    points = pd.read_csv(out / "data" / "points.csv")
+    assert set(zip(points.layer, points.state)) == {(3, "c")}
+    summary = json.loads((out / "data" / "report.json").read_text(encoding="utf-8"))
+    assert summary["model"]["hyperparameters"]["widths"] == [NHID, NHID, EMSIZE]
+    assert summary["model"]["hyperparameters"]["splits"] == [20, 45]
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert "30/30/12 units" in page
+
+
+def test_models_of_different_widths_are_aligned_and_compared(widths_workspace: Path) -> None:
+    """Layer 1 has 30 units in one model and 20 in the other: a rectangular assignment
+    matches 20 of the 30, and CKA compares the layers whatever their widths."""
+    root = widths_workspace
+    out = run_report(root, f"awd={root / 'awd.pt'}", f"fastai={root / 'fastai.pth'}",
+                     "--no-clusters")
+    alignment = pd.read_csv(out / "data" / "alignment.csv")
+    layer_1 = alignment[(alignment.layer == 1) & (alignment.state == "h")]
+    from_awd = layer_1[layer_1.model_a == "awd"]
+    assert len(from_awd) == NHID and from_awd.matched_unit.notna().sum() == 20
+    from_fastai = layer_1[layer_1.model_a == "fastai"]
+    assert len(from_fastai) == 20 and from_fastai.matched_unit.notna().all()
+    similarity = pd.read_csv(out / "data" / "similarity.csv")
+    assert len(similarity) and similarity.select_dtypes("number").notna().any().any()
+    assert (out / "awd" / "index.html").is_file() and (out / "fastai" / "index.html").is_file()
