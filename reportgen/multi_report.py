@@ -34,8 +34,9 @@ from reportgen.comparable import read_comparable
 from reportgen.corpus import Text, Vocabulary
 from reportgen.errors import ReportgenError
 from reportgen.feature_files import FeatureFile
-from reportgen.inputs import (Inputs, check_annotations, read_feature_files, read_text,
-                              resolve_text_path, resolve_vocabulary)
+from reportgen.inputs import (Inputs, check_annotations, check_vocabulary_source,
+                              read_feature_files, read_text, resolve_text_path,
+                              resolve_vocabulary)
 from reportgen.model import resolve_device
 from reportgen.model_matches import FirstLook, first_look, other_models, with_first_pass
 from reportgen.model_specs import ModelSpec, check_model_names
@@ -110,6 +111,10 @@ def checked_vocabulary(config: ReportConfig, name: str, loaded: LoadedModel,
             )
         return vocabulary
     first_name, vocabulary = first
+    try:
+        check_vocabulary_source(config, loaded)
+    except ReportgenError as error:
+        raise ReportgenError(f"model {name}: {error}") from None
     if loaded.vocabulary is None and config.data is None and config.vocabulary is None:
         raise ReportgenError(f"model {name}: this checkpoint stores no vocabulary; give --data "
                              "DIR, the folder the models were trained from")
