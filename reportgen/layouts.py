@@ -255,7 +255,7 @@ def from_salesforce_pickle(payload: Any, path: Path) -> tuple[Hyperparameters,
         raise ReportgenError(f"{path}: holds {qrnn_refusal('rnn_type QRNN')}")
     state = layered_state(model.state_dict(), SALESFORCE_PICKLE, path)
     splits: list[int] = []
-    if isinstance(criterion, SplitCrossEntropyLoss):
+    if isinstance(criterion, nn.Module) and hasattr(criterion, "splits"):  # also unpickled as is
         splits = criterion_splits(criterion, path)
         for name in ("tail_vectors", "tail_bias"):
             if name in criterion._parameters:

@@ -15,7 +15,7 @@ import torch
 from awd_transcriptions import (fastai_language_model, fastai_perplexity, save_legacy_examples,
                                 save_salesforce)
 from reportgen.capture import CaptureOptions, capture, next_word_log_probs
-from reportgen.checkpoint import LoadedModel, load_checkpoint
+from reportgen.checkpoint import LoadedModel, load_checkpoint, save_checkpoint
 from reportgen.cli import main as cli_main
 from reportgen.errors import ReportgenError
 from reportgen.model import LayeredModel
@@ -150,6 +150,18 @@ def test_legacy_whole_module_pickle_of_an_old_pytorch(tmp_path: Path) -> None:
     assert loaded.format == "pytorch-examples pickle (legacy format)"
     assert (loaded.hyperparameters.nhid, loaded.hyperparameters.nlayers) == (20, 2)
     assert report_perplexity(loaded, ids) == pytest.approx(expected, rel=1e-4)
+
+
+def test_own_format_keeps_the_widths_and_the_split_softmax(tmp_path: Path) -> None:
+    ids = text_ids()
+    path, expected, _ = save_salesforce(tmp_path, "model.pt", 9, NTOKEN, EMSIZE, NHID, NLAYERS,
+                                        [25], ids)
+    save_checkpoint(load_checkpoint(path).model, tmp_path / "own.pt", None)
+    again = load_checkpoint(tmp_path / "own.pt")
+    assert again.format == "reportgen" and isinstance(again.model, LayeredModel)
+    assert (again.hyperparameters.widths, again.hyperparameters.splits) == ([NHID, NHID, EMSIZE],
+                                                                            [25])
+    assert report_perplexity(again, ids) == pytest.approx(expected, rel=1e-4)
 
 
 def test_qrnn_layers_are_refused_by_name(tmp_path: Path) -> None:
