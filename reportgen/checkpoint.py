@@ -176,8 +176,9 @@ def _read_pickle(path: Path, allow_unsafe_pickle: bool) -> Any:
             return load_legacy_pickle(path, _safe_globals())
     except pickle.UnpicklingError as error:
         name = _unsupported_global(error)
-        if name and unsupported_class(name):
-            raise ReportgenError(f"{path}: the checkpoint holds {unsupported_class(name)}") from None
+        refusal = unsupported_class(name) if name else None
+        if refusal:
+            raise ReportgenError(f"{path}: the checkpoint holds {refusal}") from None
         if name:
             raise ReportgenError(
                 f"{path}: the checkpoint names {name}, which reportgen does not load; it reads "

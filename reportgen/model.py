@@ -99,14 +99,15 @@ class LayeredModel(nn.Module):
     With `splits`, the decoder is the split softmax of salesforce's SplitCrossEntropyLoss, for
     vocabularies above 75,000 words: words before `splits[0]` form the head, each further
     split starts a tail cluster, and `tail_vectors` (K, H) and `tail_bias` (K,) give the
-    head's one extra entry per cluster (see `reportgen.capture.Decoder`).
+    head's one extra entry per cluster (see `reportgen.split_softmax`).
     """
 
     def __init__(self, rnn_type: str, ntoken: int, emsize: int, widths: list[int], tied: bool,
                  splits: list[int] | None = None) -> None:
         super().__init__()
         if rnn_type not in RNN_TYPES:
-            raise ReportgenError(f"unknown rnn_type {rnn_type!r}; use one of {', '.join(RNN_TYPES)}")
+            raise ReportgenError(f"unknown rnn_type {rnn_type!r}; use one of "
+                                 f"{', '.join(RNN_TYPES)}")
         if tied and widths[-1] != emsize:
             raise ReportgenError(f"tied weights need the last layer's width ({widths[-1]}) equal "
                                  f"to emsize ({emsize})")

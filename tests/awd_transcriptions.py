@@ -224,8 +224,8 @@ SALESFORCE = {
                         return self.nhid
                     return self.ninp if self.tie_weights else self.nhid
                 if self.rnn_type == 'LSTM':
-                    return [(weight.new(1, bsz, width(l)).zero_(), weight.new(1, bsz, width(l)).zero_())
-                            for l in range(self.nlayers)]
+                    return [(weight.new(1, bsz, width(l)).zero_(),
+                             weight.new(1, bsz, width(l)).zero_()) for l in range(self.nlayers)]
                 return [weight.new(1, bsz, width(l)).zero_() for l in range(self.nlayers)]
     ''',
     "torchqrnn/__init__.py": '''
@@ -256,7 +256,8 @@ def salesforce_code(folder: Path) -> Iterator[dict[str, Any]]:
         import model  # noqa: PLC0415
         import splitcross  # noqa: PLC0415
 
-        yield {"RNNModel": model.RNNModel, "SplitCrossEntropyLoss": splitcross.SplitCrossEntropyLoss}
+        yield {"RNNModel": model.RNNModel,
+               "SplitCrossEntropyLoss": splitcross.SplitCrossEntropyLoss}
     finally:
         sys.path.remove(str(code))
         for name in SALESFORCE_MODULES:
