@@ -74,6 +74,24 @@ def test_split_softmax_follows_the_criterion(tmp_path: Path, splits: list[int]) 
         assert torch.allclose(total, torch.ones(5), atol=1e-5)
 
 
+def test_state_dict_with_tail_vectors_takes_the_splits_of_main_py(tmp_path: Path) -> None:
+    """Above 75,000 words main.py splits at [2800, 20000, 76000]: with 75,001 words the last
+    cluster is empty, and its head entry still counts. A state dict that carries the
+    criterion's tail vectors gets those splits back."""
+    ntoken = 75_001
+    ids = text_ids(80, ntoken)
+    path, expected, state = save_salesforce(tmp_path, "model.pt", 10, ntoken, 4, 6, 2,
+                                            [2800, 20000, 76000], ids)
+    whole = load_checkpoint(path)
+    assert whole.hyperparameters.splits == [2800, 20000, 76000]
+    state.update(tail_vectors=whole.model.tail_vectors.detach(),
+                 tail_bias=whole.model.tail_bias.detach())
+    torch.save(state, tmp_path / "state.pt")
+    loaded = load_checkpoint(tmp_path / "state.pt")
+    assert loaded.hyperparameters.splits == [2800, 20000, 76000]
+    assert report_perplexity(loaded, ids) == pytest.approx(expected, rel=1e-4)
+
+
 def test_split_softmax_top_guesses_are_the_most_likely_words(tmp_path: Path) -> None:
     ids = text_ids()
     path, _, _ = save_salesforce(tmp_path, "model.pt", 3, NTOKEN, EMSIZE, NHID, NLAYERS,
