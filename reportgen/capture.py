@@ -7,6 +7,7 @@ pages and exports, written as `L1-h`.
 
 from __future__ import annotations
 
+import copy
 import errno
 import os
 import re
@@ -18,10 +19,11 @@ import torch
 import torch.nn as nn
 
 from reportgen.errors import ReportgenError
-from reportgen.model import RNNModel, resolve_device
+from reportgen.model import LayeredModel, RNNModel, resolve_device
 from reportgen.progress import Progress, progress_enabled
 from reportgen.recurrence import Recurrence
 from reportgen.streams import BURN_IN, StreamRecord, StreamRunner, choose_streams, run_streams
+from reportgen.split_softmax import SplitSoftmax
 
 StateKey = tuple[int, str]  # (layer 1-based, "h" | "c")
 TOP_K = 5  # predictions kept per position for the expectancy tooltips
@@ -111,10 +113,14 @@ class CaptureOptions:
             raise ReportgenError(f"capture burn-in must be at least 1 token, not {self.burn_in}")
 
 
-def single_layer_modules(model: RNNModel, device: torch.device) -> list[nn.RNNBase]:
+def single_layer_modules(model: RNNModel | LayeredModel,
+                         device: torch.device) -> list[nn.RNNBase]:
     """One single-layer copy of the recurrent module per layer, on `device`: the capture steps
     its LSTM layers by hand from these weights (`recurrence.Recurrence`), and runs its GRU and
-    plain RNN layers whole."""
+    plain RNN layers whole. A `LayeredModel`'s layers are single already, each with its own
+    input and hidden size."""
+    if isinstance(model, LayeredModel):
+        return [copy.deepcopy(layer).to(device).eval() for layer in model.rnns]
     rnn = model.rnn
     layers = []
     for layer in range(rnn.num_layers):
@@ -142,10 +148,13 @@ class Decoder:
 
     The (rows, V) logits are the biggest thing the capture computes, so they go into one
     reused buffer, and the log-softmax is never materialised: the top values give the row
-    maximum, and exp runs in place over the logits to get the log-sum-exp.
+    maximum, and exp runs in place over the logits to get the log-sum-exp. A split softmax
+    (`reportgen.split_softmax`) normalises the buffer in place instead, cluster by cluster.
     """
 
-    def __init__(self, decoder: nn.Linear, dtype: str, device: torch.device) -> None:
+    def __init__(self, decoder: nn.Linear, dtype: str, device: torch.device,
+                 split: SplitSoftmax | None = None) -> None:
+        self.split = split
         self.bias = decoder.bias.detach().to(device)  # (V,)
         self.weight_t = decoder.weight.detach().T.to(device).contiguous()  # (H, V)
         self.vocabulary_size = self.weight_t.shape[1]
@@ -162,8 +171,15 @@ class Decoder:
             return out.copy_(torch.mm(h.bfloat16(), self.weight_t_low)).add_(self.bias)
         return torch.addmm(self.bias, h, self.weight_t, out=out)
 
+    @classmethod
+    def of(cls, model: RNNModel | LayeredModel, dtype: str, device: torch.device) -> Decoder:
+        """The decoder of `model`, with its split softmax where it has one."""
+        return cls(model.decoder, dtype, device, SplitSoftmax.of(model, device))
+
     def log_probs(self, h: torch.Tensor, low_precision: bool) -> torch.Tensor:
-        """Whole (S, V) log-probabilities, only for the bfloat16 check."""
+        """Whole (S, V) log-probabilities, in the buffer, S <= self.rows."""
+        if self.split is not None:
+            return self.split.normalise_(self.logits(h, low_precision), h)
         return torch.log_softmax(self.logits(h, low_precision), dim=1)
 
     def check_low_precision(self, h: torch.Tensor) -> None:
@@ -182,6 +198,11 @@ class Decoder:
         have a next token."""
         if self.dtype == "bfloat16" and self.error is None:
             self.check_low_precision(h)
+        if self.split is not None:
+            log_p = self.log_probs(h, low_precision=self.dtype == "bfloat16")  # (S, V)
+            next_log_p = log_p[: len(next_ids)].gather(1, next_ids.unsqueeze(1)).squeeze(1)
+            top_log_p, top_ids = log_p.topk(k, dim=1)  # (S, k)
+            return next_log_p, top_ids, top_log_p
         logits = self.logits(h, low_precision=self.dtype == "bfloat16")  # (S, V)
         next_logits = logits[: len(next_ids)].gather(1, next_ids.unsqueeze(1)).squeeze(1)
         top_values, top_ids = logits.topk(k, dim=1)  # (S, k), sorted, so column 0 is the max
@@ -238,13 +259,22 @@ def reserve_disk_space(path: Path) -> None:
                 raise
 
 
-def state_keys(model: RNNModel) -> list[StateKey]:
+def next_word_log_probs(model: RNNModel | LayeredModel, h: torch.Tensor) -> torch.Tensor:
+    """log p of every word (S, V) after top-layer states h (S, H), as the model's own output
+    layer gives it: a log-softmax, or salesforce's split softmax. For any stage that needs the
+    model's predictions from states; the capture itself keeps only what `Decoder` reduces."""
+    decoder = Decoder.of(model, "float32", h.device)
+    return torch.cat([decoder.log_probs(h[start : start + decoder.rows], False).clone()
+                      for start in range(0, len(h), decoder.rows)])
+
+
+def state_keys(model: RNNModel | LayeredModel) -> list[StateKey]:
     states = ("h", "c") if model.rnn_type == "LSTM" else ("h",)
     return [(layer, state) for layer in range(1, model.nlayers + 1) for state in states]
 
 
 def capture(
-    model: RNNModel,
+    model: RNNModel | LayeredModel,
     token_ids: np.ndarray,
     tokens: list[str],
     vocabulary: list[str],
@@ -267,7 +297,7 @@ def capture(
     widths = [layer.hidden_size for layer in recurrence.layers]
     streams = options.streams or choose_streams(widths, n, options.burn_in)
     streams = min(streams, n)
-    decoder = Decoder(model.decoder, options.decoder_dtype, device)
+    decoder = Decoder.of(model, options.decoder_dtype, device)
     states = {key: allocate(folder, state_name(key), (n, widths[key[0] - 1]), options.dtype)
               for key in state_keys(model)}
     predictions = Predictions(

@@ -16,6 +16,7 @@ import hashlib
 import pickle
 import re
 import warnings
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,11 +25,19 @@ import torch
 import torch.nn as nn
 
 from reportgen.errors import ReportgenError
-from reportgen.model import (RNN_TYPES, SIZE_LIMITS, Hyperparameters, RNNModel, check_size,
-                             hyperparameters_of, infer_hyperparameters)
+from reportgen.layouts import (SALESFORCE_PICKLE, fastai_model_state,
+                               from_salesforce_pickle, is_salesforce_pickle,
+                               layered_hyperparameters, layered_state, pickled_type_name,
+                               stand_ins,
+                               state_dict_layout, unsupported_class)
+from reportgen.legacy_pickle import REFUSED, load_legacy_pickle
+from reportgen.model import (RNN_TYPES, SIZE_LIMITS, Hyperparameters, LayeredModel, RNNModel,
+                             check_size, check_splits, check_widths, hyperparameters_of,
+                             infer_hyperparameters)
 
 OWN_FORMAT = "reportgen-checkpoint"
 OWN_FORMAT_VERSION = 1
+OPTIONAL = ("dropout", "widths", "splits")  # hyperparameters an own checkpoint may leave out
 
 
 def checked_hyperparameters(raw: Any, path: Path) -> Hyperparameters:
@@ -38,7 +47,7 @@ def checked_hyperparameters(raw: Any, path: Path) -> Hyperparameters:
     if not isinstance(raw, dict):
         raise ReportgenError(f"{path}: damaged reportgen checkpoint (its hyperparameters are a "
                              f"{type(raw).__name__}, not a table)")
-    missing = [name for name in names if name not in raw and name != "dropout"]
+    missing = [name for name in names if name not in raw and name not in OPTIONAL]
     unknown = sorted(set(map(str, raw)) - set(names))
     if missing or unknown:
         what = (f"lacks {', '.join(missing)}" if missing
@@ -61,18 +70,28 @@ def checked_hyperparameters(raw: Any, path: Path) -> Hyperparameters:
     if not isinstance(raw["tied"], bool):
         raise ReportgenError(f"{path}: damaged reportgen checkpoint (tied is {raw['tied']!r}, "
                              "not true or false)")
+    widths, splits = raw.get("widths"), raw.get("splits")
+    for name, values in (("widths", widths), ("splits", splits)):
+        if values is not None and not (isinstance(values, list) and values and all(
+                isinstance(v, int) and not isinstance(v, bool) for v in values)):
+            raise ReportgenError(f"{path}: damaged reportgen checkpoint ({name} is {values!r}, "
+                                 "not a list of whole numbers)")
+    if widths is not None:
+        check_widths(widths, raw["nlayers"], path)
+    if splits is not None:
+        check_splits(splits, raw["ntoken"], path)
     return Hyperparameters(raw["rnn_type"], raw["ntoken"], raw["emsize"], raw["nhid"],
                            raw["nlayers"], None if dropout is None else float(dropout),
-                           raw["tied"])
+                           raw["tied"], widths, splits)
 
 
 @dataclass
 class LoadedModel:
     """A model in eval mode with what is known about it."""
 
-    model: RNNModel
+    model: RNNModel | LayeredModel
     hyperparameters: Hyperparameters
-    format: str  # "pytorch-examples pickle", "state dict" or "reportgen"
+    format: str  # "pytorch-examples pickle", "state dict", "reportgen" or a `layouts` name
     sha256: str
     vocabulary: list[str] | None = None  # stored by our own format only
     metadata: dict[str, Any] = field(default_factory=dict)  # seed, perplexities, ...
@@ -97,16 +116,17 @@ def save_checkpoint(
 
 
 def _safe_globals() -> list[Any]:
-    """The classes a pytorch/examples pickle of an `RNNModel` may name, and nothing more."""
+    """The classes a pytorch/examples or salesforce pickle of an `RNNModel` may name, and
+    nothing more; torch's recurrent modules and the AWD-LSTM's own classes are stand-ins
+    (`reportgen.layouts`) that only take the pickled attributes."""
     return [
         (RNNModel, "model.RNNModel"),
         nn.Dropout,
         nn.Embedding,
-        nn.LSTM,
-        nn.GRU,
-        nn.RNN,
         nn.Linear,
+        nn.ModuleList,
         set,
+        *stand_ins(),
     ]
 
 
@@ -148,13 +168,21 @@ def _read_pickle(path: Path, allow_unsafe_pickle: bool) -> Any:
             if allow_unsafe_pickle:
                 return torch.load(path, map_location="cpu", weights_only=False)
             with torch.serialization.safe_globals(_safe_globals()):
-                return torch.load(path, map_location="cpu", weights_only=True)
+                try:
+                    return torch.load(path, map_location="cpu", weights_only=True)
+                except pickle.UnpicklingError as error:
+                    if REFUSED not in str(error):
+                        raise
+            return load_legacy_pickle(path, _safe_globals())
     except pickle.UnpicklingError as error:
         name = _unsupported_global(error)
+        refusal = unsupported_class(name) if name else None
+        if refusal:
+            raise ReportgenError(f"{path}: the checkpoint holds {refusal}") from None
         if name:
             raise ReportgenError(
                 f"{path}: the checkpoint names {name}, which reportgen does not load; it reads "
-                "pytorch/examples RNNModel pickles, state dicts and its own checkpoints "
+                "pytorch/examples and AWD-LSTM pickles, state dicts and its own checkpoints "
                 "(--allow-unsafe-pickle runs the pickle's code, only for files you trust)"
             ) from None
         raise ReportgenError(
@@ -226,7 +254,7 @@ def check_state_dict(state_dict: Any, hyper: Hyperparameters, path: Path) -> Non
 
 
 def model_from_state_dict(state_dict: dict[str, torch.Tensor], hyper: Hyperparameters,
-                          path: Path) -> RNNModel:
+                          path: Path) -> RNNModel | LayeredModel:
     check_state_dict(state_dict, hyper, path)
     model = hyper.build()
     try:
@@ -253,7 +281,19 @@ def load_checkpoint(path: Path, allow_unsafe_pickle: bool = False,
         raise ReportgenError(f"{path}: is a folder, expected a checkpoint file (.pt)")
     sha256 = file_sha256(path)
     payload = _read_pickle(path, allow_unsafe_pickle)
-    if isinstance(payload, RNNModel) or (allow_unsafe_pickle and _looks_like_rnn_model(payload)):
+    if isinstance(payload, dict):
+        payload = fastai_model_state(payload)
+    if is_salesforce_pickle(payload):
+        hyper, state = from_salesforce_pickle(payload, path)
+        loaded = LoadedModel(model_from_state_dict(state, hyper, path), hyper, SALESFORCE_PICKLE,
+                             sha256)
+    elif isinstance(payload, dict) and all(isinstance(v, torch.Tensor) for v in payload.values()
+                                           ) and state_dict_layout(payload):
+        layout = state_dict_layout(payload)
+        state = layered_state(payload, layout, path)
+        hyper = layered_hyperparameters(state, path, layout)
+        loaded = LoadedModel(model_from_state_dict(state, hyper, path), hyper, layout, sha256)
+    elif isinstance(payload, RNNModel) or (allow_unsafe_pickle and _looks_like_rnn_model(payload)):
         loaded = _from_pickled_module(payload, path, sha256)
     elif isinstance(payload, dict) and payload.get("format") == OWN_FORMAT:
         loaded = _from_own_format(payload, path, sha256)
@@ -263,7 +303,7 @@ def load_checkpoint(path: Path, allow_unsafe_pickle: bool = False,
         loaded = LoadedModel(model, hyper, "state dict", sha256)
     else:
         raise ReportgenError(
-            f"{path}: holds a {type(payload).__name__}, not an RNNModel, a state dict or a "
+            f"{path}: holds a {pickled_type_name(payload)}, not an RNNModel, a state dict or a "
             "reportgen checkpoint"
         )
     if rnn_type is not None and rnn_type != loaded.hyperparameters.rnn_type:
@@ -318,7 +358,8 @@ def _from_pickled_module(module: nn.Module, path: Path, sha256: str) -> LoadedMo
     for name in SIZE_LIMITS:
         check_size(name, getattr(hyper, name), path)
     model = model_from_state_dict(module.state_dict(), hyper, path)
-    return LoadedModel(model, hyper, "pytorch-examples pickle", sha256)
+    legacy = " (legacy format)" if not zipfile.is_zipfile(path) else ""
+    return LoadedModel(model, hyper, f"pytorch-examples pickle{legacy}", sha256)
 
 
 def _from_own_format(payload: dict[str, Any], path: Path, sha256: str) -> LoadedModel:

@@ -21,6 +21,7 @@ from reportgen.corpus import (SPLITS, Text, Vocabulary, load_vocabulary, tokeniz
 from reportgen.errors import ReportgenError
 from reportgen.feature_files import FeatureFile, read_feature_file
 from reportgen.features import BUILT_IN_FEATURES, TokenFeatures, token_features
+from reportgen.layouts import FASTAI_STATE
 
 
 class InputSettings(Protocol):
@@ -58,8 +59,18 @@ def resolve_text_path(config: InputSettings) -> Path:
     raise ReportgenError("say which text to analyse: --text FILE, or --data DIR to use DIR/test.txt")
 
 
+def check_vocabulary_source(config: InputSettings, loaded: LoadedModel) -> None:
+    """A fastai model's word ids are the order of its `itos` list, which no data folder gives:
+    --data would rebuild data.Corpus's order and give every word another word's row."""
+    if loaded.format == FASTAI_STATE and config.vocabulary is None:
+        raise ReportgenError(
+            "a fastai language model numbers its words by its itos list, which no data folder "
+            "gives; write it as --vocabulary FILE, one token per line (see docs/models.md)")
+
+
 def resolve_vocabulary(config: InputSettings, loaded: LoadedModel) -> Vocabulary:
     """The model's word ids: from --vocabulary, --data (as data.Corpus) or the checkpoint."""
+    check_vocabulary_source(config, loaded)
     if config.vocabulary is not None:
         vocabulary = load_vocabulary(config.vocabulary)
         origin = str(config.vocabulary)

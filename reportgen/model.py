@@ -56,6 +56,11 @@ class RNNModel(nn.Module):
         self.nhid = nhid
         self.nlayers = nlayers
 
+    @property
+    def widths(self) -> list[int]:
+        """Each layer's number of units, bottom first: all `nhid` in this layout."""
+        return [self.nhid] * self.nlayers
+
     def init_weights(self) -> None:
         """As pytorch/examples: a tied weight is drawn twice, so the same seed gives the same
         model as its main.py (the second draw is the one that stays)."""
@@ -78,9 +83,55 @@ class RNNModel(nn.Module):
         return zeros
 
 
+def single_layer(rnn_type: str, input_size: int, hidden_size: int) -> nn.RNNBase:
+    """One recurrent layer of `rnn_type`, as torch's fused module."""
+    if rnn_type in ("LSTM", "GRU"):
+        return getattr(nn, rnn_type)(input_size, hidden_size, 1)
+    nonlinearity = {"RNN_TANH": "tanh", "RNN_RELU": "relu"}[rnn_type]
+    return nn.RNN(input_size, hidden_size, 1, nonlinearity=nonlinearity)
+
+
+class LayeredModel(nn.Module):
+    """Encoder, one single-layer recurrent module per layer and decoder, as AWD-LSTM builds
+    them (salesforce/awd-lstm-lm, fastai): each layer has its own width and reads the output of
+    the layer below, and the top layer feeds the decoder.
+
+    With `splits`, the decoder is the split softmax of salesforce's SplitCrossEntropyLoss, for
+    vocabularies above 75,000 words: words before `splits[0]` form the head, each further
+    split starts a tail cluster, and `tail_vectors` (K, H) and `tail_bias` (K,) give the
+    head's one extra entry per cluster (see `reportgen.split_softmax`).
+    """
+
+    def __init__(self, rnn_type: str, ntoken: int, emsize: int, widths: list[int], tied: bool,
+                 splits: list[int] | None = None) -> None:
+        super().__init__()
+        if rnn_type not in RNN_TYPES:
+            raise ReportgenError(f"unknown rnn_type {rnn_type!r}; use one of "
+                                 f"{', '.join(RNN_TYPES)}")
+        if tied and widths[-1] != emsize:
+            raise ReportgenError(f"tied weights need the last layer's width ({widths[-1]}) equal "
+                                 f"to emsize ({emsize})")
+        inputs = [emsize, *widths[:-1]]
+        self.encoder = nn.Embedding(ntoken, emsize)
+        self.rnns = nn.ModuleList(single_layer(rnn_type, n_in, n_out)
+                                  for n_in, n_out in zip(inputs, widths))
+        self.decoder = nn.Linear(widths[-1], ntoken)
+        if tied:
+            self.decoder.weight = self.encoder.weight
+        self.splits = list(splits or [])
+        if self.splits:
+            self.tail_vectors = nn.Parameter(torch.zeros(len(self.splits), widths[-1]))
+            self.tail_bias = nn.Parameter(torch.zeros(len(self.splits)))
+        self.rnn_type = rnn_type
+        self.ntoken = ntoken
+        self.nlayers = len(widths)
+        self.widths = list(widths)
+
+
 @dataclass
 class Hyperparameters:
-    """What it takes to rebuild an `RNNModel`, named as the pytorch/examples flags."""
+    """What it takes to rebuild an `RNNModel`, named as the pytorch/examples flags, or a
+    `LayeredModel` when `widths` gives each layer's width (`nhid` is then the first's)."""
 
     rnn_type: str
     ntoken: int
@@ -89,8 +140,13 @@ class Hyperparameters:
     nlayers: int
     dropout: float | None  # None: unknown, as for a state dict (it only matters in training)
     tied: bool
+    widths: list[int] | None = None  # None: every layer has nhid units (pytorch/examples)
+    splits: list[int] | None = None  # the split softmax's cluster starts, LayeredModel only
 
-    def build(self) -> RNNModel:
+    def build(self) -> RNNModel | LayeredModel:
+        if self.widths is not None:
+            return LayeredModel(self.rnn_type, self.ntoken, self.emsize, self.widths,
+                                self.tied, self.splits)
         with warnings.catch_warnings():  # torch warns that one layer ignores dropout; so does eval
             warnings.simplefilter("ignore", UserWarning)
             return RNNModel(
@@ -115,7 +171,30 @@ def check_size(name: str, value: int, path: Path) -> None:
         )
 
 
-def hyperparameters_of(model: RNNModel) -> Hyperparameters:
+def check_widths(widths: list[int], nlayers: int, path: Path) -> None:
+    """One width per layer, each within MAX_WIDTH."""
+    if len(widths) != nlayers:
+        raise ReportgenError(f"{path}: the model has {nlayers} layers but {len(widths)} layer "
+                             "widths; the checkpoint is damaged")
+    for width in widths:
+        check_size("nhid", width, path)
+
+
+def check_splits(splits: list[int], ntoken: int, path: Path) -> None:
+    """The split softmax's cluster starts rise strictly. A start past the vocabulary's end
+    leaves its cluster empty, but its head entry still takes a share of the head's softmax, as
+    in salesforce's criterion (a vocabulary of 75,500 words under its 76,000 split)."""
+    if not all(a < b for a, b in zip([0, *splits], splits)) or splits[0] >= ntoken:
+        raise ReportgenError(f"{path}: the split softmax's clusters start at {splits}, which "
+                             f"do not rise from inside the vocabulary of {ntoken:,} words")
+
+
+def hyperparameters_of(model: RNNModel | LayeredModel) -> Hyperparameters:
+    if isinstance(model, LayeredModel):
+        return Hyperparameters(model.rnn_type, model.ntoken, model.encoder.embedding_dim,
+                               model.widths[0], model.nlayers, None,
+                               model.decoder.weight is model.encoder.weight, list(model.widths),
+                               list(model.splits) or None)
     return Hyperparameters(
         rnn_type=model.rnn_type,
         ntoken=model.ntoken,

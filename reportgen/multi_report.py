@@ -35,7 +35,8 @@ from reportgen.comparable import read_comparable
 from reportgen.corpus import Text, Vocabulary
 from reportgen.errors import ReportgenError
 from reportgen.feature_files import FeatureFile
-from reportgen.inputs import (Inputs, check_annotations, read_agreement_files,
+from reportgen.inputs import (Inputs, check_annotations, check_vocabulary_source,
+                              read_agreement_files,
                               read_feature_files, read_text, resolve_text_path,
                               resolve_vocabulary)
 from reportgen.model import resolve_device
@@ -114,6 +115,10 @@ def checked_vocabulary(config: ReportConfig, name: str, loaded: LoadedModel,
             )
         return vocabulary
     first_name, vocabulary = first
+    try:
+        check_vocabulary_source(config, loaded)
+    except ReportgenError as error:
+        raise ReportgenError(f"model {name}: {error}") from None
     if loaded.vocabulary is None and config.data is None and config.vocabulary is None:
         raise ReportgenError(f"model {name}: this checkpoint stores no vocabulary; give --data "
                              "DIR, the folder the models were trained from")

@@ -49,6 +49,7 @@ from reportgen.model import RNNModel
 from reportgen.pages import SiteOptions
 from reportgen.report import ReportConfig, build_report
 from reportgen.atomic import SITE_MARKER
+from awd_transcriptions import fastai_language_model, salesforce_code, save_salesforce
 from test_model import save_with_examples_module
 
 LINE = "the cat sat on the mat .\n"
@@ -113,6 +114,27 @@ def malformed_checkpoints(root: Path, model: RNNModel, words: list[str]) -> None
     own_with("own-weights-not-a-table.pt", state_dict=[1, 2, 3])
 
 
+def awd_checkpoints(root: Path) -> None:
+    """AWD-LSTM files that cannot be read: QRNN layers, an optimizer outside the allowlist,
+    tied widths that differ; and readable ones that the command must refuse."""
+    ids = torch.arange(10) % 7
+    save_salesforce(root, "awd.pt", 1, 60, 4, 6, 2, [], ids)
+    save_salesforce(root, "qrnn.pt", 1, 7, 4, 6, 2, [], ids, rnn_type="QRNN",
+                    forward_first=False)
+    _, _, state = save_salesforce(root, "awd-state.pt", 1, 7, 4, 6, 2, [], ids,
+                                  forward_first=False)
+    state.update({"rnns.1.module.weight_ih_l0": torch.zeros(24, 6),
+                  "rnns.1.module.weight_hh_l0_raw": torch.zeros(24, 6),
+                  "rnns.1.module.bias_ih_l0": torch.zeros(24),
+                  "rnns.1.module.bias_hh_l0": torch.zeros(24)})
+    torch.save(state, root / "tied-widths.pt")
+    torch.save(fastai_language_model(7, 4, 6, 2, seed=1).state_dict(), root / "fastai.pth")
+    with salesforce_code(root) as code:
+        model = code["RNNModel"]("LSTM", 7, 4, 6, 2, wdrop=0.5, tie_weights=True)
+        torch.save([model, torch.optim.RMSprop(model.parameters())], root / "rmsprop.pt")
+    shutil.rmtree(root / "salesforce-code")
+
+
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder of good and bad inputs; every case runs with it as the working folder."""
@@ -145,6 +167,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.save(torch.nn.Sequential(torch.nn.Linear(2, 2)), root / "sequential.pt")
     torch.save(torch.nn.LSTM(4, 6), root / "bare-lstm.pt")
     save_with_examples_module(root, "model.TransformerModel()", "transformer.pt")
+    awd_checkpoints(root)
     (root / "no-such-class.pt").write_bytes(  # a protocol-2 pickle of reportgen.model.NoSuchModel
         b"\x80\x02creportgen.model\nNoSuchModel\nq\x00)\x81q\x01.")
     latin1 = (LINE * (LATIN1_LINE - 1) + "the café\n").encode("latin-1")
@@ -194,7 +217,21 @@ CASES = [
          ("text.txt: not a readable PyTorch checkpoint", "neither a torch.save zip")),
     Case("checkpoint of the examples' Transformer",
          report("transformer.pt", "--text", "text.txt", *OUT),
-         ("names model.TransformerModel", "--allow-unsafe-pickle")),
+         ("holds a Transformer (model.TransformerModel), which reportgen does not read",
+          "recurrent language models")),
+    Case("AWD-LSTM of QRNN layers", report("qrnn.pt", "--data", "data", *OUT),
+         ("qrnn.pt: the checkpoint holds QRNN layers (torchqrnn.qrnn.QRNNLayer)",)),
+    Case("AWD-LSTM saved with a class outside the allowlist",
+         report("rmsprop.pt", "--data", "data", *OUT),
+         ("names torch.optim.rmsprop.RMSprop, which reportgen does not load",)),
+    Case("AWD-LSTM whose embedding has more rows than the vocabulary",
+         report("awd.pt", "--data", "data", *OUT),
+         ("has 7 words but the model has 60",)),
+    Case("fastai model without --vocabulary", report("fastai.pth", "--data", "data", *OUT),
+         ("a fastai language model numbers its words by its itos list", "--vocabulary FILE")),
+    Case("AWD-LSTM state dict of mismatched tied widths",
+         report("tied-widths.pt", "--data", "data", *OUT),
+         ("tied to the embedding (4 wide), but the last layer is 6 wide",)),
     Case("unsafe pickle naming a module that is not importable",
          report("transformer.pt", "--text", "text.txt", "--allow-unsafe-pickle", *OUT),
          ("transformer.pt: the pickle names the module 'model', which cannot be imported",)),

@@ -97,7 +97,7 @@ def ablation_units(model: RNNModel, paged: dict[StateKey, list[int]],
     """The units to ablate: the paged ones, or every unit of every layer and state."""
     if not all_units:
         return {key: sorted(units) for key, units in paged.items()}
-    return {key: list(range(model.nhid)) for key in paged}
+    return {key: list(range(model.widths[key[0] - 1])) for key in paged}
 
 
 def ablate(model: RNNModel, token_ids: np.ndarray, units: dict[StateKey, list[int]],
@@ -168,10 +168,10 @@ class AblationRunner:
 
     def __init__(self, model: RNNModel, ids: np.ndarray, device: torch.device) -> None:
         self.layers = single_layer_modules(model, device)
-        self.decoder = Decoder(model.decoder, "float32", device)
+        self.decoder = Decoder.of(model, "float32", device)
         self.ids = torch.tensor(ids, device=device)  # (n,), a copy: `ids` may be read-only
-        self.nhid = model.nhid
-        self.batch_size = max(1, min(MAX_BATCH, BATCH_VALUES // (len(ids) * model.nhid)))
+        self.widths = model.widths  # each layer's H
+        self.batch_size = max(1, min(MAX_BATCH, BATCH_VALUES // (len(ids) * max(self.widths))))
         with torch.inference_mode():
             x = nn.functional.embedding(self.ids, model.encoder.weight.detach().to(device))
             self.inputs = [x]  # inputs[l]: (n, in) what layer l + 1 reads, intact
@@ -183,8 +183,8 @@ class AblationRunner:
         no units, one intact copy."""
         layer, state = key
         copies = max(len(units), 1)
-        held = torch.zeros(copies, self.nhid, dtype=torch.bool)  # (B, H)
-        values = torch.zeros(copies, self.nhid)  # (B, H)
+        held = torch.zeros(copies, self.widths[layer - 1], dtype=torch.bool)  # (B, H_l)
+        values = torch.zeros(copies, self.widths[layer - 1])  # (B, H_l)
         rows = torch.arange(len(units))
         held[rows, torch.as_tensor(units)] = True
         values[rows, torch.as_tensor(units)] = torch.as_tensor(held_at)

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from reportgen.capture import Capture
+from reportgen.capture import Capture, single_layer_modules
 
 LEFT = 0.1  # a gate below this is left-saturated: closed
 RIGHT = 0.9  # above this, right-saturated: open
@@ -54,17 +54,18 @@ class GateWeights:
         """The gate rows of `model` (an `RNNModel`); None for a plain RNN, which has none."""
         if model.rnn_type not in GATE_ROWS:
             return None
-        rnn, hidden = model.rnn, model.nhid
         blocks = list(GATE_ROWS[model.rnn_type].values())
 
-        def rows(tensor: torch.Tensor) -> np.ndarray:
+        def rows(tensor: torch.Tensor, hidden: int) -> np.ndarray:
             picked = torch.cat([tensor[b * hidden : (b + 1) * hidden] for b in blocks])
             return picked.detach().float().cpu().numpy()
 
-        layers = [LayerWeights(rows(getattr(rnn, f"weight_ih_l{k}")),
-                               rows(getattr(rnn, f"weight_hh_l{k}")),
-                               rows(getattr(rnn, f"bias_ih_l{k}")) + rows(getattr(rnn, f"bias_hh_l{k}")))
-                  for k in range(model.nlayers)]
+        layers = []
+        for rnn in single_layer_modules(model, torch.device("cpu")):  # each its own width
+            hidden = rnn.hidden_size
+            layers.append(LayerWeights(
+                rows(rnn.weight_ih_l0, hidden), rows(rnn.weight_hh_l0, hidden),
+                rows(rnn.bias_ih_l0, hidden) + rows(rnn.bias_hh_l0, hidden)))
         embedding = model.encoder.weight.detach().float().cpu().numpy()
         return cls(model.rnn_type, embedding, layers)
 
