@@ -58,8 +58,6 @@ class Capture:
     top_ids: np.ndarray  # (T, TOP_K) int64, the model's most likely next tokens
     top_log_probs: np.ndarray  # (T, TOP_K) float32
     vocabulary: list[str] = field(repr=False)  # id -> word, to name `top_ids`
-    decoder_dtype: str = "float32"  # the decoder's precision that gave the log probabilities
-    decoder_error: float | None = None  # largest |log p| error of bfloat16, where it was tried
 
     @property
     def n_tokens(self) -> int:
@@ -76,9 +74,6 @@ class Capture:
         return float(np.exp(-valid.mean())) if valid.size else float("nan")
 
 
-DECODER_DTYPES = ("float32", "bfloat16")
-DECODER_TOLERANCE = 1e-3  # largest |log p| error a bfloat16 decoder may make and still be used
-DECODER_CHECK_ROWS = 64  # positions the bfloat16 decoder is checked on against float32
 LOG_PROBS_PER_BLOCK = 1 << 24  # decoder outputs held at once: 64 MB of float32 logits
 
 
@@ -88,16 +83,12 @@ class CaptureOptions:
 
     chunk_size: int = 2048  # tokens per recurrent pass; the state carries across chunks
     dtype: str = "float32"  # storage of the states: "float32" or "float16"
-    decoder_dtype: str = "float32"  # "bfloat16" is used only where it stays within 1e-3
     device: str = "auto"  # "auto" (a GPU when there is one), "cpu" or "cuda"
     progress: bool | None = None  # None: only when stderr is a terminal
 
     def __post_init__(self) -> None:
         if self.dtype not in ("float32", "float16"):
             raise ReportgenError(f"capture dtype must be float32 or float16, not {self.dtype!r}")
-        if self.decoder_dtype not in DECODER_DTYPES:
-            raise ReportgenError(
-                f"decoder dtype must be float32 or bfloat16, not {self.decoder_dtype!r}")
         if self.chunk_size < 1:
             raise ReportgenError(f"capture chunk size must be positive, not {self.chunk_size}")
 
@@ -212,44 +203,22 @@ class Decoder:
     maximum, and exp runs in place over the logits to get the log-sum-exp.
     """
 
-    def __init__(self, decoder: nn.Linear, dtype: str, device: torch.device) -> None:
+    def __init__(self, decoder: nn.Linear, device: torch.device) -> None:
         self.bias = decoder.bias.detach().to(device)  # (V,)
         self.weight_t = decoder.weight.detach().T.to(device).contiguous()  # (H, V)
         self.vocabulary_size = self.weight_t.shape[1]
         self.rows = max(1, LOG_PROBS_PER_BLOCK // self.vocabulary_size)
         self.buffer = torch.empty(self.rows, self.vocabulary_size, device=self.bias.device)
-        self.dtype = dtype
-        self.weight_t_low = self.weight_t.bfloat16() if dtype == "bfloat16" else None
-        self.error: float | None = None  # measured bfloat16 error in log p, once checked
 
-    def logits(self, h: torch.Tensor, low_precision: bool) -> torch.Tensor:
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
         """(S, V) logits in the buffer, S <= self.rows."""
-        out = self.buffer[: len(h)]
-        if low_precision:
-            return out.copy_(torch.mm(h.bfloat16(), self.weight_t_low)).add_(self.bias)
-        return torch.addmm(self.bias, h, self.weight_t, out=out)
-
-    def log_probs(self, h: torch.Tensor, low_precision: bool) -> torch.Tensor:
-        """Whole (S, V) log-probabilities, only for the bfloat16 check."""
-        return torch.log_softmax(self.logits(h, low_precision), dim=1)
-
-    def check_low_precision(self, h: torch.Tensor) -> None:
-        """Measure the bfloat16 decoder against float32 on the first rows; keep it only when
-        its largest log p error is within DECODER_TOLERANCE."""
-        sample = h[:DECODER_CHECK_ROWS]
-        exact = self.log_probs(sample, low_precision=False).clone()
-        approximate = self.log_probs(sample, low_precision=True)
-        self.error = float((exact - approximate).abs().max())
-        if self.error > DECODER_TOLERANCE:
-            self.dtype = "float32"
+        return torch.addmm(self.bias, h, self.weight_t, out=self.buffer[: len(h)])
 
     def predict(self, h: torch.Tensor, next_ids: torch.Tensor,
                 k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """log p(next) (n,), top ids (S, k) and their log p (S, k) for h (S, H); n <= S rows
         have a next token."""
-        if self.dtype == "bfloat16" and self.error is None:
-            self.check_low_precision(h)
-        logits = self.logits(h, low_precision=self.dtype == "bfloat16")  # (S, V)
+        logits = self.logits(h)  # (S, V)
         next_logits = logits[: len(next_ids)].gather(1, next_ids.unsqueeze(1)).squeeze(1)
         top_values, top_ids = logits.topk(k, dim=1)  # (S, k), sorted, so column 0 is the max
         row_max = top_values[:, :1]
@@ -330,7 +299,7 @@ def capture(
     embedding = model.encoder.weight.detach().to(device)  # (V, E)
     layers = single_layer_modules(model, device)
     gates = [CellGates.of(layer) if isinstance(layer, nn.LSTM) else None for layer in layers]
-    decoder = Decoder(model.decoder, options.decoder_dtype, device)
+    decoder = Decoder(model.decoder, device)
     states = {key: allocate(folder, state_name(key), (n, model.nhid), options.dtype)
               for key in state_keys(model)}
     predictions = Predictions(
@@ -361,6 +330,4 @@ def capture(
         top_ids=predictions.top_ids,
         top_log_probs=predictions.top_log_probs,
         vocabulary=list(vocabulary),
-        decoder_dtype=decoder.dtype,
-        decoder_error=decoder.error,
     )

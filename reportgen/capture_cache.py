@@ -65,7 +65,6 @@ class CaptureKey:
     tokens_sha256: str  # the token strings and their ids
     vocabulary_sha256: str
     dtype: str
-    decoder_dtype: str
     format: int = CACHE_FORMAT
 
     def digest(self) -> str:
@@ -83,7 +82,6 @@ def capture_key(checkpoint_sha256: str, token_ids: np.ndarray, tokens: list[str]
         tokens_sha256=tokens_digest.hexdigest(),
         vocabulary_sha256=vocabulary_sha256(vocabulary),
         dtype=options.dtype,
-        decoder_dtype=options.decoder_dtype,
     )
 
 
@@ -134,7 +132,6 @@ def store_entry(model: RNNModel, token_ids: np.ndarray, tokens: list[str],
         np.save(pending / "token_ids.npy", captured.token_ids)
         meta = {"format": CACHE_FORMAT, "n_tokens": captured.n_tokens, "dtype": options.dtype,
                 "states": [state_name(key) for key in captured.keys],
-                "decoder_dtype": captured.decoder_dtype, "decoder_error": captured.decoder_error,
                 "crc32": {path.name: file_crc32(path) for path in sorted(pending.glob("*.npy"))}}
         (pending / META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         del captured
@@ -212,8 +209,6 @@ def load_entry(entry: Path, tokens: list[str], vocabulary: list[str]) -> Capture
             top_ids=_mapped(entry, "top_ids", "int64", n, TOP_K),
             top_log_probs=_mapped(entry, "top_log_probs", "float32", n, TOP_K),
             vocabulary=list(vocabulary),
-            decoder_dtype=meta["decoder_dtype"],
-            decoder_error=meta["decoder_error"],
         )
     except (OSError, ValueError, KeyError, TypeError):
         remove_if_ours(entry)

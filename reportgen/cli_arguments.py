@@ -18,7 +18,7 @@ from reportgen.analysis.concepts import LABEL_THRESHOLD, WITHIN_THRESHOLD
 from reportgen.analysis.divergences import RANK_BY_CHOICES
 from reportgen.analysis.embedding import EmbeddingOptions
 from reportgen.analysis.state_sample import SAMPLE_POSITIONS
-from reportgen.capture import DECODER_DTYPES, StateKey, parse_state_name
+from reportgen.capture import StateKey, parse_state_name
 from reportgen.capture_cache import DEFAULT_LIMIT_GB, default_cache_folder
 from reportgen.combine import DEFAULT_TITLE
 from reportgen.demo import DEMO_VERSION
@@ -108,10 +108,6 @@ def add_capture_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--dtype", choices=("float32", "float16"), default="float32",
                        help="how the states are stored; float16 halves the cache and memory "
                             "(default: %(default)s)")
-    group.add_argument("--decoder-dtype", choices=DECODER_DTYPES, default="float32",
-                       help="bfloat16 runs the output layer about twice as fast on CPUs with "
-                            "bf16 units, and is used only when its log p error, checked on the "
-                            "first positions, stays within 1e-3 (default: %(default)s)")
     group.add_argument("--cache", type=Path, default=default_cache_folder(), metavar="DIR",
                        help="where captures are kept between runs; the least recently used "
                             f"go past {DEFAULT_LIMIT_GB:g} GB (default: %(default)s)")

@@ -25,8 +25,7 @@ from reportgen.analysis.embedding import (MIN_TSNE_POINTS, EmbeddingOptions, Emb
 from reportgen.analysis.gates import GateWeights, analyse_gates
 from reportgen.analysis.output_effects import output_effects
 from reportgen.analysis.paged_units import paged_units
-from reportgen.capture import (DECODER_CHECK_ROWS, DECODER_TOLERANCE, Capture, CaptureOptions,
-                               StateKey, state_name)
+from reportgen.capture import Capture, CaptureOptions, StateKey, state_name
 from reportgen.capture_cache import DEFAULT_LIMIT_GB, cached_capture, default_cache_folder
 from reportgen.errors import ReportgenError
 from reportgen.inputs import Inputs, load_inputs, own_features
@@ -202,18 +201,6 @@ def sampling_notes(tokens: list[str], options: EmbeddingOptions,
     return notes
 
 
-def decoder_notes(options: CaptureOptions, captured: Capture) -> list[str]:
-    """What a bfloat16 decoder did to the log probabilities, when one was asked for."""
-    if options.decoder_dtype != "bfloat16" or captured.decoder_error is None:
-        return []
-    error = f"{captured.decoder_error:.1e}"
-    if captured.decoder_dtype == "bfloat16":
-        return [f"log probabilities from a bfloat16 decoder: largest error {error} in log p on "
-                f"the first {DECODER_CHECK_ROWS} positions, within {DECODER_TOLERANCE:g}"]
-    return [f"a bfloat16 decoder was asked for, but its error in log p ({error} on the first "
-            f"{DECODER_CHECK_ROWS} positions) exceeds {DECODER_TOLERANCE:g}; float32 was used"]
-
-
 def analyse(config: ReportConfig, inputs: Inputs, timings: dict[str, float]) -> ModelReport:
     """Capture and every analysis, for one model; the result holds no model."""
     with timed(timings, "capture", config.quiet):
@@ -227,7 +214,6 @@ def analyse(config: ReportConfig, inputs: Inputs, timings: dict[str, float]) -> 
     report = ModelReport(summarise(config, inputs, captured), captured,
                          options=options_record(config), timings=timings,
                          capture_reused=cached.reused)
-    report.notes += decoder_notes(config.capture, captured)
     with timed(timings, "features", config.quiet):
         report.features = own_features(inputs.feature_files, captured.tokens)
     features = report.features

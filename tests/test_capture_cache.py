@@ -173,21 +173,6 @@ def test_a_cache_that_cannot_be_written_is_one_line(tiny_model: Path, tiny_corpu
     assert not (tmp_path / "report").exists()
 
 
-def test_a_bfloat16_decoder_request_is_reported(tiny_model: Path, tiny_corpus: Path,
-                                                tmp_path: Path) -> None:
-    """The overview and report.json say whether the bfloat16 decoder was used, and its error."""
-    config = ReportConfig(checkpoint=tiny_model, data=tiny_corpus, out=tmp_path / "report",
-                          max_tokens=300, cache=None, embed_states=(), quiet=True,
-                          capture=CaptureOptions(decoder_dtype="bfloat16", progress=False))
-    config.site.images = False
-    build_report(config)
-    notes = json.loads((tmp_path / "report" / "data" / "report.json").read_text())["notes"]
-    decoder = [note for note in notes if "bfloat16" in note]
-    assert len(decoder) == 1 and "error" in decoder[0]
-    assert ("float32 was used" in decoder[0]) != ("within 0.001" in decoder[0])
-    assert decoder[0] in (tmp_path / "report" / "index.html").read_text(encoding="utf-8")
-
-
 def test_a_full_disk_is_one_error_and_leaves_no_entry(inputs, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """Space for each state file is reserved before the capture writes into its mapping, where
