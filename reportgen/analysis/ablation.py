@@ -167,7 +167,7 @@ class AblationRunner:
 
     def __init__(self, model: RNNModel, ids: np.ndarray, device: torch.device) -> None:
         self.layers = single_layer_modules(model, device)
-        self.decoder = Decoder(model.decoder, "float32", device)
+        self.decoder = Decoder(model.decoder, device)
         self.ids = torch.tensor(ids, device=device)  # (n,), a copy: `ids` may be read-only
         self.nhid = model.nhid
         self.batch_size = max(1, min(MAX_BATCH, BATCH_VALUES // (len(ids) * model.nhid)))
