@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from reportgen.analysis_cache import cached_analysis, features_digest
+from reportgen.analysis_cache import cached_analysis, features_digest, options_key
 from reportgen.analysis.ablation import AblationOptions, ablate, ablation_units
 from reportgen.analysis.concepts import LABEL_THRESHOLD, WITHIN_THRESHOLD, analyse_concepts
 from reportgen.analysis.correlations import analyse_correlations
@@ -217,12 +217,11 @@ def analyse(config: ReportConfig, inputs: Inputs, timings: dict[str, float]) -> 
     with timed(timings, "features", config.quiet):
         report.features = own_features(inputs.feature_files, captured.tokens)
     features = report.features
-    neuron_options = asdict(config.neurons)
+    neuron_options = options_key(config.neurons)
     with timed(timings, "distributions", config.quiet):
         unbounded_hidden = inputs.loaded.hyperparameters.rnn_type == "RNN_RELU"
         report.distributions = reuse(report, cached.entry, "distributions", {
-            "cell_interval": neuron_options["cell_interval"], "rank_by": neuron_options["rank_by"],
-            **({"unbounded_hidden": True} if unbounded_hidden else {}),
+            **neuron_options, "unbounded_hidden": unbounded_hidden,
         }, lambda: analyse_distributions(captured, config.neurons.cell_interval,
                                          config.neurons.rank_by,
                                          unbounded_hidden=unbounded_hidden))
@@ -245,7 +244,7 @@ def analyse(config: ReportConfig, inputs: Inputs, timings: dict[str, float]) -> 
             "units": [[state_name(key), units] for key, units in paged.items()],
         }, lambda: analyse_correlations(captured, paged))
     unit_effects(config, inputs, report, cached.entry, paged)
-    map_options = asdict(config.embedding)
+    map_options = options_key(config.embedding)
     classes = features.classes()  # what names each map's clusters
     for key in embedded_keys(config, captured):
         with timed(timings, f"t-SNE {state_name(key)}", config.quiet):
@@ -276,7 +275,7 @@ def unit_effects(config: ReportConfig, inputs: Inputs, report: ModelReport,
     features = report.features
     with timed(timings, "ablation", config.quiet):
         report.ablation = reuse(report, entry, "ablation", {
-            **asdict(config.ablation), "features": features_digest(features),
+            **options_key(config.ablation), "features": features_digest(features),
             "units": {state_name(key): chosen for key, chosen in units.items()},
         }, lambda: ablate(model, captured.token_ids, units, means, features, config.ablation,
                           config.capture.device, progress_flag(config)))
