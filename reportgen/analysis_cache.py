@@ -10,7 +10,8 @@ Each result is stored in the capture's own cache entry (`ENTRY/analyses/NAME-DIG
   read when the key is made. A hand-kept list of constants goes stale as the format number
   did: `FORMAT = 1` outlived changes of results, such as t-SNE's affinities moving to one
   thread, and a report after an upgrade could show old numbers without a word;
-- the versions of reportgen and of the libraries that compute results (`KEY_LIBRARIES`).
+- the versions of reportgen and of the libraries that compute results
+  (`versions.KEY_LIBRARIES`).
 So a second run that changes only page or figure options reuses every analysis, one that
 changes, say, `--perplexity` recomputes only the t-SNE maps, and one after an upgrade or an
 edit of an analysis recomputes what it touched. The results go when their capture entry goes.
@@ -25,14 +26,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib
 import json
 import os
-import re
 from collections.abc import Callable
-from functools import cache
 from pathlib import Path
-from types import FunctionType, ModuleType
 from typing import Any, TypeVar
 
 import numpy as np
@@ -46,12 +43,10 @@ from reportgen.analysis.embedding import EmbeddingOptions, EmbeddingResult
 from reportgen.analysis.gates import GateResult, LayerGates
 from reportgen.analysis.output_effects import OutputEffects
 from reportgen.features import TokenFeatures
-from reportgen.versions import reportgen_version, version_of
+from reportgen.versions import key_versions, modules_provenance, plain
 
 FOLDER = "analyses"
 FORMAT = 2  # bump when a result's fields change, so older files are not read (2: provenance)
-KEY_LIBRARIES = ("numpy", "scipy", "torch", "openTSNE", "fastcluster", "scikit-learn")
-CONSTANT = re.compile(r"[A-Z][A-Z0-9_]*")  # a module constant, by the naming convention
 CLASSES: dict[str, type] = {cls.__name__: cls for cls in (
     AblationResult, ClusterRow, ConceptResult, CorrelationResult, DistributionResult,
     EmbeddingOptions, EmbeddingResult, GateResult, LayerGates, NeuronConcepts, NeuronStats,
@@ -118,64 +113,13 @@ def key_digest(name: str, key: dict[str, Any]) -> str:
 def options_key(options: Any) -> dict[str, Any]:
     """An options dataclass's key: its class and every field, so a field added later is in
     the key by itself."""
-    return {"options": type(options).__name__,
-            **{field.name: plain(getattr(options, field.name))
-               for field in dataclasses.fields(options)}}
+    return plain(options)
 
 
 def provenance(analysis: Analysis) -> dict[str, Any]:
     """The analysis's version, and each module's source digest and constants, read now (so a
     constant changed at run time, as a test's monkeypatch does, is a new key)."""
-    modules = {}
-    for name in analysis.modules:
-        module = importlib.import_module(name)
-        modules[name] = {"source": source_sha256(module.__file__),
-                         "constants": module_constants(module)}
-    return {"version": analysis.version, "modules": modules}
-
-
-def module_constants(module: ModuleType) -> dict[str, Any]:
-    """Every upper-case module-level name whose value is data, in a JSON-able form."""
-    found = {}
-    for name, value in vars(module).items():
-        if CONSTANT.fullmatch(name) and not isinstance(value, (type, ModuleType)):
-            found[name] = plain(value)
-    return found
-
-
-def plain(value: Any) -> Any:
-    """`value` as JSON can hold it, the same for the same value in every run."""
-    if isinstance(value, (tuple, list)):
-        return [plain(item) for item in value]
-    if isinstance(value, (set, frozenset)):
-        return sorted((plain(item) for item in value), key=repr)
-    if isinstance(value, dict):
-        return sorted(([plain(k), plain(v)] for k, v in value.items()), key=repr)
-    if isinstance(value, re.Pattern):
-        return {"pattern": value.pattern, "flags": value.flags}
-    if isinstance(value, FunctionType):
-        return f"{value.__module__}.{value.__qualname__}"
-    if isinstance(value, np.generic):
-        return value.item()
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return options_key(value)
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return repr(value)
-
-
-@cache
-def source_sha256(path: str) -> str:
-    try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    except OSError:
-        return "unreadable"
-
-
-@cache
-def key_versions() -> dict[str, str]:
-    """reportgen's version and those of the libraries whose arithmetic is in the results."""
-    return {"reportgen": reportgen_version(), **{name: version_of(name) for name in KEY_LIBRARIES}}
+    return {"version": analysis.version, "modules": modules_provenance(analysis.modules)}
 
 
 def features_digest(features: TokenFeatures | dict[str, np.ndarray]) -> str:

@@ -25,8 +25,10 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import math
 import os
 import shutil
+import time
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,8 +40,10 @@ from reportgen.capture import (TOP_K, Capture, CaptureOptions, capture, parse_st
 from reportgen.corpus import strings_sha256, vocabulary_sha256
 from reportgen.errors import ReportgenError
 from reportgen.model import RNNModel
+from reportgen.versions import key_versions, modules_provenance
 
-CACHE_FORMAT = 2  # bump when an entry's files or their meaning change (2: CRC-32 of each file)
+CACHE_FORMAT = 3  # bump when an entry's files or their meaning change (3: provenance, sources)
+CAPTURE_MODULES = ("reportgen.capture", "reportgen.model")  # the code that computes a capture
 CHECK_CHUNK = 16 << 20  # bytes read at a time when a file's CRC-32 is computed
 DEFAULT_LIMIT_GB = 20.0
 META = "meta.json"
@@ -65,6 +69,7 @@ class CaptureKey:
     tokens_sha256: str  # the token strings and their ids
     vocabulary_sha256: str
     dtype: str
+    made_by: str  # digest of the library versions and the capture code's source and constants
     format: int = CACHE_FORMAT
 
     def digest(self) -> str:
@@ -82,7 +87,16 @@ def capture_key(checkpoint_sha256: str, token_ids: np.ndarray, tokens: list[str]
         tokens_sha256=tokens_digest.hexdigest(),
         vocabulary_sha256=vocabulary_sha256(vocabulary),
         dtype=options.dtype,
+        made_by=made_by_digest(),
     )
+
+
+def made_by_digest() -> str:
+    """What computed a capture besides its inputs: reportgen's and the libraries' versions,
+    and the source and constants of the capture code, so an upgrade captures again."""
+    text = json.dumps({"versions": key_versions(),
+                       "modules": modules_provenance(CAPTURE_MODULES)}, sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 @dataclass
@@ -94,10 +108,13 @@ class CacheResult:
 
 def cached_capture(model: RNNModel, token_ids: np.ndarray, tokens: list[str],
                    vocabulary: list[str], options: CaptureOptions, checkpoint_sha256: str,
-                   folder: Path | None, limit_gb: float = DEFAULT_LIMIT_GB) -> CacheResult:
+                   folder: Path | None, limit_gb: float = DEFAULT_LIMIT_GB,
+                   sources: dict[str, str] | None = None) -> CacheResult:
     """The capture from `folder` when an earlier run made it, else a new one stored there.
 
-    `folder=None` captures into memory and stores nothing.
+    `folder=None` captures into memory and stores nothing. `sources` (the checkpoint's and the
+    text's paths) are written into a new entry's meta for `reportgen cache list`; they are not
+    part of the key.
     """
     if folder is None:
         return CacheResult(capture(model, token_ids, tokens, vocabulary, options), False, None)
@@ -108,7 +125,7 @@ def cached_capture(model: RNNModel, token_ids: np.ndarray, tokens: list[str],
         os.utime(entry / META)
         mark(entry)  # an entry made before markers existed: its name and files show it is ours
         return CacheResult(found, True, entry)
-    store_entry(model, token_ids, tokens, vocabulary, options, entry)
+    store_entry(model, token_ids, tokens, vocabulary, options, entry, sources or {})
     prune(folder, int(limit_gb * 1e9), keep=entry)
     captured = load_entry(entry, tokens, vocabulary)
     if captured is None:
@@ -118,7 +135,8 @@ def cached_capture(model: RNNModel, token_ids: np.ndarray, tokens: list[str],
 
 
 def store_entry(model: RNNModel, token_ids: np.ndarray, tokens: list[str],
-                vocabulary: list[str], options: CaptureOptions, entry: Path) -> None:
+                vocabulary: list[str], options: CaptureOptions, entry: Path,
+                sources: dict[str, str]) -> None:
     """Capture straight into a pending folder, then rename it to `entry` in one step."""
     pending = entry.with_name(f"{PENDING}{entry.name}-{os.getpid()}")
     try:
@@ -131,7 +149,7 @@ def store_entry(model: RNNModel, token_ids: np.ndarray, tokens: list[str],
                 array.flush()
         np.save(pending / "token_ids.npy", captured.token_ids)
         meta = {"format": CACHE_FORMAT, "n_tokens": captured.n_tokens, "dtype": options.dtype,
-                "states": [state_name(key) for key in captured.keys],
+                "states": [state_name(key) for key in captured.keys], "sources": sources,
                 "crc32": {path.name: file_crc32(path) for path in sorted(pending.glob("*.npy"))}}
         (pending / META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         del captured
@@ -308,3 +326,80 @@ def process_is_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+@dataclass
+class EntryInfo:
+    """One entry of the capture cache, as `reportgen cache list` shows it."""
+
+    path: Path
+    size: int  # bytes of its files, the analyses stored beside it included
+    last_used: float  # seconds since the epoch
+    n_tokens: int | None
+    checkpoint: str  # the path a run read it from, or "" when the entry does not say
+    text: str
+
+
+def tree_size(folder: Path) -> int:
+    """Bytes of every file under `folder`; 0 for one that another run removed meanwhile."""
+    try:
+        return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file()
+                   and not path.is_symlink())
+    except OSError:
+        return 0
+
+
+def cache_entries(folder: Path) -> list[EntryInfo]:
+    """Every entry reportgen made in `folder` (marked; pending ones left out), most recently
+    used first."""
+    if not folder.is_dir():
+        return []
+    found = []
+    for path in folder.iterdir():
+        if path.name.startswith(".") or not is_ours(path):
+            continue
+        try:
+            meta = json.loads((path / META).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            meta = {}
+        meta = meta if isinstance(meta, dict) else {}
+        sources = meta.get("sources") if isinstance(meta.get("sources"), dict) else {}
+        n_tokens = meta.get("n_tokens")
+        found.append(EntryInfo(path, tree_size(path), last_used(path),
+                               n_tokens if isinstance(n_tokens, int) else None,
+                               str(sources.get("checkpoint", "")), str(sources.get("text", ""))))
+    return sorted(found, key=lambda info: -info.last_used)
+
+
+def clear_cache(folder: Path, older_than_days: float | None = None,
+                now: float | None = None) -> list[EntryInfo]:
+    """Remove reportgen's entries from `folder` (those last used more than `older_than_days`
+    ago, when given); a folder without reportgen's marker is never touched. Returns what went."""
+    if older_than_days is not None and not (math.isfinite(older_than_days)
+                                            and older_than_days >= 0):
+        raise ReportgenError(f"--older-than must be a number of days, 0 or more, not "
+                             f"{older_than_days!r}")
+    now = time.time() if now is None else now
+    removed = []
+    for info in cache_entries(folder):
+        if older_than_days is None or now - info.last_used > older_than_days * 86400:
+            remove_if_ours(info.path)
+            removed.append(info)
+    return removed
+
+
+def format_size(size: int) -> str:
+    """Bytes in the unit that reads best: 512 B, 3.4 MB, 1.2 GB."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} B"
+
+
+def cache_summary(folder: Path) -> str:
+    """`FOLDER holds N captures, SIZE`: what a run says at its end."""
+    entries = cache_entries(folder)
+    total = sum(info.size for info in entries)
+    noun = "capture" if len(entries) == 1 else "captures"
+    return f"{folder} holds {len(entries)} {noun}, {format_size(total)}"
+

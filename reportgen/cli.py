@@ -12,6 +12,7 @@ import errno
 import signal
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -24,15 +25,16 @@ import numpy as np
 from reportgen.analysis.ablation import AblationOptions
 from reportgen.analysis.embedding import EmbeddingOptions
 from reportgen.capture import CaptureOptions
-from reportgen.cli_arguments import (add_compare_parser, add_demo_parser, add_report_parser,
-                                     add_train_parser)
+from reportgen.capture_cache import cache_entries, cache_summary, clear_cache, format_size
+from reportgen.cli_arguments import (add_cache_parser, add_compare_parser, add_demo_parser,
+                                     add_report_parser, add_train_parser)
 from reportgen.combine import combine_reports
 from reportgen.demo import run_demo
 from reportgen.errors import ReportgenError
 from reportgen.model_specs import (ModelSpec, ModelsFile, parse_model_argument, read_models_file,
                                    select_models)
 from reportgen.multi_report import build_reports
-from reportgen.report import NeuronOptions, ReportConfig, build_report
+from reportgen.report import NeuronOptions, ReportConfig, run_report
 from reportgen.pages import SiteOptions
 from reportgen.site import check_output_folder
 from reportgen.sweep import train_sweep
@@ -104,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_parser(commands)
     add_report_parser(commands)
     add_compare_parser(commands)
+    add_cache_parser(commands)
     return parser
 
 
@@ -198,8 +201,9 @@ def run_report_command(args: argparse.Namespace) -> None:
         if run.failures:
             raise ReportgenError(run.failure_message())
         return
-    out = build_report(config)
-    print(f"report written to {out}/index.html")
+    run = run_report(config)
+    print(f"report written to {run.out}/index.html")
+    print("\n".join(run.cache_lines(config.cache)))
 
 
 def run_compare_command(args: argparse.Namespace) -> None:
@@ -207,8 +211,24 @@ def run_compare_command(args: argparse.Namespace) -> None:
     print(f"comparison written to {args.out}/index.html")
 
 
+def run_cache_command(args: argparse.Namespace) -> None:
+    """`reportgen cache list` and `reportgen cache clear [--older-than DAYS]`."""
+    if args.cache_command == "clear":
+        removed = clear_cache(args.cache, args.older_than)
+        print(f"removed {len(removed)} {'entry' if len(removed) == 1 else 'entries'}, "
+              f"{format_size(sum(info.size for info in removed))}; {cache_summary(args.cache)}")
+        return
+    now = time.time()
+    for info in cache_entries(args.cache):
+        tokens = f"{info.n_tokens:,} tokens" if info.n_tokens is not None else "? tokens"
+        print(f"{info.path.name}  {format_size(info.size):>8}  used "
+              f"{(now - info.last_used) / 86400:.1f} days ago  {tokens}  "
+              f"model {info.checkpoint or '(not recorded)'}  text {info.text or '(not recorded)'}")
+    print(cache_summary(args.cache))
+
+
 COMMANDS = {"demo": run_demo_command, "train": run_train_command, "report": run_report_command,
-            "compare": run_compare_command}
+            "compare": run_compare_command, "cache": run_cache_command}
 
 
 class Terminated(BaseException):

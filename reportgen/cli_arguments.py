@@ -358,3 +358,23 @@ def add_compare_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-images", action="store_true",
                         help="skip the PNG and SVG figures of the comparison page under img/")
     add_common(parser)
+
+
+def add_cache_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "cache", help="list or clear the capture cache",
+        description="The capture cache keeps each model's states on a text, so that a second "
+                    "report skips the model. `list` shows its entries with their sizes, models, "
+                    "texts and when they were last used; `clear` removes entries. Only folders "
+                    "reportgen marked as its own are listed or removed.",
+    )
+    actions = parser.add_subparsers(dest="cache_command", required=True, metavar="ACTION")
+    for name, what in (("list", "show the entries"), ("clear", "remove entries")):
+        action = actions.add_parser(name, help=what, description=what)
+        action.add_argument("--cache", type=Path, default=default_cache_folder(), metavar="DIR",
+                            help="the cache folder (default: %(default)s)")
+        if name == "clear":
+            action.add_argument("--older-than", type=finite_float, metavar="DAYS",
+                                help="remove only entries last used more than DAYS ago "
+                                     "(default: every entry)")
+        add_common(action)

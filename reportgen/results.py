@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reportgen.capture import Capture
@@ -59,6 +60,7 @@ class ModelReport:
     notes: list[str] = field(default_factory=list)  # what was sampled, paged or left out
     capture_reused: bool = False  # the capture came from the cache of an earlier run
     analyses_reused: list[str] = field(default_factory=list)  # analyses from that cache too
+    capture_entry: Path | None = None  # the capture cache's entry; None under --no-cache
 
 
 def json_safe(value: Any) -> Any:
