@@ -6,6 +6,7 @@ its own from a notebook; this module only wires them and times them.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -127,6 +128,16 @@ def checked_perplexity(captured: Capture) -> float:
     return perplexity
 
 
+def unigram_perplexity(token_ids: np.ndarray) -> float:
+    """The perplexity, on the same positions as the model's, of a unigram model of the text's
+    own word counts: the baseline any language model of this text should beat. It has seen
+    the text, so it flatters itself a little; a model worse than it is predicting noise."""
+    ids = np.asarray(token_ids, dtype=np.int64)  # (T,)
+    counts = np.bincount(ids).astype(np.float64)
+    log_p = np.log(counts / counts.sum())  # every word of the text has a count of at least 1
+    return float(np.exp(-log_p[ids[1:]].mean()))
+
+
 def summarise(config: ReportConfig, inputs: Inputs, captured: Capture) -> ModelSummary:
     loaded = inputs.loaded
     return ModelSummary(
@@ -143,6 +154,7 @@ def summarise(config: ReportConfig, inputs: Inputs, captured: Capture) -> ModelS
         perplexity=checked_perplexity(captured),
         truncated=config.max_tokens is not None and captured.n_tokens >= config.max_tokens,
         metadata=json_safe({k: v for k, v in loaded.metadata.items() if k != "train_config"}),
+        unigram_perplexity=unigram_perplexity(captured.token_ids),
     )
 
 
@@ -214,7 +226,10 @@ def analyse(config: ReportConfig, inputs: Inputs, timings: dict[str, float]) -> 
     captured = cached.capture
     if cached.reused:
         note("capture: reused from the cache", not config.quiet)
-    report = ModelReport(summarise(config, inputs, captured), captured,
+    summary = summarise(config, inputs, captured)
+    if summary.unigram_warning():
+        print(f"reportgen: warning: {summary.name}: {summary.unigram_warning()}", file=sys.stderr)
+    report = ModelReport(summary, captured,
                          options=options_record(config), timings=timings,
                          capture_reused=cached.reused, capture_entry=cached.entry)
     with timed(timings, "features", config.quiet):

@@ -305,3 +305,32 @@ def test_a_run_says_where_its_capture_is_cached_and_the_cache_lists_and_clears(
     assert sorted(cache.iterdir()) == [foreign] and (foreign / "meta.json").is_file()
     assert main(["cache", "clear", "--cache", str(cache)]) == 0
     assert foreign.is_dir()
+
+
+def test_a_vocabulary_in_the_wrong_order_is_flagged_against_a_unigram_model(
+        tiny_model: Path, tiny_corpus: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The same words in another order pass every size check, and the model then predicts
+    worse than the text's own word counts: stderr warns and the overview says so, asking
+    whether the vocabulary is in training order; the right order says nothing."""
+    words = load_checkpoint(tiny_model).vocabulary
+    permuted = tmp_path / "permuted.txt"
+    order = np.random.default_rng(0).permutation(len(words))
+    permuted.write_text("".join(f"{words[i]}\n" for i in order), encoding="utf-8")
+    base = ["report", str(tiny_model), "--text", str(tiny_corpus / "test.txt"),
+            "--max-tokens", "500", "--no-clusters", "--no-images", "--ablation-tokens", "0",
+            "--quiet", "--no-cache"]
+    assert main([*base, "--vocabulary", str(permuted), "--out", str(tmp_path / "wrong")]) == 0
+    stderr = capsys.readouterr().err
+    summary = json.loads((tmp_path / "wrong" / "data" / "report.json").read_text())["model"]
+    assert summary["perplexity"] > summary["unigram_perplexity"] > 1
+    assert "worse than that of a unigram model of the text's own word counts" in stderr
+    assert "is the vocabulary in the order the model was trained with? --data DIR" in stderr
+    page = (tmp_path / "wrong" / "index.html").read_text(encoding="utf-8")
+    assert 'id="worse-than-unigram"' in page and "--data DIR rebuilds it" in page
+
+    assert main([*base, "--out", str(tmp_path / "right")]) == 0
+    assert "unigram" not in capsys.readouterr().err
+    right = json.loads((tmp_path / "right" / "data" / "report.json").read_text())["model"]
+    assert right["perplexity"] < right["unigram_perplexity"]
+    assert 'id="worse-than-unigram"' not in (tmp_path / "right" / "index.html").read_text()
