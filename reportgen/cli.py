@@ -34,7 +34,7 @@ from reportgen.errors import ReportgenError
 from reportgen.model_specs import (ModelSpec, ModelsFile, parse_model_argument, read_models_file,
                                    select_models)
 from reportgen.multi_report import build_reports
-from reportgen.report import NeuronOptions, ReportConfig, run_report
+from reportgen.report import NeuronOptions, ReportConfig, cache_lines, run_report
 from reportgen.pages import SiteOptions
 from reportgen.site import check_output_folder
 from reportgen.sweep import train_sweep
@@ -198,12 +198,13 @@ def run_report_command(args: argparse.Namespace) -> None:
     if comparing:
         run = build_reports(models, replace(config, name=args.name))
         print(f"comparison written to {run.out}/index.html")
+        print("\n".join(cache_lines(config.cache, run.capture_entries)))
         if run.failures:
             raise ReportgenError(run.failure_message())
         return
-    run = run_report(config)
-    print(f"report written to {run.out}/index.html")
-    print("\n".join(run.cache_lines(config.cache)))
+    single = run_report(config)
+    print(f"report written to {single.out}/index.html")
+    print("\n".join(cache_lines(config.cache, single.capture_entries)))
 
 
 def run_compare_command(args: argparse.Namespace) -> None:

@@ -112,9 +112,8 @@ def add_capture_arguments(parser: argparse.ArgumentParser) -> None:
                        help="where captures are kept between runs; the least recently used "
                             f"go past {DEFAULT_LIMIT_GB:g} GB (default: %(default)s)")
     group.add_argument("--no-cache", action="store_true",
-                       help="capture into memory and keep nothing on disk; a report of several "
-                            "models then analyses each model twice, once to align the units "
-                            "across models and once to write its pages")
+                       help="keep nothing on disk after the run: one model is captured into "
+                            "memory, several into a temporary folder the run removes")
 
 
 def add_demo_parser(commands: argparse._SubParsersAction) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reportgen.analysis.alignment import align_models
+from reportgen.analysis.alignment import AlignmentResult, align_models
 from reportgen.analysis.comparison import Comparison, ModelFailure, compare
 from reportgen.analysis.similarity import compare_representations
 from reportgen.comparable import ComparableReport, read_comparable
@@ -74,22 +74,27 @@ def check_same_positions(reports: Sequence[ComparableReport]) -> None:
                 "positions; render both with the same --max-tokens and --comparison-positions")
 
 
-def relations_of(reports: Sequence[ComparableReport], comparison: Comparison) -> Relations:
-    """Align the units and compare the representations of the models, in page order."""
+def relations_of(reports: Sequence[ComparableReport], comparison: Comparison,
+                 alignment: AlignmentResult | None = None) -> Relations:
+    """Align the units (unless `alignment` is that of these models already) and compare the
+    representations of the models, in page order."""
     check_same_positions(reports)
     by_name = {report.figures.name: report for report in reports}
     samples = {m.name: by_name[m.name].sample for m in comparison.models}
     labels = {(m.name, s.key): s.labels for m in comparison.models for s in m.states}
-    return Relations(align_models(samples, labels), compare_representations(samples),
-                     len(reports[0].sample.positions))
+    return Relations(alignment or align_models(samples, labels),
+                     compare_representations(samples), len(reports[0].sample.positions))
 
 
 def write_comparison_site(reports: Sequence[ComparableReport], failures: Sequence[ModelFailure],
-                          folder: Path, title: str, options: SiteOptions) -> Comparison:
+                          folder: Path, title: str, options: SiteOptions,
+                          alignment: AlignmentResult | None = None) -> Comparison:
     """The comparison page and its alignment pages and exports, into a site whose model
-    folders `folder/NAME/` are already written."""
+    folders `folder/NAME/` are already written; a multi-model report passes the `alignment`
+    its unit pages were written with, so the models are aligned once."""
     comparison = compare([report.figures for report in reports], failures)
-    write_comparison(comparison, folder, title, options, relations_of(reports, comparison))
+    write_comparison(comparison, folder, title, options,
+                     relations_of(reports, comparison, alignment))
     return comparison
 
 

@@ -133,9 +133,8 @@ def unigram_perplexity(token_ids: np.ndarray) -> float:
     own word counts: the baseline any language model of this text should beat. It has seen
     the text, so it flatters itself a little; a model worse than it is predicting noise."""
     ids = np.asarray(token_ids, dtype=np.int64)  # (T,)
-    counts = np.bincount(ids).astype(np.float64)
-    log_p = np.log(counts / counts.sum())  # every word of the text has a count of at least 1
-    return float(np.exp(-log_p[ids[1:]].mean()))
+    counts = np.bincount(ids).astype(np.float64)  # (V',), V' the largest id + 1
+    return float(np.exp(-np.log(counts[ids[1:]] / counts.sum()).mean()))
 
 
 def summarise(config: ReportConfig, inputs: Inputs, captured: Capture) -> ModelSummary:
@@ -351,14 +350,15 @@ class ReportRun:
     out: Path
     capture_entries: list[Path]  # one per model whose capture the cache holds
 
-    def cache_lines(self, cache: Path | None) -> list[str]:
-        """The run's last lines: where its captures are cached and how large the cache is now,
-        since a cache of captures grows unseen (ten reports of WikiText-2 models left 644 MB)."""
-        if cache is None:
-            return ["capture not cached (--no-cache)"]
-        return [f"capture cached in {entry}" for entry in self.capture_entries] + [
-            f"capture cache: {cache_summary(cache)}; `reportgen cache list` shows the entries, "
-            "`reportgen cache clear` removes them"]
+
+def cache_lines(cache: Path | None, entries: list[Path]) -> list[str]:
+    """A run's last lines: where its captures are cached and how large the cache is now, since
+    a cache of captures grows unseen (ten reports of WikiText-2 models left 644 MB)."""
+    if cache is None:
+        return ["capture not cached (--no-cache)"]
+    return [f"capture cached in {entry}" for entry in entries] + [
+        f"capture cache: {cache_summary(cache)}; `reportgen cache list` shows the entries, "
+        "`reportgen cache clear` removes them"]
 
 
 def build_report(config: ReportConfig) -> Path:
