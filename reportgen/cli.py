@@ -24,8 +24,8 @@ import numpy as np
 
 from reportgen.analysis.ablation import AblationOptions
 from reportgen.analysis.embedding import EmbeddingOptions
+from reportgen.cache_contents import cache_entries, cache_summary, clear_cache, format_size
 from reportgen.capture import CaptureOptions
-from reportgen.capture_cache import cache_entries, cache_summary, clear_cache, format_size
 from reportgen.cli_arguments import (add_cache_parser, add_compare_parser, add_demo_parser,
                                      add_report_parser, add_train_parser)
 from reportgen.combine import combine_reports

@@ -26,9 +26,9 @@ from reportgen.analysis.embedding import (MIN_TSNE_POINTS, EmbeddingOptions, Emb
 from reportgen.analysis.gates import GateWeights, analyse_gates
 from reportgen.analysis.output_effects import output_effects
 from reportgen.analysis.paged_units import paged_units
+from reportgen.cache_contents import cache_summary
 from reportgen.capture import Capture, CaptureOptions, StateKey, state_name
-from reportgen.capture_cache import (DEFAULT_LIMIT_GB, cache_summary, cached_capture,
-                                     default_cache_folder)
+from reportgen.capture_cache import DEFAULT_LIMIT_GB, cached_capture, default_cache_folder
 from reportgen.errors import ReportgenError
 from reportgen.inputs import Inputs, load_inputs, own_features
 from reportgen.model import RNN_TYPES, resolve_device

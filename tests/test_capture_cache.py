@@ -17,8 +17,9 @@ import pytest
 from clitools import assert_one_line_error, run_cli
 from reportgen.capture import CaptureOptions, capture, parse_state_name, state_name
 from reportgen import capture_cache
+from reportgen.cache_contents import format_size
 from reportgen.capture_cache import (MARKER, META, PENDING, cached_capture, capture_key,
-                                     entry_size, format_size)
+                                     entry_size)
 from reportgen.cli import main
 from reportgen.checkpoint import load_checkpoint
 from reportgen.corpus import tokenize, vocabulary_from_folder
