@@ -107,7 +107,6 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--device", default="auto",
                         help="auto (a CUDA GPU when there is one), cpu or cuda (default: auto)")
     parser.add_argument("--dtype", choices=("float32", "float16"), default="float32")
-    parser.add_argument("--decoder-dtype", choices=("float32", "bfloat16"), default="float32")
     parser.add_argument("--baseline-tokens", type=int, default=1000,
                         help="tokens the LSTMCell baseline steps through (default: %(default)s)")
     parser.add_argument("--baseline-points", type=int, default=EmbeddingOptions().max_points,
@@ -274,8 +273,7 @@ def run_report(args: argparse.Namespace, checkpoint: Path, work: Path,
     config = ReportConfig(
         checkpoint=checkpoint, out=work / "report", text=args.text_path,
         name="benchmark", max_tokens=args.max_tokens,
-        capture=CaptureOptions(dtype=args.dtype, decoder_dtype=args.decoder_dtype,
-                               device=args.device),
+        capture=CaptureOptions(dtype=args.dtype, device=args.device),
         threads=args.threads, cache=work / "cache",
         site=SiteOptions(images=not args.no_images), quiet=True)
     with timer.stage("load"):

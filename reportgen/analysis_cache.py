@@ -1,10 +1,20 @@
 """Analysis results kept beside their capture, so that a re-render skips what did not change.
 
 Each result is stored in the capture's own cache entry (`ENTRY/analyses/NAME-DIGEST.json` and
-`.npz`), keyed by the options that shape it and, for the concepts and the maps, by the bytes of
-the token features. So a second run that changes only page or figure options reuses every
-analysis, and one that changes, say, `--perplexity` recomputes only the t-SNE maps. The results
-go when their capture entry goes.
+`.npz`), keyed by everything that made it (`key_digest`):
+- the options that shape it: every field of its options dataclass (`options_key`), so an
+  option added later is in the key without anyone remembering to add it; and, for the concepts
+  and the maps, the bytes of the token features;
+- the analysis itself (`ANALYSES`): its declared algorithm version, the SHA-256 of the source
+  of each module it runs, and the value of every upper-case module constant of those modules,
+  read when the key is made. A hand-kept list of constants goes stale as the format number
+  did: `FORMAT = 1` outlived changes of results, such as t-SNE's affinities moving to one
+  thread, and a report after an upgrade could show old numbers without a word;
+- the versions of reportgen and of the libraries that compute results
+  (`versions.KEY_LIBRARIES`).
+So a second run that changes only page or figure options reuses every analysis, one that
+changes, say, `--perplexity` recomputes only the t-SNE maps, and one after an upgrade or an
+edit of an analysis recomputes what it touched. The results go when their capture entry goes.
 
 Nothing here unpickles: a result is written as JSON for its structure and one `.npz` for its
 arrays, read back with `allow_pickle=False`, and only the result dataclasses listed in
@@ -33,15 +43,48 @@ from reportgen.analysis.embedding import EmbeddingOptions, EmbeddingResult
 from reportgen.analysis.gates import GateResult, LayerGates
 from reportgen.analysis.output_effects import OutputEffects
 from reportgen.features import TokenFeatures
+from reportgen.versions import key_versions, modules_provenance, plain
 
 FOLDER = "analyses"
-FORMAT = 1  # bump when a result's fields change, so older files are not read
+FORMAT = 2  # bump when a result's fields change, so older files are not read (2: provenance)
 CLASSES: dict[str, type] = {cls.__name__: cls for cls in (
     AblationResult, ClusterRow, ConceptResult, CorrelationResult, DistributionResult,
     EmbeddingOptions, EmbeddingResult, GateResult, LayerGates, NeuronConcepts, NeuronStats,
     OutputEffects, StateAblation, UnitPartners)}
 
 T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True)
+class Analysis:
+    """What makes one cached analysis's result besides its options: bump `version` when a
+    change of its method changes results; `modules` are those whose code and constants it
+    runs (the source and constants are read into the key, so they need no bump)."""
+
+    version: int
+    modules: tuple[str, ...]
+
+
+ANALYSES: dict[str, Analysis] = {
+    "distributions": Analysis(1, ("reportgen.analysis.distributions",
+                                  "reportgen.analysis.histograms",
+                                  "reportgen.analysis.divergences")),
+    "concepts": Analysis(1, ("reportgen.analysis.concepts", "reportgen.features",
+                             "reportgen.word_classes")),
+    "gates": Analysis(1, ("reportgen.analysis.gates",)),
+    "correlations": Analysis(1, ("reportgen.analysis.correlations",)),
+    "output-effects": Analysis(1, ("reportgen.analysis.output_effects",)),
+    "ablation": Analysis(1, ("reportgen.analysis.ablation",)),
+    "map": Analysis(1, ("reportgen.analysis.embedding", "reportgen.analysis.clustering")),
+}
+
+
+def analysis_of(name: str) -> Analysis:
+    """The declaration behind a cached result's name: `map-L1-h` is a `map`."""
+    found = ANALYSES.get(name) or ANALYSES.get(name.partition("-")[0])
+    if found is None:
+        raise KeyError(f"the cached analysis {name!r} is not declared in ANALYSES")
+    return found
 
 
 def cached_analysis(entry: Path | None, name: str, key: dict[str, Any],
@@ -60,8 +103,23 @@ def cached_analysis(entry: Path | None, name: str, key: dict[str, Any],
 
 
 def key_digest(name: str, key: dict[str, Any]) -> str:
-    text = json.dumps({"format": FORMAT, "name": name, "key": key}, sort_keys=True, default=str)
+    """The hash of everything that made the result `name` with options `key`."""
+    text = json.dumps({"format": FORMAT, "name": name, "key": key,
+                       "analysis": provenance(analysis_of(name)), "versions": key_versions()},
+                      sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
+
+
+def options_key(options: Any) -> dict[str, Any]:
+    """An options dataclass's key: its class and every field, so a field added later is in
+    the key by itself."""
+    return plain(options)
+
+
+def provenance(analysis: Analysis) -> dict[str, Any]:
+    """The analysis's version, and each module's source digest and constants, read now (so a
+    constant changed at run time, as a test's monkeypatch does, is a new key)."""
+    return {"version": analysis.version, "modules": modules_provenance(analysis.modules)}
 
 
 def features_digest(features: TokenFeatures | dict[str, np.ndarray]) -> str:

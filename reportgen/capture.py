@@ -62,8 +62,6 @@ class Capture:
     top_ids: np.ndarray  # (T, TOP_K) int64, the model's most likely next tokens
     top_log_probs: np.ndarray  # (T, TOP_K) float32
     vocabulary: list[str] = field(repr=False)  # id -> word, to name `top_ids`
-    decoder_dtype: str = "float32"  # the decoder's precision that gave the log probabilities
-    decoder_error: float | None = None  # largest |log p| error of bfloat16, where it was tried
     streams: StreamRecord = field(default_factory=StreamRecord)
 
     @property
@@ -81,9 +79,6 @@ class Capture:
         return float(np.exp(-valid.mean())) if valid.size else float("nan")
 
 
-DECODER_DTYPES = ("float32", "bfloat16")
-DECODER_TOLERANCE = 1e-3  # largest |log p| error a bfloat16 decoder may make and still be used
-DECODER_CHECK_ROWS = 64  # positions the bfloat16 decoder is checked on against float32
 LOG_PROBS_PER_BLOCK = 1 << 24  # decoder outputs held at once: 64 MB of float32 logits
 
 
@@ -95,16 +90,12 @@ class CaptureOptions:
     streams: int = 0  # parallel streams; 0 chooses them from the model's width and the text
     burn_in: int = BURN_IN  # tokens each stream runs before its segment, doubled where needed
     dtype: str = "float32"  # storage of the states: "float32" or "float16"
-    decoder_dtype: str = "float32"  # "bfloat16" is used only where it stays within 1e-3
     device: str = "auto"  # "auto" (a GPU when there is one), "cpu" or "cuda"
     progress: bool | None = None  # None: only when stderr is a terminal
 
     def __post_init__(self) -> None:
         if self.dtype not in ("float32", "float16"):
             raise ReportgenError(f"capture dtype must be float32 or float16, not {self.dtype!r}")
-        if self.decoder_dtype not in DECODER_DTYPES:
-            raise ReportgenError(
-                f"decoder dtype must be float32 or bfloat16, not {self.decoder_dtype!r}")
         if self.chunk_size < 1:
             raise ReportgenError(f"capture chunk size must be positive, not {self.chunk_size}")
         if self.streams < 0:
@@ -152,7 +143,7 @@ class Decoder:
     (`reportgen.split_softmax`) normalises the buffer in place instead, cluster by cluster.
     """
 
-    def __init__(self, decoder: nn.Linear, dtype: str, device: torch.device,
+    def __init__(self, decoder: nn.Linear, device: torch.device,
                  split: SplitSoftmax | None = None) -> None:
         self.split = split
         self.bias = decoder.bias.detach().to(device)  # (V,)
@@ -160,50 +151,32 @@ class Decoder:
         self.vocabulary_size = self.weight_t.shape[1]
         self.rows = max(1, LOG_PROBS_PER_BLOCK // self.vocabulary_size)
         self.buffer = torch.empty(self.rows, self.vocabulary_size, device=self.bias.device)
-        self.dtype = dtype
-        self.weight_t_low = self.weight_t.bfloat16() if dtype == "bfloat16" else None
-        self.error: float | None = None  # measured bfloat16 error in log p, once checked
 
-    def logits(self, h: torch.Tensor, low_precision: bool) -> torch.Tensor:
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
         """(S, V) logits in the buffer, S <= self.rows."""
-        out = self.buffer[: len(h)]
-        if low_precision:
-            return out.copy_(torch.mm(h.bfloat16(), self.weight_t_low)).add_(self.bias)
-        return torch.addmm(self.bias, h, self.weight_t, out=out)
+        return torch.addmm(self.bias, h, self.weight_t, out=self.buffer[: len(h)])
 
     @classmethod
-    def of(cls, model: RNNModel | LayeredModel, dtype: str, device: torch.device) -> Decoder:
+    def of(cls, model: RNNModel | LayeredModel, device: torch.device) -> Decoder:
         """The decoder of `model`, with its split softmax where it has one."""
-        return cls(model.decoder, dtype, device, SplitSoftmax.of(model, device))
+        return cls(model.decoder, device, SplitSoftmax.of(model, device))
 
-    def log_probs(self, h: torch.Tensor, low_precision: bool) -> torch.Tensor:
+    def log_probs(self, h: torch.Tensor) -> torch.Tensor:
         """Whole (S, V) log-probabilities, in the buffer, S <= self.rows."""
         if self.split is not None:
-            return self.split.normalise_(self.logits(h, low_precision), h)
-        return torch.log_softmax(self.logits(h, low_precision), dim=1)
-
-    def check_low_precision(self, h: torch.Tensor) -> None:
-        """Measure the bfloat16 decoder against float32 on the first rows; keep it only when
-        its largest log p error is within DECODER_TOLERANCE."""
-        sample = h[:DECODER_CHECK_ROWS]
-        exact = self.log_probs(sample, low_precision=False).clone()
-        approximate = self.log_probs(sample, low_precision=True)
-        self.error = float((exact - approximate).abs().max())
-        if self.error > DECODER_TOLERANCE:
-            self.dtype = "float32"
+            return self.split.normalise_(self.logits(h), h)
+        return torch.log_softmax(self.logits(h), dim=1)
 
     def predict(self, h: torch.Tensor, next_ids: torch.Tensor,
                 k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """log p(next) (n,), top ids (S, k) and their log p (S, k) for h (S, H); n <= S rows
         have a next token."""
-        if self.dtype == "bfloat16" and self.error is None:
-            self.check_low_precision(h)
         if self.split is not None:
-            log_p = self.log_probs(h, low_precision=self.dtype == "bfloat16")  # (S, V)
+            log_p = self.log_probs(h)  # (S, V)
             next_log_p = log_p[: len(next_ids)].gather(1, next_ids.unsqueeze(1)).squeeze(1)
             top_log_p, top_ids = log_p.topk(k, dim=1)  # (S, k)
             return next_log_p, top_ids, top_log_p
-        logits = self.logits(h, low_precision=self.dtype == "bfloat16")  # (S, V)
+        logits = self.logits(h)  # (S, V)
         next_logits = logits[: len(next_ids)].gather(1, next_ids.unsqueeze(1)).squeeze(1)
         top_values, top_ids = logits.topk(k, dim=1)  # (S, k), sorted, so column 0 is the max
         row_max = top_values[:, :1]
@@ -297,7 +270,7 @@ def capture(
     widths = [layer.hidden_size for layer in recurrence.layers]
     streams = options.streams or choose_streams(widths, n, options.burn_in)
     streams = min(streams, n)
-    decoder = Decoder.of(model, options.decoder_dtype, device)
+    decoder = Decoder.of(model, device)
     states = {key: allocate(folder, state_name(key), (n, widths[key[0] - 1]), options.dtype)
               for key in state_keys(model)}
     predictions = Predictions(
@@ -320,7 +293,5 @@ def capture(
         top_ids=predictions.top_ids,
         top_log_probs=predictions.top_log_probs,
         vocabulary=list(vocabulary),
-        decoder_dtype=decoder.dtype,
-        decoder_error=decoder.error,
         streams=record,
     )

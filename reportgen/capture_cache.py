@@ -39,8 +39,11 @@ from reportgen.corpus import strings_sha256, vocabulary_sha256
 from reportgen.errors import ReportgenError
 from reportgen.model import RNNModel
 from reportgen.streams import StreamRecord
+from reportgen.versions import key_versions, modules_provenance
 
-CACHE_FORMAT = 3  # bump when an entry's files or their meaning change (3: parallel streams)
+CACHE_FORMAT = 4  # bump when an entry's files or their meaning change (4: streams, provenance)
+CAPTURE_MODULES = ("reportgen.capture", "reportgen.model", "reportgen.recurrence",
+                   "reportgen.streams", "reportgen.split_softmax")  # the code that captures
 CHECK_CHUNK = 16 << 20  # bytes read at a time when a file's CRC-32 is computed
 DEFAULT_LIMIT_GB = 20.0
 META = "meta.json"
@@ -66,9 +69,9 @@ class CaptureKey:
     tokens_sha256: str  # the token strings and their ids
     vocabulary_sha256: str
     dtype: str
-    decoder_dtype: str
     streams: int  # 0 when chosen, which the model and the text decide
     burn_in: int
+    made_by: str  # digest of the library versions and the capture code's source and constants
     format: int = CACHE_FORMAT
 
     def digest(self) -> str:
@@ -86,10 +89,18 @@ def capture_key(checkpoint_sha256: str, token_ids: np.ndarray, tokens: list[str]
         tokens_sha256=tokens_digest.hexdigest(),
         vocabulary_sha256=vocabulary_sha256(vocabulary),
         dtype=options.dtype,
-        decoder_dtype=options.decoder_dtype,
         streams=options.streams,
         burn_in=options.burn_in,
+        made_by=made_by_digest(),
     )
+
+
+def made_by_digest() -> str:
+    """What computed a capture besides its inputs: reportgen's and the libraries' versions,
+    and the source and constants of the capture code, so an upgrade captures again."""
+    text = json.dumps({"versions": key_versions(),
+                       "modules": modules_provenance(CAPTURE_MODULES)}, sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 @dataclass
@@ -101,10 +112,13 @@ class CacheResult:
 
 def cached_capture(model: RNNModel, token_ids: np.ndarray, tokens: list[str],
                    vocabulary: list[str], options: CaptureOptions, checkpoint_sha256: str,
-                   folder: Path | None, limit_gb: float = DEFAULT_LIMIT_GB) -> CacheResult:
+                   folder: Path | None, limit_gb: float = DEFAULT_LIMIT_GB,
+                   sources: dict[str, str] | None = None) -> CacheResult:
     """The capture from `folder` when an earlier run made it, else a new one stored there.
 
-    `folder=None` captures into memory and stores nothing.
+    `folder=None` captures into memory and stores nothing. `sources` (the checkpoint's and the
+    text's paths) are written into a new entry's meta for `reportgen cache list`; they are not
+    part of the key.
     """
     if folder is None:
         return CacheResult(capture(model, token_ids, tokens, vocabulary, options), False, None)
@@ -115,7 +129,7 @@ def cached_capture(model: RNNModel, token_ids: np.ndarray, tokens: list[str],
         os.utime(entry / META)
         mark(entry)  # an entry made before markers existed: its name and files show it is ours
         return CacheResult(found, True, entry)
-    store_entry(model, token_ids, tokens, vocabulary, options, entry)
+    store_entry(model, token_ids, tokens, vocabulary, options, entry, sources or {})
     prune(folder, int(limit_gb * 1e9), keep=entry)
     captured = load_entry(entry, tokens, vocabulary)
     if captured is None:
@@ -125,7 +139,8 @@ def cached_capture(model: RNNModel, token_ids: np.ndarray, tokens: list[str],
 
 
 def store_entry(model: RNNModel, token_ids: np.ndarray, tokens: list[str],
-                vocabulary: list[str], options: CaptureOptions, entry: Path) -> None:
+                vocabulary: list[str], options: CaptureOptions, entry: Path,
+                sources: dict[str, str]) -> None:
     """Capture straight into a pending folder, then rename it to `entry` in one step."""
     pending = entry.with_name(f"{PENDING}{entry.name}-{os.getpid()}")
     try:
@@ -138,8 +153,7 @@ def store_entry(model: RNNModel, token_ids: np.ndarray, tokens: list[str],
                 array.flush()
         np.save(pending / "token_ids.npy", captured.token_ids)
         meta = {"format": CACHE_FORMAT, "n_tokens": captured.n_tokens, "dtype": options.dtype,
-                "states": [state_name(key) for key in captured.keys],
-                "decoder_dtype": captured.decoder_dtype, "decoder_error": captured.decoder_error,
+                "states": [state_name(key) for key in captured.keys], "sources": sources,
                 "streams": asdict(captured.streams),
                 "crc32": {path.name: file_crc32(path) for path in sorted(pending.glob("*.npy"))}}
         (pending / META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
@@ -218,8 +232,6 @@ def load_entry(entry: Path, tokens: list[str], vocabulary: list[str]) -> Capture
             top_ids=_mapped(entry, "top_ids", "int64", n, TOP_K),
             top_log_probs=_mapped(entry, "top_log_probs", "float32", n, TOP_K),
             vocabulary=list(vocabulary),
-            decoder_dtype=meta["decoder_dtype"],
-            decoder_error=meta["decoder_error"],
             streams=StreamRecord(**meta["streams"]),
         )
     except (OSError, ValueError, KeyError, TypeError):

@@ -340,6 +340,10 @@ def _looks_like_rnn_model(payload: Any) -> bool:
 
 def _from_pickled_module(module: nn.Module, path: Path, sha256: str) -> LoadedModel:
     """Rebuild our own module from the pickled one, so every model has the same code."""
+    if not hasattr(module, "rnn_type"):  # pytorch/examples' RNNModel always sets it
+        raise ReportgenError(f"{path}: a damaged RNNModel pickle (it lacks rnn_type, so its "
+                             "cell type is unknown); save its state_dict() and give that "
+                             "instead, with --rnn-type for a plain RNN")
     if module.rnn_type not in RNN_TYPES:
         raise ReportgenError(f"{path}: rnn_type {module.rnn_type!r} is not one of {', '.join(RNN_TYPES)}")
     try:

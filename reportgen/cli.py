@@ -12,6 +12,7 @@ import errno
 import signal
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -25,16 +26,17 @@ from reportgen.agreement_suites import AgreementOptions
 from reportgen.analysis.ablation import AblationOptions
 from reportgen.analysis.embedding import EmbeddingOptions
 from reportgen.analysis.state_sample import SAMPLE_POSITIONS
+from reportgen.cache_contents import cache_entries, cache_summary, clear_cache, format_size
 from reportgen.capture import CaptureOptions
-from reportgen.cli_arguments import (add_compare_parser, add_demo_parser, add_report_parser,
-                                     add_train_parser)
+from reportgen.cli_arguments import (add_cache_parser, add_compare_parser, add_demo_parser,
+                                     add_report_parser, add_train_parser)
 from reportgen.combine import combine_reports
 from reportgen.demo import DEMO_TIME, run_demo
 from reportgen.errors import ReportgenError
 from reportgen.model_specs import (ModelSpec, ModelsFile, parse_model_argument, read_models_file,
                                    select_models)
 from reportgen.multi_report import build_reports
-from reportgen.report import NeuronOptions, ReportConfig, build_report
+from reportgen.report import NeuronOptions, ReportConfig, cache_lines, run_report
 from reportgen.pages import SiteOptions
 from reportgen.atomic import check_output_folder
 from reportgen.sweep import train_sweep
@@ -107,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_parser(commands)
     add_report_parser(commands)
     add_compare_parser(commands)
+    add_cache_parser(commands)
     return parser
 
 
@@ -179,9 +182,8 @@ def run_report_command(args: argparse.Namespace) -> None:
         vocabulary=shared_input(args, models_file, "vocabulary"),
         name=args.name or models[0].name, max_tokens=args.max_tokens,
         allow_unsafe_pickle=args.allow_unsafe_pickle, rnn_type=args.rnn_type,
-        capture=CaptureOptions(dtype=args.dtype, decoder_dtype=args.decoder_dtype,
-                               device=args.device, progress=False if args.quiet else None,
-                               streams=args.streams),
+        capture=CaptureOptions(dtype=args.dtype, device=args.device,
+                               progress=False if args.quiet else None, streams=args.streams),
         cache=None if args.no_cache else args.cache,
         neurons=NeuronOptions(cell_interval=args.cell_interval, rank_by=args.rank_by,
                               label_threshold=args.label_threshold,
@@ -201,11 +203,13 @@ def run_report_command(args: argparse.Namespace) -> None:
     if comparing:
         run = build_reports(models, replace(config, name=args.name))
         print(f"comparison written to {run.out}/index.html")
+        print("\n".join(cache_lines(config.cache, run.capture_entries)))
         if run.failures:
             raise ReportgenError(run.failure_message())
         return
-    out = build_report(config)
-    print(f"report written to {out}/index.html")
+    single = run_report(config)
+    print(f"report written to {single.out}/index.html")
+    print("\n".join(cache_lines(config.cache, single.capture_entries)))
 
 
 def run_compare_command(args: argparse.Namespace) -> None:
@@ -218,8 +222,24 @@ def run_compare_command(args: argparse.Namespace) -> None:
               "the units")
 
 
+def run_cache_command(args: argparse.Namespace) -> None:
+    """`reportgen cache list` and `reportgen cache clear [--older-than DAYS]`."""
+    if args.cache_command == "clear":
+        removed = clear_cache(args.cache, args.older_than)
+        print(f"removed {len(removed)} {'entry' if len(removed) == 1 else 'entries'}, "
+              f"{format_size(sum(info.size for info in removed))}; {cache_summary(args.cache)}")
+        return
+    now = time.time()
+    for info in cache_entries(args.cache):
+        tokens = f"{info.n_tokens:,} tokens" if info.n_tokens is not None else "? tokens"
+        print(f"{info.path.name}  {format_size(info.size):>8}  used "
+              f"{(now - info.last_used) / 86400:.1f} days ago  {tokens}  "
+              f"model {info.checkpoint or '(not recorded)'}  text {info.text or '(not recorded)'}")
+    print(cache_summary(args.cache))
+
+
 COMMANDS = {"demo": run_demo_command, "train": run_train_command, "report": run_report_command,
-            "compare": run_compare_command}
+            "compare": run_compare_command, "cache": run_cache_command}
 
 
 class Terminated(BaseException):

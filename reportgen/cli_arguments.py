@@ -19,7 +19,7 @@ from reportgen.analysis.concepts import LABEL_THRESHOLD, WITHIN_THRESHOLD
 from reportgen.analysis.divergences import RANK_BY_CHOICES
 from reportgen.analysis.embedding import EmbeddingOptions
 from reportgen.analysis.state_sample import SAMPLE_POSITIONS
-from reportgen.capture import DECODER_DTYPES, StateKey, parse_state_name
+from reportgen.capture import StateKey, parse_state_name
 from reportgen.capture_cache import DEFAULT_LIMIT_GB, default_cache_folder
 from reportgen.combine import DEFAULT_TITLE
 from reportgen.demo import DEMO_TIME, DEMO_VERSION
@@ -109,10 +109,6 @@ def add_capture_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--dtype", choices=("float32", "float16"), default="float32",
                        help="how the states are stored; float16 halves the cache and memory "
                             "(default: %(default)s)")
-    group.add_argument("--decoder-dtype", choices=DECODER_DTYPES, default="float32",
-                       help="bfloat16 runs the output layer about twice as fast on CPUs with "
-                            "bf16 units, and is used only when its log p error, checked on the "
-                            "first positions, stays within 1e-3 (default: %(default)s)")
     group.add_argument("--streams", type=int, default=0, metavar="B",
                        help="run the text as B parallel streams, each checked against the one "
                             "before it at its start; 1 runs one stream, 0 chooses B from the "
@@ -121,9 +117,8 @@ def add_capture_arguments(parser: argparse.ArgumentParser) -> None:
                        help="where captures are kept between runs; the least recently used "
                             f"go past {DEFAULT_LIMIT_GB:g} GB (default: %(default)s)")
     group.add_argument("--no-cache", action="store_true",
-                       help="capture into memory and keep nothing on disk; a report of several "
-                            "models then analyses each model twice, once to align the units "
-                            "across models and once to write its pages")
+                       help="keep nothing on disk after the run: one model is captured into "
+                            "memory, several into a temporary folder the run removes")
 
 
 def add_demo_parser(commands: argparse._SubParsersAction) -> None:
@@ -388,3 +383,23 @@ def add_compare_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-images", action="store_true",
                         help="skip the PNG and SVG figures of the comparison page under img/")
     add_common(parser)
+
+
+def add_cache_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "cache", help="list or clear the capture cache",
+        description="The capture cache keeps each model's states on a text, so that a second "
+                    "report skips the model. `list` shows its entries with their sizes, models, "
+                    "texts and when they were last used; `clear` removes entries. Only folders "
+                    "reportgen marked as its own are listed or removed.",
+    )
+    actions = parser.add_subparsers(dest="cache_command", required=True, metavar="ACTION")
+    for name, what in (("list", "show the entries"), ("clear", "remove entries")):
+        action = actions.add_parser(name, help=what, description=what)
+        action.add_argument("--cache", type=Path, default=default_cache_folder(), metavar="DIR",
+                            help="the cache folder (default: %(default)s)")
+        if name == "clear":
+            action.add_argument("--older-than", type=finite_float, metavar="DAYS",
+                                help="remove only entries last used more than DAYS ago "
+                                     "(default: every entry)")
+        add_common(action)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reportgen.analysis.alignment import align_models
+from reportgen.analysis.alignment import AlignmentResult, align_models
 from reportgen.analysis.comparison import Comparison, ModelFailure, compare
 from reportgen.analysis.similarity import compare_representations
 from reportgen.comparable import ComparableReport, read_comparable
@@ -96,10 +96,11 @@ def check_same_positions(reports: Sequence[ComparableReport]) -> None:
                 "positions; render both with the same --max-tokens and --comparison-positions")
 
 
-def relations_of(reports: Sequence[ComparableReport],
-                 comparison: Comparison) -> Relations | None:
-    """Align the units and compare the representations of the models, in page order; None
-    when some report keeps no states to align."""
+def relations_of(reports: Sequence[ComparableReport], comparison: Comparison,
+                 alignment: AlignmentResult | None = None) -> Relations | None:
+    """Align the units (unless `alignment` is that of these models already) and compare the
+    representations of the models, in page order; None when some report keeps no states to
+    align."""
     check_same_positions(reports)
     if without_states(reports):
         return None
@@ -107,17 +108,20 @@ def relations_of(reports: Sequence[ComparableReport],
     samples = {m.name: sample for m in comparison.models
                if (sample := by_name[m.name]) is not None}
     labels = {(m.name, s.key): s.labels for m in comparison.models for s in m.states}
-    return Relations(align_models(samples, labels), compare_representations(samples),
+    return Relations(alignment or align_models(samples, labels),
+                     compare_representations(samples),
                      len(next(iter(samples.values())).positions))
 
 
 def write_comparison_site(reports: Sequence[ComparableReport], failures: Sequence[ModelFailure],
-                          folder: Path, title: str, options: SiteOptions) -> Comparison:
+                          folder: Path, title: str, options: SiteOptions,
+                          alignment: AlignmentResult | None = None) -> Comparison:
     """The comparison page and its alignment pages and exports, into a site whose model
-    folders `folder/NAME/` are already written."""
+    folders `folder/NAME/` are already written; a multi-model report passes the `alignment`
+    its unit pages were written with, so the models are aligned once."""
     comparison = compare([report.figures for report in reports], failures)
-    write_comparison(comparison, folder, title, options, relations_of(reports, comparison),
-                     without_states(reports))
+    write_comparison(comparison, folder, title, options,
+                     relations_of(reports, comparison, alignment), without_states(reports))
     return comparison
 
 

@@ -5,13 +5,16 @@ model's full report, `OUT/index.html` the comparison page, `OUT/alignment/` each
 matched in the others, and `OUT/data/` the comparison's exports. The comparison is built from
 what each model folder keeps in `data/comparable/`, read back from the folder just written, as
 `reportgen compare` reads it from separately rendered reports (`reportgen.combine`). Each model
-is analysed twice (`reportgen.model_matches`): first to align its units with the other models',
-then, from the caches, to write its folder, whose unit pages list their matches. The pages of
+is analysed once, and the units of all of them are aligned once (`reportgen.model_matches`);
+then each model's folder is written, whose unit pages list their matches, and the comparison
+page reuses that alignment. The pages of
 every model share the one Vega bundle in `OUT/assets/` (as DESIGN.md 4 lays out) rather than
 copying its 0.9 MB into each folder; a model folder holds all of its own pages and exports, and
 `reportgen report` on that one checkpoint gives a folder that stands alone. Models are analysed
-one after another and only their figures and sampled states are kept, so memory stays that of
-one model. A checkpoint that fails to load is left out and shown on the comparison page; models
+one after another and their reports are kept until their folders are written; a report's
+states are mapped read-only from its capture cache entry, so they live in the page cache and
+not in the process. Under --no-cache the captures go to a temporary cache that the run
+removes at its end, for the same reason. A checkpoint that fails to load is left out and shown on the comparison page; models
 whose vocabularies differ stop the run before any slow stage, since their token ids do not mean
 the same words.
 
@@ -21,9 +24,11 @@ for all the models, and each model is analysed by `report.analyse`.
 
 from __future__ import annotations
 
+import tempfile
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from reportgen.agreement_suites import AgreementFile
@@ -40,9 +45,8 @@ from reportgen.inputs import (Inputs, check_annotations, check_vocabulary_source
                               read_feature_files, read_text, resolve_text_path,
                               resolve_vocabulary)
 from reportgen.model import resolve_device
-from reportgen.model_matches import FirstLook, first_look, other_models, with_first_pass
+from reportgen.model_matches import first_look, other_models
 from reportgen.model_specs import ModelSpec, check_model_names
-from reportgen.pages import SiteOptions
 from reportgen.progress import note
 from reportgen.report import ReportConfig, analyse, check_output_path, progress_flag, timed
 from reportgen.results import ModelReport
@@ -56,6 +60,7 @@ class ComparisonRun:
 
     out: Path
     comparison: Comparison
+    capture_entries: list[Path] = field(default_factory=list)  # in the kept cache, if any
 
     @property
     def failures(self) -> list[ModelFailure]:
@@ -197,41 +202,45 @@ def build_reports(models: Sequence[ModelSpec], config: ReportConfig) -> Comparis
     site = replace(config.site,
                    comparison_positions=config.site.comparison_positions or SAMPLE_POSITIONS)
     failures = list(prepared.failures)
-    looks = first_pass(prepared, config, site, failures)
-    if not looks:
-        raise ReportgenError(f"no model could be analysed: {failures[0].name}: "
-                             f"{failures[0].message}")
-    others = other_models(list(looks.values()), failures)
-    written, reading = [], config.quiet or config.cache is not None  # pass 2 reads the caches
-    with atomic_folder(config.out) as folder:
-        write_assets(folder)
-        for index, spec in enumerate(prepared.models, start=1):
-            name = spec.resolved_name
-            if name not in looks:
-                continue
-            note(f"[{index}/{len(prepared.models)}] {name}: writing its pages", not config.quiet)
-            try:
-                report = analyse_model(spec, replace(config, quiet=reading), prepared)
-            except ReportgenError as error:
-                failures.append(ModelFailure(name, str(spec.checkpoint), str(error)))
-                continue
-            write_model_folder(with_first_pass(report, looks[name], others[name]), folder / name,
-                               "../", site, progress_flag(config))
-            written.append(read_comparable(folder / name, href=f"{name}/index.html"))
-            del report  # its capture: one model's states at a time
-        comparison = write_comparison_site(written, failures, folder,
-                                           config.name or DEFAULT_TITLE, site)
-    return ComparisonRun(Path(config.out), comparison)
+    with capture_cache_of(config) as cache:
+        reports = analyse_models(prepared, replace(config, cache=cache), failures)
+        if not reports:
+            raise ReportgenError(f"no model could be analysed: {failures[0].name}: "
+                                 f"{failures[0].message}")
+        others = other_models([first_look(report, site) for report in reports.values()],
+                              failures)
+        written = []
+        with atomic_folder(config.out) as folder:
+            write_assets(folder)
+            for index, (name, report) in enumerate(reports.items(), start=1):
+                note(f"[{index}/{len(reports)}] {name}: writing its pages", not config.quiet)
+                report.other_models = others[name]
+                write_model_folder(report, folder / name, "../", site, progress_flag(config))
+                written.append(read_comparable(folder / name, href=f"{name}/index.html"))
+            alignment = next(iter(others.values())).alignment
+            comparison = write_comparison_site(written, failures, folder,
+                                               config.name or DEFAULT_TITLE, site, alignment)
+        entries = [report.capture_entry for report in reports.values()
+                   if report.capture_entry is not None and config.cache is not None]
+    return ComparisonRun(Path(config.out), comparison, entries)
 
 
-def first_pass(prepared: Prepared, config: ReportConfig, site: SiteOptions,
-               failures: list[ModelFailure]) -> dict[str, FirstLook]:
-    """Analyse each model and keep only its `FirstLook`; a model that fails joins `failures`.
-    Under --no-cache the second pass computes everything again, so say so once."""
-    if config.cache is None:
-        note("--no-cache: each model is analysed twice, once to align the units across models "
-             "and once to write its pages; with the cache the second is a read", not config.quiet)
-    looks = {}
+@contextmanager
+def capture_cache_of(config: ReportConfig) -> Iterator[Path]:
+    """The run's capture cache: the user's, or under --no-cache a temporary one removed when
+    the run ends, so that every model's states stay mapped from disk until its folder is
+    written, and not in memory."""
+    if config.cache is not None:
+        yield config.cache
+        return
+    with tempfile.TemporaryDirectory(prefix="reportgen-captures-") as folder:
+        yield Path(folder)
+
+
+def analyse_models(prepared: Prepared, config: ReportConfig,
+                   failures: list[ModelFailure]) -> dict[str, ModelReport]:
+    """Analyse each model once, in order; a model that fails joins `failures`."""
+    reports = {}
     for index, spec in enumerate(prepared.models, start=1):
         name = spec.resolved_name
         note(f"[{index}/{len(prepared.models)}] {name}", not config.quiet)
@@ -241,9 +250,8 @@ def first_pass(prepared: Prepared, config: ReportConfig, site: SiteOptions,
         except ReportgenError as error:
             failures.append(ModelFailure(name, str(spec.checkpoint), str(error)))
             continue
-        looks[name] = first_look(report, site)
+        reports[name] = report
         note(f"[{index}/{len(prepared.models)}] {name}: perplexity "
              f"{report.summary.perplexity:.2f}, {time.perf_counter() - started:.0f} s",
              not config.quiet)
-        del report  # its capture: one model's states at a time
-    return looks
+    return reports

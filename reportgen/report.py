@@ -6,6 +6,7 @@ its own from a notebook; this module only wires them and times them.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,7 +17,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from reportgen.agreement_suites import NOUN_PP, AgreementOptions, built_in_suite
-from reportgen.analysis_cache import cached_analysis, features_digest
+from reportgen.analysis_cache import cached_analysis, features_digest, options_key
 from reportgen.analysis.agreement import analyse_agreement
 from reportgen.analysis.ablation import AblationOptions, ablate, ablation_units
 from reportgen.analysis.concepts import LABEL_THRESHOLD, WITHIN_THRESHOLD, analyse_concepts
@@ -28,8 +29,8 @@ from reportgen.analysis.gates import GateWeights, analyse_gates
 from reportgen.analysis.number_units import find_number_units, finder_items
 from reportgen.analysis.output_effects import output_effects
 from reportgen.analysis.paged_units import decide_paged_units
-from reportgen.capture import (DECODER_CHECK_ROWS, DECODER_TOLERANCE, Capture, CaptureOptions,
-                               StateKey, state_name)
+from reportgen.cache_contents import cache_summary
+from reportgen.capture import Capture, CaptureOptions, StateKey, state_name
 from reportgen.capture_cache import DEFAULT_LIMIT_GB, cached_capture, default_cache_folder
 from reportgen.errors import ReportgenError
 from reportgen.inputs import Inputs, load_inputs, own_features
@@ -136,6 +137,15 @@ def checked_perplexity(captured: Capture) -> float:
     return perplexity
 
 
+def unigram_perplexity(token_ids: np.ndarray) -> float:
+    """The perplexity, on the same positions as the model's, of a unigram model of the text's
+    own word counts: the baseline any language model of this text should beat. It has seen
+    the text, so it flatters itself a little; a model worse than it is predicting noise."""
+    ids = np.asarray(token_ids, dtype=np.int64)  # (T,)
+    counts = np.bincount(ids).astype(np.float64)  # (V',), V' the largest id + 1
+    return float(np.exp(-np.log(counts[ids[1:]] / counts.sum()).mean()))
+
+
 def summarise(config: ReportConfig, inputs: Inputs, captured: Capture) -> ModelSummary:
     loaded = inputs.loaded
     return ModelSummary(
@@ -152,6 +162,7 @@ def summarise(config: ReportConfig, inputs: Inputs, captured: Capture) -> ModelS
         perplexity=checked_perplexity(captured),
         truncated=config.max_tokens is not None and captured.n_tokens >= config.max_tokens,
         metadata=json_safe({k: v for k, v in loaded.metadata.items() if k != "train_config"}),
+        unigram_perplexity=unigram_perplexity(captured.token_ids),
     )
 
 
@@ -213,18 +224,6 @@ def sampling_notes(tokens: list[str], options: EmbeddingOptions,
     return notes
 
 
-def decoder_notes(options: CaptureOptions, captured: Capture) -> list[str]:
-    """What a bfloat16 decoder did to the log probabilities, when one was asked for."""
-    if options.decoder_dtype != "bfloat16" or captured.decoder_error is None:
-        return []
-    error = f"{captured.decoder_error:.1e}"
-    if captured.decoder_dtype == "bfloat16":
-        return [f"log probabilities from a bfloat16 decoder: largest error {error} in log p on "
-                f"the first {DECODER_CHECK_ROWS} positions, within {DECODER_TOLERANCE:g}"]
-    return [f"a bfloat16 decoder was asked for, but its error in log p ({error} on the first "
-            f"{DECODER_CHECK_ROWS} positions) exceeds {DECODER_TOLERANCE:g}; float32 was used"]
-
-
 def stream_notes(captured: Capture) -> list[str]:
     """How the capture ran: its streams, their burn-in and how closely the boundaries agreed."""
     record = captured.streams
@@ -246,23 +245,27 @@ def analyse(config: ReportConfig, inputs: Inputs, timings: dict[str, float]) -> 
         options = replace(config.capture, progress=False) if config.quiet else config.capture
         cached = cached_capture(inputs.loaded.model, inputs.text.ids, inputs.text.tokens,
                                 inputs.vocabulary.words, options, inputs.loaded.sha256,
-                                config.cache, config.cache_limit_gb)
+                                config.cache, config.cache_limit_gb,
+                                {"checkpoint": str(Path(config.checkpoint).resolve()),
+                                 "text": str(Path(inputs.text_path).resolve())})
     captured = cached.capture
     if cached.reused:
         note("capture: reused from the cache", not config.quiet)
-    report = ModelReport(summarise(config, inputs, captured), captured,
+    summary = summarise(config, inputs, captured)
+    if summary.unigram_warning():
+        print(f"reportgen: warning: {summary.name}: {summary.unigram_warning()}", file=sys.stderr)
+    report = ModelReport(summary, captured,
                          options=options_record(config), timings=timings,
-                         capture_reused=cached.reused)
-    report.notes += stream_notes(captured) + decoder_notes(config.capture, captured)
+                         capture_reused=cached.reused, capture_entry=cached.entry)
+    report.notes += stream_notes(captured)
     with timed(timings, "features", config.quiet):
         report.features = own_features(inputs.feature_files, captured.tokens)
     features = report.features
-    neuron_options = asdict(config.neurons)
+    neuron_options = options_key(config.neurons)
     with timed(timings, "distributions", config.quiet):
         unbounded_hidden = inputs.loaded.hyperparameters.rnn_type == "RNN_RELU"
         report.distributions = reuse(report, cached.entry, "distributions", {
-            "cell_interval": neuron_options["cell_interval"], "rank_by": neuron_options["rank_by"],
-            **({"unbounded_hidden": True} if unbounded_hidden else {}),
+            **neuron_options, "unbounded_hidden": unbounded_hidden,
         }, lambda: analyse_distributions(captured, config.neurons.cell_interval,
                                          config.neurons.rank_by,
                                          unbounded_hidden=unbounded_hidden))
@@ -288,7 +291,7 @@ def analyse(config: ReportConfig, inputs: Inputs, timings: dict[str, float]) -> 
             "units": [[state_name(key), units] for key, units in paged.items()],
         }, lambda: analyse_correlations(captured, paged))
     unit_effects(config, inputs, report, cached.entry, paged)
-    map_options = asdict(config.embedding)
+    map_options = options_key(config.embedding)
     classes = features.classes()  # what names each map's clusters
     for key in embedded_keys(config, captured):
         with timed(timings, f"t-SNE {state_name(key)}", config.quiet):
@@ -319,7 +322,7 @@ def unit_effects(config: ReportConfig, inputs: Inputs, report: ModelReport,
     features = report.features
     with timed(timings, "ablation", config.quiet):
         report.ablation = reuse(report, entry, "ablation", {
-            **asdict(config.ablation), "features": features_digest(features),
+            **options_key(config.ablation), "features": features_digest(features),
             "units": {state_name(key): chosen for key, chosen in units.items()},
         }, lambda: ablate(model, captured.token_ids, units, means, features, config.ablation,
                           config.capture.device, progress_flag(config)))
@@ -396,8 +399,31 @@ def check_output_path(config: ReportConfig) -> None:
     check_output_folder(config.out)
 
 
+@dataclass
+class ReportRun:
+    """What `run_report` wrote, and where its capture is cached."""
+
+    out: Path
+    capture_entries: list[Path]  # one per model whose capture the cache holds
+
+
+def cache_lines(cache: Path | None, entries: list[Path]) -> list[str]:
+    """A run's last lines: where its captures are cached and how large the cache is now, since
+    a cache of captures grows unseen (ten reports of WikiText-2 models left 644 MB)."""
+    if cache is None:
+        return ["capture not cached (--no-cache)"]
+    return [f"capture cached in {entry}" for entry in entries] + [
+        f"capture cache: {cache_summary(cache)}; `reportgen cache list` shows the entries, "
+        "`reportgen cache clear` removes them"]
+
+
 def build_report(config: ReportConfig) -> Path:
     """Checkpoint and text in, report folder out; returns the folder."""
+    return run_report(config).out
+
+
+def run_report(config: ReportConfig) -> ReportRun:
+    """`build_report`, telling also where the capture is cached."""
     check_output_path(config)
     resolve_device(config.capture.device)
     timings: dict[str, float] = {}
@@ -408,4 +434,4 @@ def build_report(config: ReportConfig) -> Path:
     write_site(report, config.out, config.site, progress_flag(config))
     note(f"render: {report.timings['render']:.1f} s; {sum(timings.values()):.0f} s in all",
          not config.quiet)
-    return config.out
+    return ReportRun(config.out, [report.capture_entry] if report.capture_entry else [])

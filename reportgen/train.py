@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -58,6 +62,8 @@ class TrainConfig:
                 raise ReportgenError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}")
         if self.lr <= 0:
             raise ReportgenError(f"--lr must be positive, not {self.lr}")
+        if self.max_train_tokens is not None and self.max_train_tokens < 1:
+            raise ReportgenError(f"--max-train-tokens must be at least 1, not {self.max_train_tokens}")
         if self.tied and self.emsize != self.nhid:
             raise ReportgenError("--tied needs --emsize equal to --nhid")
         resolve_device(self.device)
@@ -141,6 +147,12 @@ def train(data: Path, out: Path, config: TrainConfig | None = None,
     """
     config = config or TrainConfig()
     config.validate()
+    with no_stray_inductor_folder():
+        return train_validated(data, out, config, progress)
+
+
+def train_validated(data: Path, out: Path, config: TrainConfig,
+                    progress: bool | None) -> TrainResult:
     started = time.perf_counter()
     data, out = Path(data), Path(out)
     vocabulary = vocabulary_from_folder(data)
@@ -193,6 +205,23 @@ def train(data: Path, out: Path, config: TrainConfig | None = None,
             f"best model before it (valid perplexity {result.valid_perplexity:.2f}) is in "
             f"{result.checkpoint}; lower --lr or --clip to train further")
     return result
+
+
+@contextmanager
+def no_stray_inductor_folder() -> Iterator[None]:
+    """Remove the empty `torchinductor_<user>` folder that torch makes in TMPDIR when one of
+    its compiler modules is first imported (`torch._dynamo` asks for its cache folder on import,
+    as some CUDA code paths do), since training compiles nothing and leaves the user's TMPDIR as
+    it was. Only a folder that was not there before and holds no file is removed."""
+    temporary = Path(tempfile.gettempdir())
+    before = set(temporary.glob("torchinductor_*"))
+    try:
+        yield
+    finally:
+        for folder in set(temporary.glob("torchinductor_*")) - before:
+            if folder.is_dir() and not folder.is_symlink() and not any(
+                    path.is_file() or path.is_symlink() for path in folder.rglob("*")):
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 def write_training_outputs(model: RNNModel, vocabulary: Vocabulary, config: TrainConfig,

@@ -51,13 +51,24 @@ def independent_match(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndar
     return matched, r
 
 
+def unbiased_hsic(k: np.ndarray, l_: np.ndarray) -> float:
+    """Song et al. (2012), eq. 5, written out on the n x n Gram matrices with zeroed diagonals:
+    (tr(K L) + 1'K1 1'L1 / ((n-1)(n-2)) - 2/(n-2) 1'K L1) / (n (n-3))."""
+    n = k.shape[0]
+    k, l_ = k.copy(), l_.copy()
+    np.fill_diagonal(k, 0.0)
+    np.fill_diagonal(l_, 0.0)
+    ones = np.ones(n)
+    return float((np.sum(k * l_) + (ones @ k @ ones) * (ones @ l_ @ ones) / ((n - 1) * (n - 2))
+                  - 2.0 / (n - 2) * (ones @ k @ l_ @ ones)) / (n * (n - 3)))
+
+
 def gram_cka(x: np.ndarray, y: np.ndarray) -> float:
-    """CKA as HSIC of the n x n Gram matrices, with the centring matrix H = I - 11^T / n."""
-    n = x.shape[0]
-    centring = np.eye(n) - np.ones((n, n)) / n
-    k = centring @ (x.astype(np.float64) @ x.astype(np.float64).T) @ centring
-    l_ = centring @ (y.astype(np.float64) @ y.astype(np.float64).T) @ centring
-    return float(np.sum(k * l_) / np.sqrt(np.sum(k * k) * np.sum(l_ * l_)))
+    """Debiased CKA from the raw (uncentred) linear Gram matrices, as Kornblith et al. (2019)
+    define it: the unbiased HSIC needs no centring matrix."""
+    k = x.astype(np.float64) @ x.astype(np.float64).T  # (n, n)
+    l_ = y.astype(np.float64) @ y.astype(np.float64).T
+    return unbiased_hsic(k, l_) / np.sqrt(unbiased_hsic(k, k) * unbiased_hsic(l_, l_))
 
 
 def test_alignment_equals_the_hungarian_algorithm_on_np_corrcoef(sample: StateSample) -> None:
@@ -116,6 +127,30 @@ def test_cka_is_one_under_rotation_and_scale_and_low_for_unrelated_states() -> N
     assert linear_cka(x, 3.0 * x @ rotation + 7.0) == pytest.approx(1.0, abs=1e-12)
     assert linear_cka(x, rng.normal(size=(500, 12))) < 0.1
     assert np.isnan(linear_cka(np.ones((50, 3)), x[:50]))
+    assert linear_cka(x, x) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_cka_of_independent_wide_representations_has_no_floor() -> None:
+    """The biased estimator gives two independent 650-unit representations over 4,000
+    positions a CKA of about 0.14; the debiased one stays near 0, at any width."""
+    rng = np.random.default_rng(1)
+    for width in (650, 200):
+        x, y = rng.normal(size=(4000, width)), rng.normal(size=(4000, width))
+        assert abs(linear_cka(x, y)) < 0.02
+        assert linear_cka(x, x) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_each_pair_has_a_shuffled_baseline_near_zero(sample: StateSample) -> None:
+    """The baseline is the same pair with one side's positions shuffled: the estimate with the
+    correspondence gone, near 0, while the real pair lies well above it."""
+    result = compare_representations({"model": sample})
+    frame = result.frame()
+    assert list(frame.columns[-2:]) == ["linear_cka", "linear_cka_shuffled"]
+    order = np.random.default_rng(0).permutation(len(sample.positions))
+    for item in result.within:
+        x, y = sample.states[item.key_a], sample.states[item.key_b]
+        assert item.shuffled == pytest.approx(linear_cka(x, y[order]), rel=1e-9, abs=1e-12)
+        assert abs(item.shuffled) < 0.05 < item.cka
 
 
 def test_constant_units_and_unequal_widths_are_matched_without_nan() -> None:

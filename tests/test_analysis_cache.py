@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from reportgen import analysis_cache
+from reportgen.analysis.ablation import AblationOptions
 from reportgen.analysis.concepts import analyse_concepts
 from reportgen.analysis.distributions import analyse_distributions
 from reportgen.analysis.embedding import EmbeddingOptions, embed
-from reportgen.analysis_cache import FOLDER, cached_analysis, read_result, write_result
+from reportgen.analysis_cache import (ANALYSES, FOLDER, cached_analysis, key_versions,
+                                      options_key, read_result, write_result)
 from reportgen.capture import Capture, capture
 from reportgen.checkpoint import load_checkpoint
 from reportgen.cli import main
 from reportgen.corpus import tokenize, vocabulary_from_folder
 from reportgen.features import token_features
+from reportgen.inputs import load_inputs
+from reportgen.report import NeuronOptions, ReportConfig, analyse
 
 
 @pytest.fixture(scope="module")
@@ -69,17 +76,17 @@ def test_a_damaged_or_missing_result_is_computed_again(tmp_path: Path):
         calls.append(1)
         return analyse_distributions_stub()
 
-    value, reused = cached_analysis(tmp_path, "d", {"a": 1}, compute)
-    again, reused_again = cached_analysis(tmp_path, "d", {"a": 1}, compute)
+    value, reused = cached_analysis(tmp_path, "gates", {"a": 1}, compute)
+    again, reused_again = cached_analysis(tmp_path, "gates", {"a": 1}, compute)
     assert (reused, reused_again, len(calls)) == (False, True, 1)
     assert_same(value, again)
     for stored in (tmp_path / FOLDER).glob("*.npz"):
         stored.write_bytes(b"not an npz")
-    third, reused_third = cached_analysis(tmp_path, "d", {"a": 1}, compute)
+    third, reused_third = cached_analysis(tmp_path, "gates", {"a": 1}, compute)
     assert not reused_third and len(calls) == 2
-    _, other_key = cached_analysis(tmp_path, "d", {"a": 2}, compute)
+    _, other_key = cached_analysis(tmp_path, "gates", {"a": 2}, compute)
     assert not other_key and len(calls) == 3
-    assert cached_analysis(None, "d", {"a": 1}, compute)[1] is False
+    assert cached_analysis(None, "gates", {"a": 1}, compute)[1] is False
 
 
 def analyse_distributions_stub():
@@ -142,3 +149,69 @@ def test_a_second_run_reuses_what_its_options_leave_unchanged(tiny_model: Path, 
     uncached = tmp_path / "uncached"
     assert main([*base[:-2], "--no-cache", "--out", str(uncached)]) == 0
     assert report_json(uncached)["analyses_reused_from_cache"] == []
+
+
+CHANGED_CONSTANTS = {  # one constant each analysis depends on, and another value for it
+    "distributions": ("reportgen.analysis.distributions", "NEAR_ZERO_SHARE", 0.8),
+    "concepts": ("reportgen.analysis.concepts", "MIN_WITHIN_PAIRS", 50),
+    "gates": ("reportgen.analysis.gates", "LEFT", 0.2),
+    "correlations": ("reportgen.analysis.correlations", "TOP", 4),
+    "output-effects": ("reportgen.analysis.output_effects", "OUTPUT_WORDS", 9),
+    "ablation": ("reportgen.analysis.ablation", "HURT_CONTEXTS", 4),
+    "map": ("reportgen.analysis.clustering", "TOP_WORDS", 9),
+}
+
+
+def test_a_changed_constant_recomputes_its_analysis_and_only_that(
+        tiny_model: Path, tiny_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A constant of an analysis's module is in its key, read when the key is made: changing
+    one (as an edit of the code would) recomputes that analysis and reuses every other."""
+    config = ReportConfig(checkpoint=tiny_model, data=tiny_corpus, out=tmp_path / "unused",
+                          max_tokens=600, embed_states=((1, "h"),), cache=tmp_path / "cache",
+                          embedding=EmbeddingOptions(max_points=150, cuts=(4,)),
+                          ablation=AblationOptions(tokens=100), threads=1, quiet=True)
+    inputs = load_inputs(config)
+
+    def reused() -> list[str]:
+        return analyse(config, inputs, {}).analyses_reused
+
+    first = reused()
+    assert first == [] and set(CHANGED_CONSTANTS) == set(ANALYSES)
+    everything = ["distributions", "concepts", "gates", "correlations", "output-effects",
+                  "ablation", "map-L1-h"]
+    assert reused() == everything
+    for name, (module, constant, value) in CHANGED_CONSTANTS.items():
+        with monkeypatch.context() as patch:
+            patch.setattr(importlib.import_module(module), constant, value)
+            again = reused()
+        changed = "map-L1-h" if name == "map" else name
+        assert again == [item for item in everything if item != changed], name
+    assert reused() == everything  # the constants restored: the first results again
+
+
+def test_every_key_holds_the_library_versions_and_every_options_field(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return analyse_distributions_stub()
+
+    options = NeuronOptions()
+    cached_analysis(tmp_path, "distributions", options_key(options), compute)
+    cached_analysis(tmp_path, "distributions", options_key(options), compute)
+    assert len(calls) == 1
+    versions = key_versions()
+    assert set(versions) == {"reportgen", "numpy", "scipy", "torch", "openTSNE", "fastcluster",
+                             "scikit-learn"}
+    monkeypatch.setattr(analysis_cache, "key_versions", lambda: {**versions, "numpy": "0.0"})
+    cached_analysis(tmp_path, "distributions", options_key(options), compute)
+    assert len(calls) == 2  # another numpy: computed again
+
+    extended = dataclasses.make_dataclass(  # a field added to an options class later
+        "NeuronOptions", [("kl_smoothing", float, dataclasses.field(default=0.5))],
+        bases=(NeuronOptions,))
+    assert options_key(extended())["kl_smoothing"] == 0.5
+    assert options_key(extended(kl_smoothing=1.0)) != options_key(extended())
+    with pytest.raises(KeyError, match="not declared"):
+        cached_analysis(tmp_path, "undeclared", {}, compute)

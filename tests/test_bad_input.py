@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import importlib
 import json
 import os
 import pickle
 import shutil
 import signal
+import tempfile
 import threading
 import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
@@ -168,6 +170,9 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.save(torch.nn.LSTM(4, 6), root / "bare-lstm.pt")
     save_with_examples_module(root, "model.TransformerModel()", "transformer.pt")
     awd_checkpoints(root)
+    save_with_examples_module(  # an RNNModel pickle from code that never set rnn_type
+        root, f"[m := model.RNNModel('LSTM', {len(vocabulary)}, 4, 6, 2, 0.0), "
+              "delattr(m, 'rnn_type'), m][2]", "no-rnn-type.pt")
     (root / "no-such-class.pt").write_bytes(  # a protocol-2 pickle of reportgen.model.NoSuchModel
         b"\x80\x02creportgen.model\nNoSuchModel\nq\x00)\x81q\x01.")
     latin1 = (LINE * (LATIN1_LINE - 1) + "the café\n").encode("latin-1")
@@ -232,6 +237,9 @@ CASES = [
     Case("AWD-LSTM state dict of mismatched tied widths",
          report("tied-widths.pt", "--data", "data", *OUT),
          ("tied to the embedding (4 wide), but the last layer is 6 wide",)),
+    Case("examples' RNNModel pickle without rnn_type",
+         report("no-rnn-type.pt", "--text", "text.txt", *OUT),
+         ("no-rnn-type.pt: a damaged RNNModel pickle (it lacks rnn_type", "--rnn-type")),
     Case("unsafe pickle naming a module that is not importable",
          report("transformer.pt", "--text", "text.txt", "--allow-unsafe-pickle", *OUT),
          ("transformer.pt: the pickle names the module 'model', which cannot be imported",)),
@@ -375,6 +383,9 @@ CASES = [
     Case("negative --cell-interval",
          report("model.pt", "--text", "text.txt", "--cell-interval=-1", *OUT),
          ("--cell-interval must be a number in (0, 50], got -1.0",)),
+    Case("--decoder-dtype, removed: bfloat16 never passed its 1e-3 gate",
+         report("model.pt", "--text", "text.txt", "--decoder-dtype", "bfloat16", *OUT),
+         ("unrecognized arguments: --decoder-dtype bfloat16",), status=2),
     Case("unknown option", report("model.pt", "--text", "text.txt", "--colour", "red", *OUT),
          ("unrecognized arguments: --colour red",), status=2),
     Case("--out missing", report("model.pt", "--text", "text.txt"),
@@ -417,6 +428,12 @@ CASES = [
          ("argument --dropout: must be a finite number, not 'nan'",), status=2),
     Case("train --seed -1", ("train", "--data", "data", "--out", "run", "--seed=-1"),
          ("argument --seed: must be a whole number from 0 to 4294967295, not -1",), status=2),
+    Case("train negative --max-train-tokens",
+         ("train", "--data", "data", "--out", "run", "--max-train-tokens=-5"),
+         ("--max-train-tokens must be at least 1, not -5",)),
+    Case("cache clear with a negative --older-than",
+         ("cache", "clear", "--older-than=-1", "--cache", "old-report"),
+         ("--older-than must be a number of days, 0 or more, not -1.0",)),
     Case("train without a data folder", ("train", "--data", "absent", "--out", "run"),
          ("absent: no such data folder",)),
     Case("demo into a folder that is not a report", ("demo", "--out", "thesis", "--work", "w"),
@@ -647,3 +664,37 @@ def test_vocabulary_of_a_hundred_thousand_words_keeps_memory_and_pages_bounded(
     assert summary["model"]["vocabulary_size"] == len(words) + 1
     pages = list((tmp_path / "site").rglob("*.html"))
     assert pages and max(page.stat().st_size for page in pages) < 1_000_000
+
+
+def test_train_leaves_no_torchinductor_folder_in_tmpdir(workspace: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch makes `$TMPDIR/torchinductor_<user>` when a compiler module is first imported,
+    which some devices' code paths do during training; training compiles nothing, so it must
+    leave TMPDIR as it found it. The command runs as users run it, and in-process a training
+    epoch asks for the folder as `import torch._dynamo` does, since a CPU build's epoch does not."""
+    from torch._inductor.runtime.cache_dir_utils import cache_dir  # noqa: PLC0415
+
+    command_tmp = tmp_path / "command-tmp"
+    command_tmp.mkdir()
+    result = run_cli(["train", "--data", "data", "--out", str(tmp_path / "run"), "--epochs", "1",
+                      "--batch-size", "1", "--emsize", "4", "--nhid", "4", "--quiet"],
+                     workspace, env={"TMPDIR": str(command_tmp)})
+    assert result.returncode == 0, result.stderr
+    assert list(command_tmp.iterdir()) == []
+
+    training = importlib.import_module("reportgen.train")
+    own_tmp = tmp_path / "own-tmp"
+    own_tmp.mkdir()
+    (own_tmp / "torchinductor_someone").mkdir()  # not made by this run: kept
+    monkeypatch.setattr(tempfile, "tempdir", str(own_tmp))
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    epoch = training.train_epoch
+
+    def epoch_that_imports_dynamo(*args: object) -> None:
+        cache_dir()
+        epoch(*args)
+
+    monkeypatch.setattr(training, "train_epoch", epoch_that_imports_dynamo)
+    training.train(workspace / "data", tmp_path / "run-in-process",
+                   training.TrainConfig(epochs=1, batch_size=1, emsize=4, nhid=4), progress=False)
+    assert [path.name for path in own_tmp.iterdir()] == ["torchinductor_someone"]

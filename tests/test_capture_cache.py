@@ -4,8 +4,10 @@ whole or not at all, and kept within its size limit."""
 from __future__ import annotations
 
 import errno
+import importlib
 import json
 import os
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,11 +16,18 @@ import pytest
 
 from clitools import assert_one_line_error, run_cli
 from reportgen.capture import CaptureOptions, capture, parse_state_name, state_name
-from reportgen.capture_cache import MARKER, META, PENDING, cached_capture, entry_size
+from reportgen import capture_cache
+from reportgen.cache_contents import format_size
+from reportgen.capture_cache import (MARKER, META, PENDING, cached_capture, capture_key,
+                                     entry_size)
+from reportgen.cli import main
 from reportgen.checkpoint import load_checkpoint
 from reportgen.corpus import tokenize, vocabulary_from_folder
 from reportgen.errors import ReportgenError
 from reportgen.report import ReportConfig, build_report
+from reportgen.versions import key_versions
+
+capture_module = importlib.import_module("reportgen.capture")  # the package exports `capture`
 
 OPTIONS = CaptureOptions(chunk_size=128, progress=False)
 
@@ -173,21 +182,6 @@ def test_a_cache_that_cannot_be_written_is_one_line(tiny_model: Path, tiny_corpu
     assert not (tmp_path / "report").exists()
 
 
-def test_a_bfloat16_decoder_request_is_reported(tiny_model: Path, tiny_corpus: Path,
-                                                tmp_path: Path) -> None:
-    """The overview and report.json say whether the bfloat16 decoder was used, and its error."""
-    config = ReportConfig(checkpoint=tiny_model, data=tiny_corpus, out=tmp_path / "report",
-                          max_tokens=300, cache=None, embed_states=(), quiet=True,
-                          capture=CaptureOptions(decoder_dtype="bfloat16", progress=False))
-    config.site.images = False
-    build_report(config)
-    notes = json.loads((tmp_path / "report" / "data" / "report.json").read_text())["notes"]
-    decoder = [note for note in notes if "bfloat16" in note]
-    assert len(decoder) == 1 and "error" in decoder[0]
-    assert ("float32 was used" in decoder[0]) != ("within 0.001" in decoder[0])
-    assert decoder[0] in (tmp_path / "report" / "index.html").read_text(encoding="utf-8")
-
-
 def test_a_full_disk_is_one_error_and_leaves_no_entry(inputs, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """Space for each state file is reserved before the capture writes into its mapping, where
@@ -252,3 +246,92 @@ def test_damaged_data_behind_an_intact_header_is_captured_again(inputs, tmp_path
     assert not again.reused
     np.testing.assert_array_equal(again.capture.states[(1, "h")], expected)
     assert cached(inputs, tmp_path).reused  # the new entry checks out
+
+
+def test_the_capture_key_holds_the_library_versions_and_the_capture_code(
+        inputs, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An upgrade of reportgen or torch, or a changed constant of the capture code, is another
+    capture: the cache cannot hand back states that today's code would not compute."""
+    loaded, text, words = inputs
+
+    def key() -> str:
+        return capture_key(loaded.sha256, text.ids, text.tokens, words, OPTIONS).digest()
+
+    first = key()
+    versions = key_versions()
+    assert {"reportgen", "numpy", "scipy", "torch", "openTSNE", "fastcluster",
+            "scikit-learn"} <= set(versions)
+    for library in ("reportgen", "torch"):
+        with monkeypatch.context() as patch:
+            patch.setattr(capture_cache, "key_versions", lambda: {**versions, library: "0.0"})
+            assert key() != first, library
+    with monkeypatch.context() as patch:
+        patch.setattr(capture_module, "LOG_PROBS_PER_BLOCK", 1 << 20)
+        assert key() != first
+    assert key() == first
+
+
+def test_a_run_says_where_its_capture_is_cached_and_the_cache_lists_and_clears(
+        tiny_model: Path, tiny_corpus: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The cache grows unseen otherwise (ten reports left 644 MB): a run's last lines name its
+    entry and the cache's size, `cache list` shows each entry's size, model, text and age, and
+    `cache clear` removes reportgen's entries only."""
+    cache = tmp_path / "cache"
+    foreign = cache / "my-notes"  # the user's own folder inside --cache: never listed or removed
+    foreign.mkdir(parents=True)
+    (foreign / "meta.json").write_text("{}", encoding="utf-8")
+    assert main(["report", str(tiny_model), "--data", str(tiny_corpus), "--max-tokens", "300",
+                 "--no-clusters", "--no-images", "--ablation-tokens", "0", "--quiet",
+                 "--cache", str(cache), "--out", str(tmp_path / "report")]) == 0
+    (entry,) = [path for path in cache.iterdir() if path != foreign]
+    size = sum(path.stat().st_size for path in entry.rglob("*") if path.is_file())
+    last = capsys.readouterr().out.strip().splitlines()[-2:]
+    assert last[0] == f"capture cached in {entry}"
+    assert last[1].startswith(f"capture cache: {cache} holds 1 capture, {format_size(size)}")
+
+    assert main(["cache", "list", "--cache", str(cache)]) == 0
+    listed = capsys.readouterr().out.strip().splitlines()
+    assert len(listed) == 2 and listed[0].startswith(entry.name)
+    assert format_size(size) in listed[0] and "used 0.0 days ago" in listed[0]
+    assert str(tiny_model.resolve()) in listed[0] and "300 tokens" in listed[0]
+    assert str((tiny_corpus / "test.txt").resolve()) in listed[0]
+
+    assert main(["cache", "clear", "--older-than", "1", "--cache", str(cache)]) == 0
+    assert capsys.readouterr().out.startswith("removed 0 entries") and entry.is_dir()
+    old = time.time() - 3 * 86400
+    os.utime(entry / META, (old, old))
+    assert main(["cache", "clear", "--older-than", "2", "--cache", str(cache)]) == 0
+    assert capsys.readouterr().out.startswith(f"removed 1 entry, {format_size(size)}")
+    assert sorted(cache.iterdir()) == [foreign] and (foreign / "meta.json").is_file()
+    assert main(["cache", "clear", "--cache", str(cache)]) == 0
+    assert foreign.is_dir()
+
+
+def test_a_vocabulary_in_the_wrong_order_is_flagged_against_a_unigram_model(
+        tiny_model: Path, tiny_corpus: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The same words in another order pass every size check, and the model then predicts
+    worse than the text's own word counts: stderr warns and the overview says so, asking
+    whether the vocabulary is in training order; the right order says nothing."""
+    words = load_checkpoint(tiny_model).vocabulary
+    permuted = tmp_path / "permuted.txt"
+    order = np.random.default_rng(0).permutation(len(words))
+    permuted.write_text("".join(f"{words[i]}\n" for i in order), encoding="utf-8")
+    base = ["report", str(tiny_model), "--text", str(tiny_corpus / "test.txt"),
+            "--max-tokens", "500", "--no-clusters", "--no-images", "--ablation-tokens", "0",
+            "--quiet", "--no-cache"]
+    assert main([*base, "--vocabulary", str(permuted), "--out", str(tmp_path / "wrong")]) == 0
+    stderr = capsys.readouterr().err
+    summary = json.loads((tmp_path / "wrong" / "data" / "report.json").read_text())["model"]
+    assert summary["perplexity"] > summary["unigram_perplexity"] > 1
+    assert "worse than that of a unigram model of the text's own word counts" in stderr
+    assert "is the vocabulary in the order the model was trained with? --data DIR" in stderr
+    page = (tmp_path / "wrong" / "index.html").read_text(encoding="utf-8")
+    assert 'id="worse-than-unigram"' in page and "--data DIR rebuilds it" in page
+
+    assert main([*base, "--out", str(tmp_path / "right")]) == 0
+    assert "unigram" not in capsys.readouterr().err
+    right = json.loads((tmp_path / "right" / "data" / "report.json").read_text())["model"]
+    assert right["perplexity"] < right["unigram_perplexity"]
+    assert 'id="worse-than-unigram"' not in (tmp_path / "right" / "index.html").read_text()

@@ -8,6 +8,7 @@ the streamed counting of `reportgen.analysis.distributions`; test_sweep.py uses 
 from __future__ import annotations
 
 import html
+import importlib
 import json
 import math
 import re
@@ -16,14 +17,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
+from reportgen import combine, model_matches, multi_report
+from reportgen.analysis.ablation import AblationOptions
 from reportgen.analysis.comparison import COMPARISON_COLUMNS, ModelFailure, compare, figures_of
 from reportgen.analysis.distributions import analyse_distributions
+from reportgen.analysis.embedding import EmbeddingOptions
 from reportgen.capture import Capture, state_name
+from reportgen.checkpoint import load_checkpoint, save_checkpoint
 from reportgen.errors import ReportgenError
+from reportgen.model_specs import ModelSpec
+from reportgen.multi_report import build_reports
 from reportgen.pages import SiteOptions
+from reportgen.report import ReportConfig
 from reportgen.results import ModelReport, ModelSummary
 from reportgen.site import write_comparison
+
+report_module = importlib.import_module("reportgen.report")  # reportgen.report is re-exported
 
 VOCABULARY = ["<eos>", "the", "cat", "sat", "on", "mat", "."]
 T, H = 300, 8
@@ -248,3 +259,51 @@ def test_page_links_models_shows_failures_and_escapes_names(reports, tmp_path: P
     for chart_id in specs:
         for suffix in ("svg", "png"):
             assert (tmp_path / "img" / f"comparison-{chart_id}.{suffix}").stat().st_size > 0
+
+
+def test_a_multi_model_report_analyses_each_model_once_and_aligns_once(
+        tiny_model: Path, tiny_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Each analysis runs once per model and the units are aligned once, with or without the
+    cache (an earlier version analysed every model twice, aligned twice, and gave each report
+    the first pass's timings); the timings in each report.json are its own analysis's."""
+    calls: dict[str, list[str]] = {}
+
+    def counted(module: object, name: str) -> None:
+        original = getattr(module, name)
+
+        def wrapper(*args: object, **kwargs: object) -> object:
+            calls.setdefault(name, []).append(str(args[0].name if name == "analyse" else ""))
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, wrapper)
+
+    for name in ("analyse", "analyse_distributions", "analyse_concepts", "analyse_gates",
+                 "analyse_correlations", "embed"):
+        counted(report_module if name != "analyse" else multi_report, name)
+    counted(model_matches, "align_models")
+    counted(combine, "align_models")
+    loaded = load_checkpoint(tiny_model)  # a second model: the same one, its weights moved
+    with torch.no_grad():
+        for weight in loaded.model.parameters():
+            weight.mul_(1.01)
+    save_checkpoint(loaded.model, tmp_path / "second.pt", loaded.vocabulary)
+    models = [ModelSpec(tiny_model, "first"), ModelSpec(tmp_path / "second.pt", "second")]
+    for cache in (tmp_path / "cache", None):
+        calls.clear()
+        out = tmp_path / ("cached" if cache else "uncached")
+        config = ReportConfig(checkpoint=tiny_model, data=tiny_corpus, out=out, max_tokens=400,
+                              cache=cache, embed_states=((1, "h"),), quiet=True, threads=1,
+                              embedding=EmbeddingOptions(max_points=100, cuts=(4,)),
+                              ablation=AblationOptions(tokens=0),
+                              site=SiteOptions(images=False, comparison_positions=200))
+        build_reports(models, config)
+        assert sorted(calls["analyse"]) == ["first", "second"], cache
+        for name in ("analyse_distributions", "analyse_concepts", "analyse_gates",
+                     "analyse_correlations", "embed"):
+            assert len(calls[name]) == 2, (name, cache)
+        assert len(calls["align_models"]) == 1, cache
+        for model in ("first", "second"):
+            record = json.loads((out / model / "data" / "report.json").read_text())
+            assert record["capture_reused_from_cache"] is False
+            assert record["analyses_reused_from_cache"] == []
+            assert record["timings_seconds"]["capture"] > 0

@@ -168,7 +168,7 @@ class AblationRunner:
 
     def __init__(self, model: RNNModel, ids: np.ndarray, device: torch.device) -> None:
         self.layers = single_layer_modules(model, device)
-        self.decoder = Decoder.of(model, "float32", device)
+        self.decoder = Decoder.of(model, device)
         self.ids = torch.tensor(ids, device=device)  # (n,), a copy: `ids` may be read-only
         self.widths = model.widths  # each layer's H
         self.batch_size = max(1, min(MAX_BATCH, BATCH_VALUES // (len(ids) * max(self.widths))))

@@ -32,16 +32,18 @@ def matched_correlation_chart(records: Sequence[dict[str, object]], state_names:
 
 def similarity_matrix_chart(records: Sequence[dict[str, object]], order: Sequence[str],
                             panels: Sequence[str], title: str) -> alt.FacetChart:
-    """Squares of linear CKA (records {panel, row, column, cka}), one panel per `panels`,
-    rows and columns in `order`, each cell labelled with its value."""
+    """Squares of debiased linear CKA (records {panel, row, column, cka, shuffled}, shuffled
+    the baseline over shuffled positions), one panel per `panels`, rows and columns in `order`,
+    each cell labelled with its value."""
     x = alt.X("column:N", sort=list(order), title=None, axis=alt.Axis(labelAngle=-40))
     y = alt.Y("row:N", sort=list(order), title=None)
     base = alt.Chart().encode(x=x, y=y)
     cells = base.mark_rect().encode(
-        color=alt.Color("cka:Q", title="linear CKA", scale=alt.Scale(domain=[0, 1],
+        color=alt.Color("cka:Q", title="linear CKA", scale=alt.Scale(domain=[0, 1], clamp=True,
                                                                       scheme="viridis")),
         tooltip=[alt.Tooltip("panel:N"), alt.Tooltip("row:N"), alt.Tooltip("column:N"),
-                 alt.Tooltip("cka:Q", format=".3f")])
+                 alt.Tooltip("cka:Q", format=".3f"),
+                 alt.Tooltip("shuffled:Q", format=".3f", title="shuffled positions")])
     text = base.mark_text(fontSize=10).encode(
         text=alt.Text("cka:Q", format=".2f"),
         color=alt.condition("datum.cka > 0.6", alt.value("black"), alt.value("white")))

@@ -50,25 +50,25 @@ def cka_records(similarity: SimilarityResult, keys: list[StateKey]) -> list[dict
     records = []
     for key in keys:
         panel = state_name(key)
-        records += [{"panel": panel, "row": m, "column": m, "cka": 1.0}
+        records += [{"panel": panel, "row": m, "column": m, "cka": 1.0, "shuffled": None}
                     for m in similarity.models]
         for s in similarity.across:
             if s.key_a == key:
                 records += [{"panel": panel, "row": s.model_a, "column": s.model_b,
-                             "cka": finite(s.cka)},
+                             "cka": finite(s.cka), "shuffled": finite(s.shuffled)},
                             {"panel": panel, "row": s.model_b, "column": s.model_a,
-                             "cka": finite(s.cka)}]
+                             "cka": finite(s.cka), "shuffled": finite(s.shuffled)}]
     return records
 
 
 def layer_records(similarity: SimilarityResult, keys: list[StateKey]) -> list[dict[str, Any]]:
     """Full squares of CKA between the states of each model, one panel per model."""
-    records = [{"panel": m, "row": state_name(k), "column": state_name(k), "cka": 1.0}
-               for m in similarity.models for k in keys]
+    records = [{"panel": m, "row": state_name(k), "column": state_name(k), "cka": 1.0,
+                "shuffled": None} for m in similarity.models for k in keys]
     for s in similarity.within:
         a, b = state_name(s.key_a), state_name(s.key_b)
-        records += [{"panel": s.model_a, "row": a, "column": b, "cka": finite(s.cka)},
-                    {"panel": s.model_a, "row": b, "column": a, "cka": finite(s.cka)}]
+        records += [{"panel": s.model_a, "row": row, "column": column, "cka": finite(s.cka),
+                     "shuffled": finite(s.shuffled)} for row, column in ((a, b), (b, a))]
     return records
 
 
@@ -91,23 +91,30 @@ def charts(alignment: AlignmentResult, similarity: SimilarityResult,
         found.append(ChartSpec(
             "cka-models",
             page_spec(similarity_matrix_chart(cka_records(similarity, keys), similarity.models,
-                                              names, "Linear CKA between models")),
-            "Linear CKA of each pair of models on the same layer and state: 1 is the same "
-            "representation up to rotation and scale.", "comparison-cka-models"))
+                                              names, "Debiased linear CKA between models")),
+            "Debiased linear CKA of each pair of models on the same layer and state: 1 is the "
+            "same representation up to rotation and scale, 0 none shared; the tooltip gives the "
+            "baseline with one model's positions shuffled.", "comparison-cka-models"))
     found.append(ChartSpec(
         "cka-layers",
         page_spec(similarity_matrix_chart(layer_records(similarity, keys), names,
-                                          similarity.models, "Linear CKA between layers")),
-        "Linear CKA between the layers and states of each model.", "comparison-cka-layers"))
+                                          similarity.models, "Debiased linear CKA between layers")),
+        "Debiased linear CKA between the layers and states of each model; the tooltip gives the "
+        "baseline with one state's positions shuffled.", "comparison-cka-layers"))
     return found
 
 
 def share_rows(alignment: AlignmentResult, similarity: SimilarityResult) -> list[dict[str, Any]]:
     """One row per pair of models and state: mean matched |r|, the shares, CKA."""
-    cka = {(s.model_a, s.model_b, s.key_a): s.cka for s in similarity.across}
-    return [{"model_a": pair.model_a, "model_b": pair.model_b, "state": state_name(pair.key),
-             "cka": cka.get((pair.model_a, pair.model_b, pair.key), math.nan),
-             **pair.summary()} for pair in alignment.pairs]
+    found = {(s.model_a, s.model_b, s.key_a): s for s in similarity.across}
+    rows = []
+    for pair in alignment.pairs:
+        item = found.get((pair.model_a, pair.model_b, pair.key))
+        rows.append({"model_a": pair.model_a, "model_b": pair.model_b,
+                     "state": state_name(pair.key),
+                     "cka": item.cka if item else math.nan,
+                     "cka_shuffled": item.shuffled if item else math.nan, **pair.summary()})
+    return rows
 
 
 def labelled_rows(alignment: AlignmentResult, pages: UnitPages) -> list[dict[str, Any]]:
