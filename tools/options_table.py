@@ -63,12 +63,22 @@ def command_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.Argum
     return {}
 
 
+def all_commands(parsers: dict[str, argparse.ArgumentParser], prefix: str = ""
+                 ) -> list[tuple[str, argparse.ArgumentParser]]:
+    """Every command and subcommand (`cache list`), in the parser's order."""
+    found = []
+    for name, parser in parsers.items():
+        found.append((prefix + name, parser))
+        found += all_commands(command_parsers(parser), f"{prefix}{name} ")
+    return found
+
+
 def command_tables(name: str, parser: argparse.ArgumentParser) -> list[str]:
     lines = [f"## reportgen {name}", "", cell(parser.description or ""), ""]
     for group in parser._action_groups:
         actions = [action for action in group._group_actions
                    if action.help is not argparse.SUPPRESS
-                   and not isinstance(action, argparse._HelpAction)]
+                   and not isinstance(action, (argparse._HelpAction, argparse._SubParsersAction))]
         if not actions:
             continue
         lines += [f"### {group.title}", ""]
@@ -100,7 +110,7 @@ def options_markdown() -> str:
     with any_machine():
         parser = build_parser()
     lines = [HEADER]
-    for name, command in command_parsers(parser).items():
+    for name, command in all_commands(command_parsers(parser)):
         lines += command_tables(name, command)
     return "\n".join(lines).rstrip("\n") + "\n"
 
