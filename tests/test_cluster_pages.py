@@ -34,7 +34,7 @@ POINT_COLUMNS = ["layer", "state", "position", "token", "x", "y", "cluster_singl
                  "cluster_ward", "cluster_ward_pca",
                  *[f"cluster_{linkage}_k{k}" for linkage in LINKAGES for k in (4, 8, 12)]]
 CLUSTER_COLUMNS = ["layer", "state", "linkage", "cluster", "size", "words", "class",
-                   "class_share"]
+                   "class_share", "top_class", "top_class_share"]
 SPEC = re.compile(r'<script type="application/json" id="spec-clusters">(.*?)</script>', re.S)
 TABLE = re.compile(r'<table class="data cluster-table" data-map="([^"]+)" '
                    r'data-linkage="([^"]+)" data-cut="(\d+)"( hidden)?>(.*?)</table>', re.S)
