@@ -29,15 +29,16 @@ from reportgen.analysis.clustering import ClusterRow
 from reportgen.analysis.concepts import ConceptResult, NeuronConcepts
 from reportgen.analysis.correlations import CorrelationResult, UnitPartners
 from reportgen.analysis.distributions import DistributionResult, NeuronStats
+from reportgen.analysis.divergences import Divergences
 from reportgen.analysis.embedding import EmbeddingOptions, EmbeddingResult
 from reportgen.analysis.gates import GateResult, LayerGates
 from reportgen.analysis.output_effects import OutputEffects
 from reportgen.features import TokenFeatures
 
 FOLDER = "analyses"
-FORMAT = 1  # bump when a result's fields change, so older files are not read
+FORMAT = 2  # bump when a result's fields change, so older files are not read
 CLASSES: dict[str, type] = {cls.__name__: cls for cls in (
-    AblationResult, ClusterRow, ConceptResult, CorrelationResult, DistributionResult,
+    AblationResult, ClusterRow, ConceptResult, CorrelationResult, Divergences, DistributionResult,
     EmbeddingOptions, EmbeddingResult, GateResult, LayerGates, NeuronConcepts, NeuronStats,
     OutputEffects, StateAblation, UnitPartners)}
 

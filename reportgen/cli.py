@@ -180,6 +180,7 @@ def run_report_command(args: argparse.Namespace) -> None:
                                device=args.device, progress=False if args.quiet else None),
         cache=None if args.no_cache else args.cache,
         neurons=NeuronOptions(cell_interval=args.cell_interval, rank_by=args.rank_by,
+                              kl_smoothing=args.kl_smoothing,
                               label_threshold=args.label_threshold,
                               within_threshold=args.within_threshold),
         feature_files=tuple(args.features),

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from reportgen.analysis.ablation import ABLATION_TOKENS
 from reportgen.analysis.concepts import LABEL_THRESHOLD, WITHIN_THRESHOLD
-from reportgen.analysis.divergences import RANK_BY_CHOICES
+from reportgen.analysis.divergences import KL_SMOOTHING, RANK_BY_CHOICES
 from reportgen.analysis.embedding import EmbeddingOptions
 from reportgen.analysis.state_sample import SAMPLE_POSITIONS
 from reportgen.capture import DECODER_DTYPES, StateKey, parse_state_name
@@ -318,8 +318,11 @@ def add_report_parser(commands: argparse._SubParsersAction) -> None:
                         help="bin cell states over [-A, A] (default: the 99.9th percentile of "
                              "|c| of each layer, rounded up to 0.01)")
     parser.add_argument("--rank-by", choices=RANK_BY_CHOICES, default="score",
-                        help="rank neurons by KL(p||q) + KL(q||p) (score), or by one of them "
-                             "(default: %(default)s)")
+                        help="rank neurons by KL(p||q) + KL(q||p) (score), by one of them, or "
+                             "by Jensen-Shannon (js) (default: %(default)s)")
+    parser.add_argument("--kl-smoothing", type=finite_float, default=KL_SMOOTHING, metavar="K",
+                        help="add K to every bin's count, each neuron's and the average's, "
+                             "before the divergences (default: %(default)s)")
     parser.add_argument("--comparison-positions", type=positive_int, metavar="N",
                         help="keep the states at N positions of the text (seeded, the same for "
                              f"every model) in data/comparable/, so that `reportgen compare` "

@@ -20,6 +20,7 @@ from reportgen.analysis.ablation import AblationOptions, ablate, ablation_units
 from reportgen.analysis.concepts import LABEL_THRESHOLD, WITHIN_THRESHOLD, analyse_concepts
 from reportgen.analysis.correlations import analyse_correlations
 from reportgen.analysis.distributions import analyse_distributions
+from reportgen.analysis.divergences import KL_SMOOTHING, check_smoothing
 from reportgen.analysis.embedding import (MIN_TSNE_POINTS, EmbeddingOptions, EmbeddingResult,
                                           embed)
 from reportgen.analysis.gates import GateWeights, analyse_gates
@@ -42,7 +43,8 @@ class NeuronOptions:
     """The distribution and concept analyses (DESIGN.md 3.2 and 3.4)."""
 
     cell_interval: float | None = None  # half-width a of the cell-state bins; None: from data
-    rank_by: str = "score"  # "score" (both KLs), "kl_p_q" or "kl_q_p"
+    rank_by: str = "score"  # "score" (both KLs), "kl_p_q", "kl_q_p" or "js"
+    kl_smoothing: float = KL_SMOOTHING  # k added to every bin's count before the divergences
     label_threshold: float = LABEL_THRESHOLD  # |AUROC - 0.5| a concept label needs
     within_threshold: float = WITHIN_THRESHOLD  # and |within-word AUROC - 0.5|, same side
 
@@ -51,6 +53,7 @@ class NeuronOptions:
                             ("--within-threshold", self.within_threshold)):
             if not 0 < value <= 0.5:
                 raise ReportgenError(f"{flag} must be in (0, 0.5], got {value!r}")
+        check_smoothing(self.kl_smoothing)
 
 
 @dataclass
@@ -236,10 +239,12 @@ def analyse(config: ReportConfig, inputs: Inputs, timings: dict[str, float]) -> 
         unbounded_hidden = inputs.loaded.hyperparameters.rnn_type == "RNN_RELU"
         report.distributions = reuse(report, cached.entry, "distributions", {
             "cell_interval": neuron_options["cell_interval"], "rank_by": neuron_options["rank_by"],
+            "kl_smoothing": neuron_options["kl_smoothing"],
             **({"unbounded_hidden": True} if unbounded_hidden else {}),
         }, lambda: analyse_distributions(captured, config.neurons.cell_interval,
                                          config.neurons.rank_by,
-                                         unbounded_hidden=unbounded_hidden))
+                                         unbounded_hidden=unbounded_hidden,
+                                         kl_smoothing=config.neurons.kl_smoothing))
     with timed(timings, "concepts", config.quiet):
         report.concepts = reuse(report, cached.entry, "concepts", {
             **neuron_options, "features": features_digest(features),
