@@ -14,7 +14,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from reportgen.analysis.ablation import ABLATION_TOKENS
-from reportgen.analysis.concepts import LABEL_THRESHOLD, WITHIN_THRESHOLD
+from reportgen.analysis.concepts import LABEL_THRESHOLD, WITHIN_THRESHOLD, WORD_SHARE
 from reportgen.analysis.divergences import KL_SMOOTHING, RANK_BY_CHOICES
 from reportgen.analysis.embedding import EmbeddingOptions
 from reportgen.analysis.state_sample import SAMPLE_POSITIONS
@@ -217,6 +217,10 @@ def add_concept_arguments(parser: argparse.ArgumentParser) -> None:
                        help="and, for a feature the current word does not decide, "
                             "|within-word AUROC - 0.5| >= D on the same side, which shows memory "
                             "rather than a reaction to the word (default: %(default)s)")
+    group.add_argument("--word-label-share", type=finite_float, default=WORD_SHARE, metavar="S",
+                       help="a feature the current word decides (a word class) labels a unit only "
+                            "among the share S of its layer's units farthest from chance "
+                            "(default: %(default)s)")
 
 
 def ablation_tokens(value: str) -> int:

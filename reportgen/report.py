@@ -17,7 +17,8 @@ import numpy as np
 
 from reportgen.analysis_cache import cached_analysis, features_digest
 from reportgen.analysis.ablation import AblationOptions, ablate, ablation_units
-from reportgen.analysis.concepts import LABEL_THRESHOLD, WITHIN_THRESHOLD, analyse_concepts
+from reportgen.analysis.concepts import (LABEL_THRESHOLD, WITHIN_THRESHOLD, WORD_SHARE,
+                                         analyse_concepts, check_word_share)
 from reportgen.analysis.correlations import analyse_correlations
 from reportgen.analysis.distributions import analyse_distributions
 from reportgen.analysis.divergences import KL_SMOOTHING, check_smoothing
@@ -47,6 +48,7 @@ class NeuronOptions:
     kl_smoothing: float = KL_SMOOTHING  # k added to every bin's count before the divergences
     label_threshold: float = LABEL_THRESHOLD  # |AUROC - 0.5| a concept label needs
     within_threshold: float = WITHIN_THRESHOLD  # and |within-word AUROC - 0.5|, same side
+    word_label_share: float = WORD_SHARE  # a feature the word decides labels at most this share
 
     def __post_init__(self) -> None:
         for flag, value in (("--label-threshold", self.label_threshold),
@@ -54,6 +56,7 @@ class NeuronOptions:
             if not 0 < value <= 0.5:
                 raise ReportgenError(f"{flag} must be in (0, 0.5], got {value!r}")
         check_smoothing(self.kl_smoothing)
+        check_word_share(self.word_label_share)
 
 
 @dataclass
@@ -251,7 +254,8 @@ def analyse(config: ReportConfig, inputs: Inputs, timings: dict[str, float]) -> 
             "descriptions": features.descriptions,
         }, lambda: analyse_concepts(captured, features, config.neurons.label_threshold,
                                     progress=progress_flag(config),
-                                    within_threshold=config.neurons.within_threshold))
+                                    within_threshold=config.neurons.within_threshold,
+                                    word_share=config.neurons.word_label_share))
     weights = GateWeights.of(inputs.loaded.model)  # plain arrays: the model stays behind
     if weights is not None:
         with timed(timings, "gates", config.quiet):
