@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from reportgen.analysis.gates import LEFT, RIGHT, GateWeights, analyse_gates
-from reportgen.pages.gates import BINS_PER_DECADE, time_constant_records
-from reportgen.site import make_environment
 from reportgen.capture import CaptureOptions, capture
 from reportgen.model import RNNModel
+from reportgen.pages.gates import BINS_PER_DECADE, time_constant_records
+from reportgen.site import make_environment
 
 N_TOKENS = 300
 
