@@ -21,9 +21,12 @@ from reportgen.capture import Capture
 pytestmark = pytest.mark.slow
 
 TOP = 20
-MIN_OVERLAP_SHORTER = 14  # of the top 20, kept when the text is halved
-MIN_OVERLAP_K = 16  # of the top 20, kept from k = 0.25 to k = 1
-MIN_RHO = 0.8  # Spearman's rho between the rankings of the text's halves
+# Measured on the demo model (Intel Xeon, 20,044 tokens, 128 units a state): 18-19 of the top
+# 20 kept when the text halves, 17-18 from k = 0.25 to 1, rho 0.995-0.997 between the halves.
+# The demo's floating point, and so its model, differs between CPUs: the bounds leave room.
+MIN_OVERLAP_SHORTER = 16  # of the top 20, kept when the text is halved
+MIN_OVERLAP_K = 15  # of the top 20, kept from k = 0.25 to k = 1
+MIN_RHO = 0.95  # Spearman's rho between the rankings of the text's halves
 
 
 def top_set(score: np.ndarray, near_zero: np.ndarray) -> set[int]:
