@@ -50,7 +50,7 @@ from reportgen.analysis.ablation import AblationOptions, ablate, ablation_units
 from reportgen.analysis.concepts import analyse_concepts
 from reportgen.analysis.correlations import analyse_correlations
 from reportgen.analysis.distributions import DistributionResult, analyse_distributions
-from reportgen.analysis.divergences import KL_EPSILON
+from reportgen.analysis.divergences import KL_SMOOTHING
 from reportgen.analysis.clustering import cut_labels
 from reportgen.analysis.embedding import (EmbeddingOptions, embed,
                                           sample_positions)
@@ -235,11 +235,11 @@ def baseline_distributions(distributions: DistributionResult, captured: Capture)
         values = captured.states[key]
         counts = np.stack([np.histogram(np.asarray(values[:, n], dtype=np.float32), stats.edges)[0]
                            for n in range(values.shape[1])])
-        p = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+        p = counts + KL_SMOOTHING
         q = p.mean(axis=0)
         for row in p:
-            entropy(row + KL_EPSILON, q + KL_EPSILON)
-            entropy(q + KL_EPSILON, row + KL_EPSILON)
+            entropy(row, q)  # entropy() normalises both
+            entropy(q, row)
 
 
 def baseline_embedding(vectors: np.ndarray, n_clusters: int) -> tuple[float, float]:

@@ -39,6 +39,7 @@ from reportgen.analysis.clustering import ClusterRow
 from reportgen.analysis.concepts import ConceptResult, NeuronConcepts
 from reportgen.analysis.correlations import CorrelationResult, UnitPartners
 from reportgen.analysis.distributions import DistributionResult, NeuronStats
+from reportgen.analysis.divergences import Divergences
 from reportgen.analysis.embedding import EmbeddingOptions, EmbeddingResult
 from reportgen.analysis.gates import GateResult, LayerGates
 from reportgen.analysis.output_effects import OutputEffects
@@ -46,9 +47,9 @@ from reportgen.features import TokenFeatures
 from reportgen.versions import key_versions, modules_provenance, plain
 
 FOLDER = "analyses"
-FORMAT = 2  # bump when a result's fields change, so older files are not read (2: provenance)
+FORMAT = 3  # bump when a result's fields change, so older files are not read (3: provenance, smoothed KL)
 CLASSES: dict[str, type] = {cls.__name__: cls for cls in (
-    AblationResult, ClusterRow, ConceptResult, CorrelationResult, DistributionResult,
+    AblationResult, ClusterRow, ConceptResult, CorrelationResult, Divergences, DistributionResult,
     EmbeddingOptions, EmbeddingResult, GateResult, LayerGates, NeuronConcepts, NeuronStats,
     OutputEffects, StateAblation, UnitPartners)}
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from reportgen.agreement_suites import ITEMS_PER_CONDITION
 from reportgen.analysis.ablation import ABLATION_TOKENS
-from reportgen.analysis.concepts import LABEL_THRESHOLD, WITHIN_THRESHOLD
-from reportgen.analysis.divergences import RANK_BY_CHOICES
+from reportgen.analysis.concepts import LABEL_THRESHOLD, WITHIN_THRESHOLD, WORD_SHARE
+from reportgen.analysis.divergences import KL_SMOOTHING, RANK_BY_CHOICES
 from reportgen.analysis.embedding import EmbeddingOptions
 from reportgen.analysis.state_sample import SAMPLE_POSITIONS
 from reportgen.capture import StateKey, parse_state_name
@@ -218,6 +218,10 @@ def add_concept_arguments(parser: argparse.ArgumentParser) -> None:
                        help="and, for a feature the current word does not decide, "
                             "|within-word AUROC - 0.5| >= D on the same side, which shows memory "
                             "rather than a reaction to the word (default: %(default)s)")
+    group.add_argument("--word-label-share", type=finite_float, default=WORD_SHARE, metavar="S",
+                       help="a feature the current word decides (a word class) labels a unit only "
+                            "among the share S of its layer's units farthest from chance "
+                            "(default: %(default)s)")
 
 
 def ablation_tokens(value: str) -> int:
@@ -338,8 +342,11 @@ def add_report_parser(commands: argparse._SubParsersAction) -> None:
                         help="bin cell states over [-A, A] (default: the 99.9th percentile of "
                              "|c| of each layer, rounded up to 0.01)")
     parser.add_argument("--rank-by", choices=RANK_BY_CHOICES, default="score",
-                        help="rank neurons by KL(p||q) + KL(q||p) (score), or by one of them "
-                             "(default: %(default)s)")
+                        help="rank neurons by KL(p||q) + KL(q||p) (score), by one of them, or "
+                             "by Jensen-Shannon (js) (default: %(default)s)")
+    parser.add_argument("--kl-smoothing", type=finite_float, default=KL_SMOOTHING, metavar="K",
+                        help="add K to every bin's count, each neuron's and the average's, "
+                             "before the divergences (default: %(default)s)")
     parser.add_argument("--comparison-positions", type=positive_int, metavar="N",
                         help="keep the states at N positions of the text (seeded, the same for "
                              f"every model) in data/comparable/, so that `reportgen compare` "

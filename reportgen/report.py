@@ -20,9 +20,11 @@ from reportgen.agreement_suites import NOUN_PP, AgreementOptions, built_in_suite
 from reportgen.analysis_cache import cached_analysis, features_digest, options_key
 from reportgen.analysis.agreement import analyse_agreement
 from reportgen.analysis.ablation import AblationOptions, ablate, ablation_units
-from reportgen.analysis.concepts import LABEL_THRESHOLD, WITHIN_THRESHOLD, analyse_concepts
+from reportgen.analysis.concepts import (LABEL_THRESHOLD, WITHIN_THRESHOLD, WORD_SHARE,
+                                         analyse_concepts, check_word_share)
 from reportgen.analysis.correlations import analyse_correlations
 from reportgen.analysis.distributions import analyse_distributions
+from reportgen.analysis.divergences import KL_SMOOTHING, check_smoothing
 from reportgen.analysis.embedding import (MIN_TSNE_POINTS, EmbeddingOptions, EmbeddingResult,
                                           embed)
 from reportgen.analysis.gates import GateWeights, analyse_gates
@@ -48,15 +50,19 @@ class NeuronOptions:
     """The distribution and concept analyses (DESIGN.md 3.2 and 3.4)."""
 
     cell_interval: float | None = None  # half-width a of the cell-state bins; None: from data
-    rank_by: str = "score"  # "score" (both KLs), "kl_p_q" or "kl_q_p"
+    rank_by: str = "score"  # "score" (both KLs), "kl_p_q", "kl_q_p" or "js"
+    kl_smoothing: float = KL_SMOOTHING  # k added to every bin's count before the divergences
     label_threshold: float = LABEL_THRESHOLD  # |AUROC - 0.5| a concept label needs
     within_threshold: float = WITHIN_THRESHOLD  # and |within-word AUROC - 0.5|, same side
+    word_label_share: float = WORD_SHARE  # a feature the word decides labels at most this share
 
     def __post_init__(self) -> None:
         for flag, value in (("--label-threshold", self.label_threshold),
                             ("--within-threshold", self.within_threshold)):
             if not 0 < value <= 0.5:
                 raise ReportgenError(f"{flag} must be in (0, 0.5], got {value!r}")
+        check_smoothing(self.kl_smoothing)
+        check_word_share(self.word_label_share)
 
 
 @dataclass
@@ -268,14 +274,16 @@ def analyse(config: ReportConfig, inputs: Inputs, timings: dict[str, float]) -> 
             **neuron_options, "unbounded_hidden": unbounded_hidden,
         }, lambda: analyse_distributions(captured, config.neurons.cell_interval,
                                          config.neurons.rank_by,
-                                         unbounded_hidden=unbounded_hidden))
+                                         unbounded_hidden=unbounded_hidden,
+                                         kl_smoothing=config.neurons.kl_smoothing))
     with timed(timings, "concepts", config.quiet):
         report.concepts = reuse(report, cached.entry, "concepts", {
             **neuron_options, "features": features_digest(features),
             "descriptions": features.descriptions,
         }, lambda: analyse_concepts(captured, features, config.neurons.label_threshold,
                                     progress=progress_flag(config),
-                                    within_threshold=config.neurons.within_threshold))
+                                    within_threshold=config.neurons.within_threshold,
+                                    word_share=config.neurons.word_label_share))
     weights = GateWeights.of(inputs.loaded.model)  # plain arrays: the model stays behind
     if weights is not None:
         with timed(timings, "gates", config.quiet):

@@ -10,6 +10,7 @@ complete, so a failed or interrupted run never leaves a half-written report.
 from __future__ import annotations
 
 import functools
+import math
 import shutil
 import time
 from collections.abc import Sequence
@@ -18,6 +19,7 @@ from pathlib import Path
 from types import ModuleType
 
 import jinja2
+import numpy as np
 import vl_convert
 
 from reportgen import comparable
@@ -55,6 +57,12 @@ def thousands(value: int) -> str:
     return f"{value:,}"
 
 
+def infinite(value: object) -> bool:
+    """The `is infinite` test: `number` writes such a value as ∞ (a time constant of a gate
+    that is exactly 1), never as "inf"."""
+    return isinstance(value, (float, np.floating)) and math.isinf(value)
+
+
 def page_constants() -> dict[str, float]:
     """The analyses' constants that pages state in words, and the one report.js reads from the
     page (`canvas_above`, on its script tag): every template sees them as globals, so that a
@@ -80,6 +88,7 @@ def make_environment() -> jinja2.Environment:
     )
     env.filters["thousands"] = thousands
     env.filters["signed"] = signed
+    env.tests["infinite"] = infinite
     env.globals.update(page_constants())
     env.policies["json.dumps_kwargs"] = {"sort_keys": True, "ensure_ascii": True,
                                          "separators": (",", ":")}

@@ -34,7 +34,7 @@ POINT_COLUMNS = ["layer", "state", "position", "token", "x", "y", "cluster_singl
                  "cluster_ward", "cluster_ward_pca",
                  *[f"cluster_{linkage}_k{k}" for linkage in LINKAGES for k in (4, 8, 12)]]
 CLUSTER_COLUMNS = ["layer", "state", "linkage", "cluster", "size", "words", "class",
-                   "class_share"]
+                   "class_share", "top_class", "top_class_share"]
 SPEC = re.compile(r'<script type="application/json" id="spec-clusters">(.*?)</script>', re.S)
 TABLE = re.compile(r'<table class="data cluster-table" data-map="([^"]+)" '
                    r'data-linkage="([^"]+)" data-cut="(\d+)"( hidden)?>(.*?)</table>', re.S)
@@ -191,10 +191,13 @@ def test_tables_list_each_map_linkage_and_cut_with_class_and_top_words(site: Pat
         for (_, _, shown_class, cell), row in zip(rows, expected.to_dict("records")):
             shown = [(html.unescape(word), int(count)) for word, count in WORD.findall(cell)]
             assert shown == parse_words(row["words"])[:10]
-            if float(row["class_share"]) >= 0.5:
+            named = float(row["top_class_share"] or 0) >= 0.5 and row["top_class"] != ""
+            assert (row["class"] != "") == named  # the export names a class as the page does
+            if named:
                 assert shown_class.startswith(row["class"] + " ")
+                assert float(row["class_share"]) == float(row["top_class_share"])
             else:
-                assert "mixed" in shown_class
+                assert "mixed" in shown_class and row["class_share"] == ""
 
 
 def test_size_filter_and_exports_are_on_the_page(page: str) -> None:

@@ -39,18 +39,21 @@ report_module = importlib.import_module("reportgen.report")  # reportgen.report 
 VOCABULARY = ["<eos>", "the", "cat", "sat", "on", "mat", "."]
 T, H = 300, 8
 PLANTED_NEAR_ZERO = {(1, "h"): [2, 5], (1, "c"): [1]}
-EPSILON = 1e-10  # the documented smoothing of empty bins
+SMOOTHING = 0.5  # the documented add-k smoothing of every bin's count
 
 
 def independent_kl_scores(values: np.ndarray, low: float, high: float) -> np.ndarray:
-    """(H,) KL(p||q) + KL(q||p) per neuron over 0.01 bins of [low, high], by np.histogram."""
+    """(H,) KL(p||q) + KL(q||p) per neuron over 0.01 bins of [low, high] by np.histogram, plus
+    one overflow bin at each end, every count add-0.5 smoothed, q from the mean counts."""
     n_bins = round((high - low) / 0.01)
-    counts = np.stack([np.histogram(values[:, n].astype(np.float32), bins=n_bins,
-                                    range=(low, high))[0] for n in range(values.shape[1])])
-    p = counts / counts.sum(axis=1, keepdims=True)
-    q = p.mean(axis=0)
-    p = (p + EPSILON) / (p + EPSILON).sum(axis=1, keepdims=True)
-    q = (q + EPSILON) / (q + EPSILON).sum()
+    values = values.astype(np.float32)
+    counts = np.stack([np.concatenate([
+        [np.count_nonzero(values[:, n] < np.float32(low))],
+        np.histogram(values[:, n], bins=n_bins, range=(low, high))[0],
+        [np.count_nonzero(values[:, n] > np.float32(high))]]) for n in range(values.shape[1])])
+    p = (counts + SMOOTHING) / (counts + SMOOTHING).sum(axis=1, keepdims=True)
+    q = counts.mean(axis=0) + SMOOTHING
+    q = q / q.sum()
     return (p * np.log(p / q)).sum(axis=1) + (q * np.log(q / p)).sum(axis=1)
 
 

@@ -50,11 +50,11 @@ def test_labels_are_every_feature_past_the_threshold_strongest_first():
     ])
     decided = np.array([True, True])  # the word decides both: the AUROC alone labels
     within = np.full_like(auroc, np.nan)
-    labels = label_neurons(auroc, within, decided, ("f0", "f1"), threshold=0.4)
+    labels = label_neurons(auroc, within, decided, ("f0", "f1"), threshold=0.4, word_share=1.0)
     assert labels == [(("f0", 0.95),), (("f1", 0.05),), (), (("f1", 0.9),), (("f0", 0.1),), (),
                       (("f1", 0.02), ("f0", 0.92))]
     exact = label_neurons(np.array([[19 / 20], [1 / 20]]), np.full((2, 1), np.nan),
-                          np.array([True]), ("f",), threshold=0.45)
+                          np.array([True]), ("f",), threshold=0.45, word_share=1.0)
     assert [bool(item) for item in exact] == [True, True]
 
 
@@ -63,6 +63,43 @@ def test_a_feature_the_word_does_not_decide_needs_its_within_word_auroc_too():
     within = np.array([[0.9], [0.6], [np.nan], [0.1], [0.1]])  # memory, word, unknown, low, flipped
     labels = label_neurons(auroc, within, np.array([False]), ("f",), 0.4, within_threshold=0.3)
     assert [bool(item) for item in labels] == [True, False, False, True, False]
+
+
+def test_a_feature_the_word_decides_labels_only_the_farthest_tenth():
+    """146 of 200 units past the threshold for a word class: only those among the 20 farthest
+    from chance keep the label; ties at the cut all lose it; a feature the word does not decide
+    is untouched. Expected sets recomputed by sorting."""
+    rng = np.random.default_rng(7)
+    word_class = np.full(200, 0.6)
+    word_class[:146] = rng.uniform(0.905, 0.999, 146)  # 146 pass the threshold
+    word_class[146:150] = 0.0005  # the strongest four, tied: low on it
+    memory = np.full(200, 0.95)  # a feature the word does not decide, with memory
+    tied = np.full(200, 0.5)
+    tied[:30] = 1.0  # 30 units separate the words perfectly
+    auroc = np.column_stack([word_class, memory, tied])  # (200, 3)
+    within = np.column_stack([np.full(200, np.nan), np.full(200, 0.9), np.full(200, np.nan)])
+    decided = np.array([True, False, True])
+    labels = label_neurons(auroc, within, decided, ("is_month", "in_quotes", "is_eq"))
+    held = {f: {n for n, items in enumerate(labels) if f in dict(items)}
+            for f in ("is_month", "in_quotes", "is_eq")}
+    distance = np.abs(word_class - 0.5)
+    assert held["is_month"] == set(np.argsort(-distance, kind="stable")[:20].tolist())
+    assert {146, 147, 148, 149} <= held["is_month"]
+    assert len(held["in_quotes"]) == 200  # the within-word rule alone
+    assert held["is_eq"] == set()  # 30 tied at the top: none stands out
+    before = label_neurons(auroc, within, decided, ("is_month", "in_quotes", "is_eq"),
+                           word_share=1.0)
+    assert sum("is_month" in dict(items) for items in before) == 150
+    small = label_neurons(np.array([[0.95], [0.99], [0.5]]), np.full((3, 1), np.nan),
+                          np.array([True]), ("f",))
+    assert [dict(items) for items in small] == [{}, {"f": 0.99}, {}]  # at least one unit
+
+
+def test_word_share_is_checked():
+    capture, features = planted_capture(n_tokens=50)
+    for bad in (0.0, -0.1, 1.5):
+        with pytest.raises(ReportgenError, match="word-label-share"):
+            analyse_concepts(capture, features, word_share=bad)
 
 
 def test_within_word_auroc_equals_pooled_sklearn_per_word():

@@ -205,7 +205,7 @@ def test_exports_have_the_design_columns(embedded):
     assert (points["cluster_ward"] == points[f"cluster_ward_k{default}"]).all()
     clusters = result.clusters_frame()
     assert list(clusters.columns) == ["layer", "state", "linkage", "cluster", "size", "words",
-                                      "class", "class_share"]
+                                      "class", "class_share", "top_class", "top_class_share"]
     for row in clusters.itertuples():
         counts = [int(item.rpartition(":")[2]) for item in row.words.split(" ")]
         assert sum(counts) == row.size
@@ -225,6 +225,32 @@ def test_each_cluster_is_named_by_its_most_common_class():
     rows = cluster_tables(labels, tokens, classes)
     assert [(row.word_class, row.class_share) for row in rows] == [
         ("pronoun", pytest.approx(2 / 3)), ("be", 1.0), ("", 0.0)]
+
+
+def test_clusters_csv_names_a_class_only_from_half_of_the_cluster():
+    """A cluster of nouns with a few pronouns is not "pronoun" in clusters.csv, as it is not on
+    the page; top_class keeps the plurality. Shares recomputed from the tokens."""
+    from reportgen.analysis.embedding import EmbeddingOptions, EmbeddingResult
+
+    tokens = ["cat"] * 81 + ["he"] + ["dog"] * 30 + ["she"] * 20 + ["is"] * 10
+    labels = np.array([0] * 82 + [1] * 50 + [2] * 10)  # 0: 1 pronoun of 82; 1: 20 of 50; 2: be
+    classes = {"pronoun": np.isin(tokens, ["he", "she"]), "be": np.isin(tokens, ["is"])}
+    rows = cluster_tables(labels, tokens, classes)
+    options = EmbeddingOptions(n_clusters=3)
+    n = len(tokens)
+    result = EmbeddingResult(
+        key=(1, "h"), positions=np.arange(n), tokens=tokens, contexts=tokens,
+        xy=np.zeros((n, 2), np.float32), pca=np.zeros((n, 2), np.float32), classes=classes,
+        cut_labels={(name, options.default_cut): labels for name in ("single", "ward", "ward_pca")},
+        cut_tables={(name, options.default_cut): rows for name in ("single", "ward", "ward_pca")},
+        options=options)
+    frame = result.clusters_frame()
+    single = frame[frame["linkage"] == "single"].set_index("cluster")
+    assert list(single["class"]) == ["", "", "be"]
+    assert single["class_share"].isna().tolist() == [True, True, False]
+    assert single.loc[2, "class_share"] == 1.0
+    assert list(single["top_class"]) == ["pronoun", "pronoun", "be"]
+    np.testing.assert_allclose(single["top_class_share"], [1 / 82, 20 / 50, 1.0], atol=1e-6)
 
 
 def test_cuts_of_one_tree_are_nested_and_ward_pca_clusters_the_states(embedded):

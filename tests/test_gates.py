@@ -14,6 +14,8 @@ import torch
 from reportgen.analysis.gates import LEFT, RIGHT, GateWeights, analyse_gates
 from reportgen.capture import CaptureOptions, capture
 from reportgen.model import RNNModel
+from reportgen.pages.gates import BINS_PER_DECADE, time_constant_records
+from reportgen.site import make_environment
 
 N_TOKENS = 300
 
@@ -87,6 +89,9 @@ def test_gate_statistics_match_stepped_gates(rnn_type: str) -> None:
                                        atol=tolerance)
         memory = gates["f" if rnn_type == "LSTM" else "z"].mean(axis=0)  # (H,)
         np.testing.assert_allclose(stats.time_constant, -1 / np.log(memory), rtol=1e-3)
+        product = np.log(gates["f" if rnn_type == "LSTM" else "z"]).mean(axis=0)  # mean(ln f)
+        np.testing.assert_allclose(stats.product_time_constant, -1 / product, rtol=1e-3)
+        assert (stats.product_time_constant <= stats.time_constant * (1 + 1e-9)).all()  # Jensen
     saturated = np.concatenate([s.left.ravel() for s in result.layers])
     assert saturated.max() > 0.2  # the sharpened weights do saturate: the test sees the counts
 
@@ -107,4 +112,64 @@ def test_gate_columns_repeat_for_both_states_of_a_unit() -> None:
     assert h_rows.equals(c_rows)
     assert list(frame.columns[3:]) == ["gate_i_left", "gate_i_right", "gate_f_left",
                                        "gate_f_right", "gate_o_left", "gate_o_right",
-                                       "forget_time_constant"]
+                                       "forget_time_constant", "forget_time_constant_product"]
+
+
+def test_a_forget_gate_of_exactly_one_keeps_its_infinite_time_constant(tmp_path) -> None:
+    """Unit 0 of layer 1 gets a forget-gate bias of 100: sigmoid is exactly 1.0 in float32 at
+    every position, so both time constants are +inf, never -inf, and the unit stays in the
+    export, the median and the histogram."""
+    model = sharpened_model("LSTM")
+    with torch.no_grad():
+        model.rnn.bias_ih_l0[12 + 0] = 100.0  # rows i, f, g, o of 12 units each: f of unit 0
+    ids = np.random.default_rng(1).integers(0, 30, N_TOKENS)
+    words = [f"w{i}" for i in range(30)]
+    captured = capture(model, ids, [words[i] for i in ids], words, CaptureOptions(progress=False))
+    result = analyse_gates(captured, GateWeights.of(model))
+    layer = result.of_layer(1)
+    assert layer.mean[layer.gates.index("f"), 0] == 1.0
+    assert layer.time_constant[0] == np.inf and layer.product_time_constant[0] == np.inf
+    assert np.isfinite(layer.time_constant[1:]).all()
+    path = tmp_path / "gates.csv"
+    result.to_frame().to_csv(path, index=False)
+    assert path.read_text().splitlines()[1].split(",")[-2:] == ["inf", "inf"]
+    import pandas as pd
+    back = pd.read_csv(path)
+    assert back.loc[0, "forget_time_constant"] == np.inf
+
+    records = time_constant_records(layer.time_constant)
+    finite = layer.time_constant[1:]
+    low = np.floor(np.log10(finite.min()) * BINS_PER_DECADE) / BINS_PER_DECADE
+    high = np.ceil(np.log10(finite.max()) * BINS_PER_DECADE) / BINS_PER_DECADE
+    edges = 10 ** np.linspace(low, high, round((high - low) * BINS_PER_DECADE) + 1)
+    expected, _ = np.histogram(np.append(finite, finite.max()), bins=edges)  # inf in the last bin
+    assert [r["count"] for r in records] == [int(n) for n in expected if n]
+    assert sum(r["count"] for r in records) == 12
+    assert records[-1]["last"] == "∞" and records[-1]["end"] == pytest.approx(edges[-1])
+    template = make_environment().from_string(
+        '{% from "macros.html" import number %}{{ number(x, 1) }}|{{ number(y, 1) }}')
+    assert template.render(x=float(layer.time_constant[0]), y=-np.inf) == "∞|−∞"
+
+
+def test_gates_page_median_counts_the_infinite_units() -> None:
+    from reportgen.analysis.distributions import analyse_distributions
+    from reportgen.pages import SiteOptions
+    from reportgen.pages.gates import layer_summary
+    from reportgen.results import ModelReport
+
+    model = sharpened_model("LSTM")
+    with torch.no_grad():
+        model.rnn.bias_ih_l0[12:15] = 100.0  # three units' forget gates exactly 1
+    ids = np.random.default_rng(2).integers(0, 30, N_TOKENS)
+    words = [f"w{i}" for i in range(30)]
+    captured = capture(model, ids, [words[i] for i in ids], words, CaptureOptions(progress=False))
+    gates = analyse_gates(captured, GateWeights.of(model))
+    report = ModelReport(None, captured, distributions=analyse_distributions(captured), gates=gates)
+    layer = gates.of_layer(1)
+    summary = layer_summary(report, SiteOptions(), layer)
+    assert summary.infinite == 3
+    assert summary.median_time_constant == np.median(layer.time_constant)
+    assert summary.median_time_constant > np.median(layer.time_constant[3:])  # the old median
+    assert summary.median_product_time_constant == np.median(layer.product_time_constant)
+    assert time_constant_records(np.array([np.inf, np.inf])) == [
+        {"start": pytest.approx(10 ** 0.9), "end": 10.0, "count": 2, "last": "∞"}]

@@ -19,7 +19,6 @@ from scipy.stats import entropy
 
 from reportgen.analysis.concepts import analyse_concepts
 from reportgen.analysis.distributions import NEURON_COLUMNS, analyse_distributions
-from reportgen.analysis.divergences import KL_EPSILON
 from reportgen.capture import Capture, capture
 from reportgen.checkpoint import load_checkpoint
 from reportgen.cli import main
@@ -93,7 +92,7 @@ def test_neurons_csv_has_the_design_columns_for_every_neuron(neurons: pd.DataFra
         *[f"within_auroc_{name}" for name in features], "output_promotes", "output_suppresses",
         "ablation_delta_loss", *[f"ablation_delta_loss_{name}" for name in features],
         *[f"gate_{gate}_{side}" for gate in "ifo" for side in ("left", "right")],
-        "forget_time_constant", "top_correlated", "top_correlated_r"]
+        "forget_time_constant", "forget_time_constant_product", "top_correlated", "top_correlated_r"]
     assert len(neurons) == sum(values.shape[1] for values in fresh.states.values())
     labelled = neurons[neurons["labels"].notna()]
     strongest = labelled["labels"].str.split(" ").str[0]
@@ -113,8 +112,11 @@ def test_neurons_csv_matches_a_recomputation_from_a_fresh_capture(neurons: pd.Da
             np.histogram(values[:, n], bins=n_bins, range=(-half_width, half_width))[0]
             for n in range(values.shape[1])
         ])  # (H, B)
-        p = counts / counts.sum(axis=1, keepdims=True)
-        q = p.mean(axis=0)
+        below = (values < -half_width).sum(axis=0)
+        above = (values > half_width).sum(axis=0)
+        every = np.concatenate([below[:, None], counts, above[:, None]], axis=1) + 0.5  # add-0.5
+        p = every / every.sum(axis=1, keepdims=True)
+        q = every.mean(axis=0) / every.mean(axis=0).sum()
         rows = neurons[(neurons["layer"] == layer) & (neurons["state"] == state)]
         rows = rows.set_index("neuron")
         for n in (0, values.shape[1] // 2, values.shape[1] - 1):
@@ -125,10 +127,9 @@ def test_neurons_csv_matches_a_recomputation_from_a_fresh_capture(neurons: pd.Da
             assert row["std"] == pytest.approx(x.std(), rel=1e-6)
             near = np.abs(values[:, n]) <= np.float32(0.01)
             assert row["frac_near_zero"] == pytest.approx(near.mean())
-            # entropy() renormalises, as the analysis does after adding its epsilon
-            p_n, q_n = p[n] + KL_EPSILON, q + KL_EPSILON
-            assert row["kl_p_q"] == pytest.approx(entropy(p_n, q_n), rel=1e-5)
-            assert row["kl_q_p"] == pytest.approx(entropy(q_n, p_n), rel=1e-5)
+            assert row["kl_p_q"] == pytest.approx(entropy(p[n], q), rel=1e-5)
+            assert row["kl_q_p"] == pytest.approx(entropy(q, p[n]), rel=1e-5)
+            assert row["share_outside"] == pytest.approx((below[n] + above[n]) / len(x))
             assert row["score"] == pytest.approx(row["kl_p_q"] + row["kl_q_p"], rel=1e-6)
 
 
@@ -277,3 +278,57 @@ def test_near_zero_neurons_are_listed_apart_and_get_no_page(tmp_path: Path) -> N
         assert "<script>alert" not in page.read_text(encoding="utf-8"), page
     first_page = next((out / "neuron").glob("*.html")).read_text(encoding="utf-8")
     assert "&lt;/td&gt;&lt;script&gt;" in first_page
+
+
+def test_unit_page_states_its_share_outside_the_interval_from_one_percent(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    tokens = [f"w{t % 7}" for t in range(500)]
+    h = rng.uniform(-0.9, 0.9, (500, 4)).astype(np.float32)  # (T, 4)
+    h[:150, 0] = 1.5  # 30% beyond the interval [-1, 1]
+    h[:5, 1] = -1.2  # 1%: at the threshold, not stated
+    h[:6, 2] = -1.2  # 1.2%: stated
+    report = synthetic_report(tokens, {(1, "h"): h})
+    out = write_site(report, tmp_path / "site", SiteOptions(top_neurons=4))
+    pages = {n: (out / "neuron" / f"L1-h-{n:04d}.html").read_text(encoding="utf-8")
+             for n in range(4)}
+    said = re.compile(r"([\d.]+)% of this neuron's values lie outside the histogram's interval "
+                      r"\[-1\.0, 1\.0\]")
+    assert [said.findall(pages[n]) for n in range(4)] == [["30.0"], [], ["1.2"], []]
+    assert report.distributions[(1, "h")].rank[0] == 1  # counted, not lost: the most distinct
+
+
+def test_neurons_page_and_report_json_state_the_rankings_stability(site: Path, fresh: Capture,
+                                                                   neurons: pd.DataFrame) -> None:
+    """Recomputed here: each half's counts by np.histogram, add-0.5 smoothing, scipy's KL and
+    Spearman, over the neurons that are not near zero."""
+    from scipy.stats import spearmanr
+
+    records = {r["state"]: r for r in
+               json.loads((site / "data" / "report.json").read_text())["ranking_stability"]}
+    page = (site / "neurons.html").read_text(encoding="utf-8")
+    assert set(records) == {f"L{layer}-{state}" for layer, state in fresh.states}
+    for (layer, state), values in fresh.states.items():
+        half_width = 1.0 if state == "h" else CELL_INTERVAL
+        scores = []
+        for half in (values[: len(values) // 2], values[len(values) // 2 :]):
+            every = np.stack([np.concatenate([
+                [(half[:, n] < -half_width).sum()],
+                np.histogram(half[:, n], bins=round(200 * half_width), range=(-half_width, half_width))[0],
+                [(half[:, n] > half_width).sum()]]) for n in range(values.shape[1])]) + 0.5
+            p = every / every.sum(axis=1, keepdims=True)
+            q = every.mean(axis=0) / every.mean(axis=0).sum()
+            scores.append(np.array([entropy(p[n], q) + entropy(q, p[n]) for n in range(len(p))]))
+        rows = neurons[(neurons["layer"] == layer) & (neurons["state"] == state)].sort_values("neuron")
+        kept = rows["near_zero"].to_numpy() == 0
+        first, second = scores[0][kept], scores[1][kept]
+        top_n = min(20, int(kept.sum()))
+        overlap = len(set(np.argsort(-first, kind="stable")[:top_n])
+                      & set(np.argsort(-second, kind="stable")[:top_n]))
+        rho = spearmanr(first, second)[0]
+        record = records[f"L{layer}-{state}"]
+        assert (record["top_n"], record["top_overlap"]) == (top_n, overlap)
+        assert record["spearman"] == pytest.approx(rho, abs=1e-9)
+        assert (record["rank_by"], record["kl_smoothing"]) == ("score", 0.5)
+        section = state_section(page, f"L{layer}-{state}")
+        assert (f"{overlap} of the top {top_n} are in both halves' top {top_n}; Spearman's ρ "
+                f"between the halves' scores is {rho:.3f}") in html.unescape(section)

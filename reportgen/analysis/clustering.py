@@ -44,6 +44,7 @@ LINKAGE_TITLES = {"single": "single linkage on the map", "ward": "ward linkage o
                   "ward_pca": "ward linkage on the PCA states"}
 COLLINEAR_TOLERANCE = 1e-10  # smaller-to-larger singular value ratio treated as a straight line
 TOP_WORDS = 10  # words shown per cluster in tables; the export keeps all of them
+CLASS_SHOWN_SHARE = 0.5  # a cluster is named by its class (pages, clusters.csv) from this share
 
 Cut = tuple[str, int]  # (linkage, clusters asked for)
 

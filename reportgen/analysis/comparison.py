@@ -15,8 +15,8 @@ Definitions, and why:
 - near-zero neurons: those the distributions analysis flags (more than 90% of values within
   [-0.01, 0.01]); near_zero_share is their count over the layer's neurons.
 - KL score: KL(p||q) + KL(q||p) of each neuron against its layer's average, whatever the report
-  ranked by, so that the models' scores mean the same. Neurons without values in the histogram
-  interval have no score and are left out; near-zero neurons are kept, since how far they are
+  ranked by, so that the models' scores mean the same. Every neuron has one, its values outside
+  the interval counted in the overflow bins; near-zero neurons are kept, since how far they are
   from the average is part of what dropout changes. The box plot is drawn from quartiles
   computed here (linear interpolation, `np.quantile`), with whiskers to the lowest and highest
   score, so the page carries five numbers per model and state instead of every neuron.
@@ -62,7 +62,7 @@ class StateFigures:
     n_neurons: int
     mean_abs: float  # mean |activation| over all positions and neurons
     n_near_zero: int
-    kl_scores: np.ndarray  # (H,) float64 KL(p||q) + KL(q||p), NaN without values in the interval
+    kl_scores: np.ndarray  # (H,) float64 KL(p||q) + KL(q||p) of add-k smoothed counts
     labels: tuple[tuple[str, ...], ...] = ()  # H tuples of feature names, strongest first; () unknown
 
     @property

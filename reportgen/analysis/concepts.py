@@ -21,11 +21,7 @@ or `in_heading` on a text whose heading words never occur elsewhere) is *decided
 on this text: it has no within-word figure, and a unit's label for it says that the unit fires
 on those words.
 
-**Labels.** A neuron gets every feature as a label whose |AUROC - 0.5| is at least the
-threshold (0.4: AUROC >= 0.9 or <= 0.1) and, unless the word decides the feature, whose
-within-word AUROC lies at least `within_threshold` from 0.5 on the same side. Labels are ordered
-strongest first, by |AUROC - 0.5|, equal distances in feature order. AUROCs below 0.5 mean the
-neuron is low on the feature.
+**Labels** follow the rule of `reportgen.analysis.labels`.
 """
 
 from __future__ import annotations
@@ -36,25 +32,19 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from reportgen.analysis.labels import (LABEL_THRESHOLD, WITHIN_THRESHOLD, WORD_SHARE, Label,
+                                       check_word_share, label_neurons)
 from reportgen.capture import Capture, StateKey, state_name
 from reportgen.charts import concept_auroc_chart
 from reportgen.errors import ReportgenError
 from reportgen.progress import Progress, progress_enabled
 from reportgen.features import TokenFeatures
 
-LABEL_THRESHOLD = 0.4
-WITHIN_THRESHOLD = 0.3  # within-word |AUROC - 0.5| a label of a feature the word does not decide
 MIN_WITHIN_PAIRS = 100  # fewer same-word pairs than this give no within-word figure
-# AUROCs are ratios of integers and thresholds decimals, so float rounding can put an AUROC
-# that is exactly at the threshold a hair below it (19/20 - 0.5 < 0.45); this slack keeps it.
-LABEL_TOLERANCE = 1e-9
 INDEX_UNITS = 1  # units per direction, layer and state in the concept index; each gets a page
 # (two each gave a 2x650 model 196 pages beyond its top 80 by KL, a third of the report)
 INDEX_MIN_DISTANCE = 0.2  # |AUROC - 0.5| below which a unit is not listed in the index at all
 RANK_CHUNK_VALUES = 1 << 21  # activations ranked at once: 2M, about 100 MB of sort buffers
-
-
-Label = tuple[str, float]  # (feature, AUROC)
 
 
 @dataclass(frozen=True)
@@ -119,6 +109,7 @@ class ConceptResult:
     threshold: float
     within_threshold: float = WITHIN_THRESHOLD
     descriptions: dict[str, str] | None = None  # feature -> what it means, in words
+    word_share: float = WORD_SHARE  # the most units a feature the word decides may label
 
     def __getitem__(self, key: StateKey) -> NeuronConcepts:
         return self.states[key]
@@ -173,6 +164,7 @@ def analyse_concepts(
     chunk_values: int = RANK_CHUNK_VALUES,
     progress: bool | None = False,
     within_threshold: float = WITHIN_THRESHOLD,
+    word_share: float = WORD_SHARE,
 ) -> ConceptResult:
     """AUROC and within-word AUROC of every neuron of every layer and state for every feature,
     and their labels.
@@ -183,6 +175,7 @@ def analyse_concepts(
         if not 0 < value <= 0.5:
             raise ReportgenError(
                 f"the {name}concept label threshold must be in (0, 0.5], got {value!r}")
+    check_word_share(word_share)
     if capture.n_tokens == 0:
         raise ReportgenError("the capture holds no tokens; give a text with at least one token")
     if features.n_tokens != capture.n_tokens:
@@ -196,10 +189,12 @@ def analyse_concepts(
         for key in capture.keys:
             auroc, within, decided = neuron_aurocs_with_words(
                 capture.states[key], positives, words, chunk_values, bar)
-            labels = label_neurons(auroc, within, decided, names, threshold, within_threshold)
+            labels = label_neurons(auroc, within, decided, names, threshold, within_threshold,
+                                   word_share)
             states[key] = NeuronConcepts(key, names, auroc, within, decided, labels)
     return ConceptResult(states=states, features=names, threshold=threshold,
-                         within_threshold=within_threshold, descriptions=dict(features.descriptions))
+                         within_threshold=within_threshold, descriptions=dict(features.descriptions),
+                         word_share=word_share)
 
 
 def word_ids(tokens: list[str]) -> np.ndarray:
@@ -361,28 +356,3 @@ def tied_ranks(ordered: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
     first = np.maximum.accumulate(np.where(starts_run, positions, 0), axis=1)
     last = np.minimum.accumulate(np.where(ends_run, positions, n - 1)[:, ::-1], axis=1)[:, ::-1]
     return (first + last) / 2 + 1 - group_start
-
-
-def label_neurons(
-    auroc: np.ndarray,  # (H, F)
-    within: np.ndarray,  # (H, F) within-word AUROC, NaN where undefined
-    word_decided: np.ndarray,  # (F,) bool
-    features: tuple[str, ...],
-    threshold: float = LABEL_THRESHOLD,
-    within_threshold: float = WITHIN_THRESHOLD,
-) -> list[tuple[Label, ...]]:
-    """Each neuron's labels, strongest first: the features whose AUROC passes `threshold` and,
-    unless the word decides the feature, whose within-word AUROC passes `within_threshold` on
-    the same side of 0.5."""
-    distance = np.nan_to_num(np.abs(auroc - 0.5), nan=-1.0)  # (H, F), NaN never passes
-    passes = distance >= threshold - LABEL_TOLERANCE
-    side = np.sign(auroc - 0.5)
-    within_passes = (np.nan_to_num(np.abs(within - 0.5), nan=-1.0)
-                     >= within_threshold - LABEL_TOLERANCE) & (np.sign(within - 0.5) == side)
-    passes &= within_passes | word_decided[None, :]
-    labels = []
-    for neuron in range(len(auroc)):
-        chosen = np.flatnonzero(passes[neuron])
-        chosen = chosen[np.argsort(-distance[neuron, chosen], kind="stable")]
-        labels.append(tuple((features[f], float(auroc[neuron, f])) for f in chosen))
-    return labels

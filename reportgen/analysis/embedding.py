@@ -27,8 +27,8 @@ import pandas as pd
 from openTSNE.affinity import MultiscaleMixture
 from sklearn.decomposition import PCA
 
-from reportgen.analysis.clustering import (LINKAGES, ClusterRow, Cut, check_cut, check_linkage,
-                                           cluster_tables, cut_labels)
+from reportgen.analysis.clustering import (CLASS_SHOWN_SHARE, LINKAGES, ClusterRow, Cut,
+                                           check_cut, check_linkage, cluster_tables, cut_labels)
 from reportgen.capture import Capture, StateKey, state_name
 from reportgen.charts import embedding_chart
 from reportgen.errors import ReportgenError
@@ -155,17 +155,27 @@ class EmbeddingResult:
 
     def clusters_frame(self, every_cut: bool = False) -> pd.DataFrame:
         """clusters.csv rows: layer, state, linkage, cluster, size, words (all of them), class,
-        class_share, at the default cut; `every_cut` gives every cut, with n_clusters first
-        (0 for a distance threshold)."""
+        class_share, top_class, top_class_share, at the default cut; `every_cut` gives every
+        cut, with n_clusters first (0 for a distance threshold).
+
+        `class` names the cluster only where at least `CLASS_SHOWN_SHARE` of its points belong
+        to its most common class, as the page does: a 423-token cluster of nouns is not
+        "pronoun" because 1.2% of it is. Below that, `class` and `class_share` are empty, and
+        `top_class` and `top_class_share` still give the plurality."""
         layer, state = self.key
         cuts = self.options.all_cuts if every_cut else (self.options.default_cut,)
-        rows = [
-            (k, layer, state, name, row.cluster, row.size, row.words_text(), row.word_class,
-             round(row.class_share, 6))
-            for k in cuts for name in LINKAGES for row in self.cut_tables[(name, k)]
-        ]
+        rows = []
+        for k in cuts:
+            for name in LINKAGES:
+                for row in self.cut_tables[(name, k)]:
+                    share = round(row.class_share, 6)
+                    named = bool(row.word_class) and row.class_share >= CLASS_SHOWN_SHARE
+                    rows.append((k, layer, state, name, row.cluster, row.size, row.words_text(),
+                                 row.word_class if named else "", share if named else np.nan,
+                                 row.word_class, share))
         frame = pd.DataFrame(rows, columns=["n_clusters", "layer", "state", "linkage", "cluster",
-                                            "size", "words", "class", "class_share"])
+                                            "size", "words", "class", "class_share", "top_class",
+                                            "top_class_share"])
         return frame if every_cut else frame.drop(columns="n_clusters")
 
     def recluster(

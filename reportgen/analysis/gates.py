@@ -8,9 +8,19 @@ encoder's dropout is off in eval mode) and the layer below's h_t above it; h_{-1
 state the capture starts from.
 
 An LSTM's gates are i, f and o (torch's rows i, f, g, o); a GRU's are r and z (rows r, z, n),
-and its z plays the forget gate's part: h_t = (1 - z) n + z h_{t-1}. A unit's memory time
-constant is -1 / ln(mean gate), the number of steps over which a gate held at its mean shrinks
-what the unit carries by a factor e. Plain RNNs have no gates.
+and its z plays the forget gate's part: h_t = (1 - z) n + z h_{t-1}. Plain RNNs have no gates.
+
+Two memory time constants, in tokens, both the number of steps over which what a unit carries
+shrinks by a factor e:
+- `time_constant`, -1 / ln(mean f): with the gate held at its mean (Karpathy et al. 2015's
+  reading of the mean gate);
+- `product_time_constant`, -1 / mean(ln f): the decay the product of the actual gates implies,
+  since f_1 f_2 ... f_n = exp(n mean(ln f)). By Jensen's inequality mean(ln f) <= ln(mean f),
+  so it is never longer: a unit whose gate is mostly open but sometimes shut forgets at the
+  shutting, which the first figure hides.
+A gate whose every value is exactly 1 in float32 (a sigmoid saturates there from a
+pre-activation of about 17) gives ln 1 = 0 and a time constant of +inf, never -inf: these are
+the longest memories, and they are kept in every median, histogram and export.
 """
 
 from __future__ import annotations
@@ -79,7 +89,8 @@ class LayerGates:
     left: np.ndarray  # (G, H) share of positions where the gate is below LEFT
     right: np.ndarray  # (G, H) share of positions where the gate is above RIGHT
     mean: np.ndarray  # (G, H) the gate's mean over the text
-    time_constant: np.ndarray  # (H,) -1 / ln(mean of the memory gate), in tokens
+    time_constant: np.ndarray  # (H,) -1 / ln(mean of the memory gate), in tokens, +inf at 1
+    product_time_constant: np.ndarray  # (H,) -1 / mean(ln of the memory gate), +inf at 1
 
 
 @dataclass
@@ -102,8 +113,8 @@ class GateResult:
             for index, gate in enumerate(stats.gates):
                 columns[f"gate_{gate}_left"] = stats.left[index]
                 columns[f"gate_{gate}_right"] = stats.right[index]
-            finite = np.isfinite(stats.time_constant)
-            columns["forget_time_constant"] = np.where(finite, stats.time_constant, np.nan)
+            columns["forget_time_constant"] = stats.time_constant  # +inf written as inf
+            columns["forget_time_constant_product"] = stats.product_time_constant
             for state in states:
                 frame = pd.DataFrame(columns)
                 frame.insert(0, "neuron", np.arange(stats.left.shape[1]))
@@ -143,6 +154,9 @@ def analyse_layer(capture: Capture, weights: GateWeights, layer: int, chunk: int
     left = torch.zeros(len(names) * hidden, dtype=torch.float64)
     right = torch.zeros_like(left)
     total = torch.zeros_like(left)
+    memory_rows = slice(names.index(MEMORY_GATE[weights.rnn_type]) * hidden,
+                        (names.index(MEMORY_GATE[weights.rnn_type]) + 1) * hidden)
+    total_log = torch.zeros(hidden, dtype=torch.float64)  # sum of ln f of the memory gate
     for start in range(0, n_tokens, chunk):
         stop = min(start + chunk, n_tokens)
         gates = gate_values(weights.layers[layer - 1],
@@ -151,13 +165,23 @@ def analyse_layer(capture: Capture, weights: GateWeights, layer: int, chunk: int
         left += (gates < LEFT).sum(dim=0)
         right += (gates > RIGHT).sum(dim=0)
         total += gates.sum(dim=0, dtype=torch.float64)
+        total_log += gates[:, memory_rows].double().log_().sum(dim=0)
     shape = (len(names), hidden)
     mean = (total / n_tokens).numpy().reshape(shape)
     memory = mean[names.index(MEMORY_GATE[weights.rnn_type])]  # (H,)
     with np.errstate(divide="ignore"):
-        time_constant = -1.0 / np.log(memory)
+        log_of_mean = np.log(memory)  # (H,) <= 0
     return LayerGates(layer, names, (left / n_tokens).numpy().reshape(shape),
-                      (right / n_tokens).numpy().reshape(shape), mean, time_constant)
+                      (right / n_tokens).numpy().reshape(shape), mean,
+                      time_constants(log_of_mean), time_constants((total_log / n_tokens).numpy()))
+
+
+def time_constants(log_gate: np.ndarray) -> np.ndarray:
+    """(H,) -1 / x of a ln(mean f) or mean(ln f), which are <= 0: +inf where x is 0 (a gate
+    of exactly 1), 0 where x is -inf (a gate of exactly 0)."""
+    result = np.full(log_gate.shape, np.inf)
+    np.divide(-1.0, log_gate, out=result, where=log_gate < 0)
+    return result
 
 
 def analyse_gates(capture: Capture, weights: GateWeights, chunk: int = CHUNK) -> GateResult:

@@ -14,8 +14,9 @@ Choices this module makes, and why:
   shape, narrow enough that one saturated cell does not stretch every histogram.
   `cell_interval` overrides a (rounded up to 0.01 too). The `h` of an RNN_RELU has no bound
   either (`unbounded_hidden`): its a is the 99.9th percentile of |h| in the same way (the
-  option `cell_interval` does not apply to it). Values outside the interval are left out of
-  the histogram, and their share is reported.
+  option `cell_interval` does not apply to it). Values outside the interval are counted in
+  two overflow slots, below and above, so that no value is lost: a counter-like unit whose
+  values mostly lie beyond the interval keeps them in its distribution and its KL.
 - Values are compared in float32 against float32 bin edges, exactly as `np.histogram(x32,
   bins=B, range=(-a, a))` places them: a value on an edge goes to the bin on its right, and a
   value equal to the upper end goes to the last bin. float16 states are cast to float32 first,
@@ -112,11 +113,13 @@ def histogram_counts(
     values: np.ndarray,  # (T, H) float32 or float16
     edges: np.ndarray,  # (B+1,) float32 from `bin_edges`
     chunk_rows: int = CHUNK_ROWS,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Counts per neuron and bin, (H, B) int64, and values outside the edges per neuron, (H,).
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Counts per neuron and bin, (H, B) int64, and the values below and above the edges per
+    neuron, (H,) int64 each (NaN and +inf count as above, -inf as below).
 
     Each chunk's bin indices are offset by neuron times (B + 1), the extra slot collecting the
-    values outside (and NaN), so one `np.bincount` counts every neuron of the chunk.
+    values outside (and NaN), so one `np.bincount` counts every neuron of the chunk; the values
+    below are counted apart, by comparison with the first edge.
     """
     n_neurons = values.shape[1]
     n_bins = len(edges) - 1
@@ -127,16 +130,27 @@ def histogram_counts(
         )
     offsets = np.arange(n_neurons, dtype=np.int32) * np.int32(slots)  # (H,)
     totals = np.zeros(n_neurons * slots, dtype=np.int64)
+    below = np.zeros(n_neurons, dtype=np.int64)
     rows = min(chunk_rows, values.shape[0])
     # Reused for every chunk: fresh 30 MB arrays per chunk cost as much as the arithmetic.
     position = np.empty((rows, n_neurons), dtype=np.float32)
     index = np.empty((rows, n_neurons), dtype=np.int32)
     for chunk in float32_chunks(values, chunk_rows):
+        below += np.count_nonzero(chunk < edges[0], axis=0)
         chunk_index = bin_indices(chunk, edges, position[: len(chunk)], index[: len(chunk)])
         np.add(chunk_index, offsets, out=chunk_index)
         totals += np.bincount(chunk_index.ravel(), minlength=n_neurons * slots)
     totals = totals.reshape(n_neurons, slots)
-    return totals[:, :n_bins].copy(), totals[:, n_bins].copy()
+    return totals[:, :n_bins].copy(), below, totals[:, n_bins] - below
+
+
+def overflow_counts(
+    counts: np.ndarray,  # (H, B)
+    below: np.ndarray,  # (H,)
+    above: np.ndarray,  # (H,)
+) -> np.ndarray:
+    """(H, B + 2) int64: the values below the interval, its bins, then the values above."""
+    return np.concatenate([below[:, None], counts, above[:, None]], axis=1)
 
 
 def float32_chunks(values: np.ndarray, chunk_rows: int = CHUNK_ROWS) -> Iterator[np.ndarray]:
@@ -237,13 +251,7 @@ def stream_moments(values: np.ndarray, chunk_rows: int = CHUNK_ROWS) -> Moments:
     return Moments(values.shape[0], total, shifted_total, shifted_squares, total_abs, near_zero_count)
 
 
-def neuron_distributions(counts: np.ndarray) -> np.ndarray:
-    """(H, B) float64 p_n: each row of counts over its total; rows without counts stay zero."""
-    totals = counts.sum(axis=1, keepdims=True)
-    return np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
-
-
-def average_distribution(p: np.ndarray, has_values: np.ndarray | None = None) -> np.ndarray:
-    """(B,) float64 q: the mean of the rows of p that have values."""
-    rows = p if has_values is None else p[has_values]
-    return rows.mean(axis=0) if len(rows) else np.zeros(p.shape[1])
+def neuron_distributions(counts: np.ndarray, n_values: int) -> np.ndarray:
+    """(H, B) float64: each bin's count over the neuron's n_values, those outside included, so a
+    neuron's bars sum to the share of its values inside the interval."""
+    return counts / max(n_values, 1)

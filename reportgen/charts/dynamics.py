@@ -47,7 +47,7 @@ def gate_saturation_chart(records: Sequence[dict[str, object]], gates: Sequence[
 def time_constant_chart(records: Sequence[dict[str, object]], title: str,
                         axis_title: str) -> alt.Chart:
     """A histogram of time constants binned in Python on a log scale. Records: start, end
-    (tokens) and count."""
+    (tokens), count, and last: the bin's upper end in words, "∞" where it holds infinite ones."""
     chart = alt.Chart(alt.Data(values=list(records)), title=title).mark_bar()
     return chart.encode(
         x=alt.X("start:Q", title=axis_title, scale=alt.Scale(type="log")),
@@ -55,7 +55,7 @@ def time_constant_chart(records: Sequence[dict[str, object]], title: str,
         y=alt.Y("count:Q", title="units"),
         y2=alt.datum(0),
         tooltip=[alt.Tooltip("start:Q", title="from", format=".3g"),
-                 alt.Tooltip("end:Q", title="to", format=".3g"),
+                 alt.Tooltip("last:N", title="to"),
                  alt.Tooltip("count:Q", title="units")],
     ).properties(width=420, height=PANEL)
 

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 from altair.utils.schemapi import debug_mode
 
-from reportgen.analysis.clustering import LINKAGE_TITLES, TOP_WORDS
+from reportgen.analysis.clustering import CLASS_SHOWN_SHARE, LINKAGE_TITLES, TOP_WORDS
 from reportgen.analysis.embedding import EmbeddingResult
 from reportgen.capture import state_name
 from reportgen.charts import (CUT_PARAM, HIGHLIGHT_PARAM, LINKAGE_PARAM, MIN_SIZE_PARAM,
@@ -30,7 +30,6 @@ PAGE = "clusters.html"
 CHART_ID = "clusters"
 DEFAULT_LINKAGE = "ward_pca"  # the best word classes on a real model; see README "Choosing the cut"
 CLUSTERS_BY_CUT = "clusters_by_cut.csv"
-CLASS_SHOWN_SHARE = 0.5  # a table names a cluster's class when at least this share is of it
 
 
 def section(report: ModelReport) -> Section | None:

@@ -87,6 +87,7 @@ def pages(report: ModelReport, options: SiteOptions) -> list[Page]:
             "blocks": feature_blocks(report),
             "threshold": report.concepts.threshold,
             "within_threshold": report.concepts.within_threshold,
+            "word_share": report.concepts.word_share,
             "per_direction": INDEX_UNITS,
             "min_distance": INDEX_MIN_DISTANCE,
         },

@@ -32,7 +32,9 @@ def section(report: ModelReport) -> Section | None:
 @dataclass(frozen=True)
 class LayerSummary:
     name: str  # "L1"
-    median_time_constant: float
+    median_time_constant: float  # over every unit, +inf ones included: may itself be +inf
+    median_product_time_constant: float  # of -1 / mean(ln gate), the same way
+    infinite: int  # units whose gate is exactly 1: time constant +inf
     long_memory: int  # units whose time constant exceeds LONG_MEMORY tokens
     n_units: int
     saturation: ChartSpec
@@ -50,16 +52,30 @@ def saturation_records(stats: LayerGates, hrefs: dict[int, str]) -> list[dict[st
 
 
 def time_constant_records(time_constants: np.ndarray) -> list[dict[str, object]]:
-    """Counts in log-spaced bins, BINS_PER_DECADE to a decade, over the finite values (H,)."""
-    finite = time_constants[np.isfinite(time_constants) & (time_constants > 0)]
-    if finite.size == 0:
+    """Counts in log-spaced bins, BINS_PER_DECADE to a decade, over the positive values (H,).
+
+    +inf (a gate of exactly 1) counts in the last bin, which then reaches "∞" in its record's
+    `last` field: the longest memories stay in the chart. Without finite values the bins span
+    the decade [1, 10), and the infinite ones sit in its last bin.
+    """
+    positive = time_constants[time_constants > 0]
+    finite = positive[np.isfinite(positive)]
+    infinite = int(np.count_nonzero(np.isinf(positive)))
+    if positive.size == 0:
         return []
-    low = np.floor(np.log10(finite.min()) * BINS_PER_DECADE) / BINS_PER_DECADE
-    high = np.ceil(np.log10(finite.max()) * BINS_PER_DECADE) / BINS_PER_DECADE
+    if finite.size:
+        low = np.floor(np.log10(finite.min()) * BINS_PER_DECADE) / BINS_PER_DECADE
+        high = np.ceil(np.log10(finite.max()) * BINS_PER_DECADE) / BINS_PER_DECADE
+    else:
+        low, high = 0.0, 1.0
     edges = 10 ** np.linspace(low, high, max(1, round((high - low) * BINS_PER_DECADE)) + 1)
     counts, _ = np.histogram(finite, bins=edges)
-    return [{"start": float(a), "end": float(b), "count": int(n)}
-            for a, b, n in zip(edges[:-1], edges[1:], counts) if n]
+    counts[-1] += infinite
+    records = [{"start": float(a), "end": float(b), "count": int(n), "last": f"{b:.3g}"}
+               for a, b, n in zip(edges[:-1], edges[1:], counts)]
+    if infinite:
+        records[-1]["last"] = "∞"
+    return [record for record in records if record["count"]]
 
 
 def unit_pages(report: ModelReport, layer: int) -> dict[int, str]:
@@ -81,10 +97,11 @@ def layer_summary(report: ModelReport, stats: LayerGates) -> LayerSummary:
     histogram = time_constant_chart(time_constant_records(stats.time_constant),
                                     f"{name}: memory time constants",
                                     f"−1 / ln(mean {memory}), tokens (log scale)")
-    finite = stats.time_constant[np.isfinite(stats.time_constant)]
     return LayerSummary(
         name=name,
-        median_time_constant=float(np.median(finite)) if finite.size else float("nan"),
+        median_time_constant=float(np.median(stats.time_constant)),
+        median_product_time_constant=float(np.median(stats.product_time_constant)),
+        infinite=int(np.count_nonzero(np.isinf(stats.time_constant))),
         long_memory=int(np.count_nonzero(stats.time_constant > LONG_MEMORY)),
         n_units=stats.left.shape[1],
         saturation=ChartSpec(f"saturation-{name}", page_spec(saturation),
@@ -92,7 +109,8 @@ def layer_summary(report: ModelReport, stats: LayerGates) -> LayerSummary:
                              "open it.", f"{name}-gate-saturation"),
         time_constants=ChartSpec(f"time-constants-{name}", page_spec(histogram),
                                  f"{name}: the units' time constants, {BINS_PER_DECADE} bins "
-                                 "a decade.", f"{name}-time-constants"),
+                                 "a decade; a unit whose gate is exactly 1 (time "
+                                 "constant ∞) counts in the last bin.", f"{name}-time-constants"),
     )
 
 

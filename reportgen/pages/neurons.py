@@ -22,6 +22,7 @@ import pandas as pd
 
 from reportgen.analysis.concepts import ConceptResult, NeuronConcepts
 from reportgen.analysis.distributions import NeuronStats
+from reportgen.analysis.divergences import RANK_BY_TITLES, Stability
 from reportgen.analysis.paged_units import PagedUnits
 from reportgen.capture import StateKey, state_name
 from reportgen.csv_safety import neutralise_formulas
@@ -35,6 +36,7 @@ from reportgen.pages.unit_matches import unit_matches
 from reportgen.results import ModelReport
 
 PAGE = "neurons.html"
+OUTSIDE_SHOWN = 0.01  # a unit's page states its share outside the interval from this share up
 
 
 def section(report: ModelReport) -> Section | None:
@@ -59,12 +61,14 @@ class RankingRow:
     href: str
     kl_p_q: float
     kl_q_p: float
+    js: float
     score: float
     label: str
     label_auroc: float
     labels: str  # every label as `feature:auroc`, strongest first
     mean: float
     mean_abs: float
+    share_outside: float  # of the neuron's values, in the overflow slots
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,8 @@ class StateSummary:
     mean_abs_activation: float
     n_neurons: int
     rank_by: str
+    kl_smoothing: float
+    stability: Stability
     rows: list[RankingRow]
     near_zero: list[NearZeroNeuron]
     average_chart: ChartSpec
@@ -133,12 +139,14 @@ def ranking_rows(stats: NeuronStats, concepts: NeuronConcepts | None,
             href=neuron_page_path(stats.key, neuron),
             kl_p_q=float(stats.kl_p_q[neuron]),
             kl_q_p=float(stats.kl_q_p[neuron]),
+            js=float(stats.js[neuron]),
             score=float(stats.score[neuron]),
             label=concepts.label[neuron] if concepts else "",
             label_auroc=float(concepts.label_auroc[neuron]) if concepts else math.nan,
             labels=concepts.labels_text(neuron) if concepts else "",
             mean=float(stats.mean[neuron]),
             mean_abs=float(stats.mean_abs[neuron]),
+            share_outside=float(stats.neuron_share_outside[neuron]),
         ))
     return rows
 
@@ -186,6 +194,8 @@ def state_summary(report: ModelReport, key: StateKey, top: list[int],
         mean_abs_activation=stats.mean_abs_activation,
         n_neurons=stats.n_neurons,
         rank_by=stats.rank_by,
+        kl_smoothing=stats.kl_smoothing,
+        stability=stats.stability,
         rows=ranking_rows(stats, concepts, top),
         near_zero=near_zero,
         average_chart=ChartSpec(
@@ -268,7 +278,9 @@ def neuron_page(report: ModelReport, key: StateKey, neurons: list[int], index: i
             "std": float(stats.std[neuron]),
             "frac_near_zero": float(stats.frac_near_zero[neuron]),
             "n_neurons": stats.n_neurons,
-            "rank_by": stats.rank_by,
+            "rank_by_title": RANK_BY_TITLES[stats.rank_by],
+            "outside_shown": OUTSIDE_SHOWN,
+            "interval": stats.interval,
             "scale": scale,
             "scale_legend": activation_legend(scale),
             "high_excerpts": excerpts(tokens, values, True, scale),
@@ -301,6 +313,8 @@ def pages(report: ModelReport, options: SiteOptions) -> list[Page]:
         context={
             "states": summaries,
             "top_neurons": paged_of(report).top_n,
+            "rank_by_titles": RANK_BY_TITLES,
+            "outside_shown": OUTSIDE_SHOWN,
         },
         charts=[chart for s in summaries for chart in (s.average_chart, s.kl_chart)],
     )

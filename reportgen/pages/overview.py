@@ -138,6 +138,8 @@ def export(report: ModelReport, data: Path) -> None:
         "notes": report.notes,
         "versions": library_versions(),
     }
+    if report.distributions is not None:
+        payload["ranking_stability"] = report.distributions.stability_records()
     (data / "report.json").write_text(
         json.dumps(json_safe(payload), indent=2, sort_keys=True, default=str, allow_nan=False)
         + "\n", encoding="utf-8"

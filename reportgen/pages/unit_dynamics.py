@@ -63,7 +63,8 @@ class BandContext:
 class UnitDynamics:
     gates: list[GateRow]  # empty for a plain RNN
     memory_gate: str
-    time_constant: float
+    time_constant: float  # -1 / ln(mean gate), +inf for a gate of exactly 1
+    product_time_constant: float  # -1 / mean(ln gate)
     correlated: bool  # whether this unit's partners were computed
     positive: list[Partner]
     negative: list[Partner]
@@ -77,14 +78,16 @@ class UnitDynamics:
         return [self.trace]
 
 
-def gate_rows(report: ModelReport, key: StateKey, neuron: int) -> tuple[list[GateRow], float]:
+def gate_rows(report: ModelReport, key: StateKey,
+              neuron: int) -> tuple[list[GateRow], float, float]:
+    """The unit's gate rows and its two time constants (`analysis.gates`)."""
     if report.gates is None:
-        return [], float("nan")
+        return [], float("nan"), float("nan")
     stats = report.gates.of_layer(key[0])
     rows = [GateRow(gate, GATE_TITLES.get(gate, gate), float(stats.left[index, neuron]),
                     float(stats.right[index, neuron]), float(stats.mean[index, neuron]))
             for index, gate in enumerate(stats.gates)]
-    return rows, float(stats.time_constant[neuron])
+    return rows, float(stats.time_constant[neuron]), float(stats.product_time_constant[neuron])
 
 
 def partners(report: ModelReport, key: StateKey, neuron: int,
@@ -200,7 +203,7 @@ def unit_dynamics(report: ModelReport, key: StateKey, neuron: int, figure: str,
     """The unit page's dynamics sections; `figure` is the stem of its figures under img/ ("" for
     none)."""
     values = report.capture.states[key][:, neuron].astype(np.float32)  # (T,)
-    gates, time_constant = gate_rows(report, key, neuron)
+    gates, time_constant, product_time_constant = gate_rows(report, key, neuron)
     positive, negative = partners(report, key, neuron, page_of)
     rng = np.random.default_rng([SEED, key[0], STATE_CODES[key[1]], neuron])
     trace, trace_range, feature = trace_chart(report, key, neuron, values, figure)
@@ -208,6 +211,7 @@ def unit_dynamics(report: ModelReport, key: StateKey, neuron: int, figure: str,
         gates=gates,
         memory_gate=report.gates.memory_gate if report.gates is not None else "",
         time_constant=time_constant,
+        product_time_constant=product_time_constant,
         correlated=was_correlated(report, key, neuron),
         positive=positive,
         negative=negative,
