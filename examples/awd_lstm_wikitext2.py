@@ -33,8 +33,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from reportgen.corpus import tokenize, vocabulary_from_folder
+from wikitext2_proof import VALID_LINES, split_folder  # the same split as the proof
 
-VALID_LINES = 1300  # lines of test.txt held out as the validation text
 
 
 class LockedDropout(nn.Module):
@@ -114,16 +114,6 @@ def with_salesforce_names(classes: dict[str, type]) -> dict[str, types.ModuleTyp
     return modules
 
 
-def split_folder(data: Path, folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    lines = (data / "test.txt").read_text(encoding="utf-8").splitlines(keepends=True)
-    (folder / "train.txt").write_text((data / "valid.txt").read_text(encoding="utf-8"),
-                                      encoding="utf-8")
-    (folder / "valid.txt").write_text("".join(lines[:VALID_LINES]), encoding="utf-8")
-    (folder / "test.txt").write_text("".join(lines[VALID_LINES:]), encoding="utf-8")
-    return folder
-
-
 def train(split: Path, out: Path, emsize: int, nhid: int, minutes: float, seed: int) -> None:
     """Truncated backpropagation through time with salesforce's regularisers, for `minutes`."""
     torch.manual_seed(seed)
@@ -189,10 +179,12 @@ def main() -> None:
     parser.add_argument("--nhid", type=int, default=192)
     parser.add_argument("--minutes", type=float, default=5.0, help="training time")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--valid-lines", type=int, default=VALID_LINES,
+                        help="lines of test.txt held out as the validation text")
     parser.add_argument("--max-tokens", type=int, default=None,
                         help="analyse only the first N tokens of the test text")
     args = parser.parse_args()
-    split = split_folder(args.data, args.work / "split")
+    split = split_folder(args.data, args.work / "split", args.valid_lines)
     checkpoint = args.work / "model.pt"
     if not checkpoint.exists():
         train(split, checkpoint, args.emsize, args.nhid, args.minutes, args.seed)

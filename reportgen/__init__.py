@@ -11,7 +11,6 @@ The whole report is `build_report(ReportConfig(...))`; every stage is public on 
 """
 
 from reportgen.analysis.alignment import align_models
-from reportgen.analysis.comparison import compare
 from reportgen.analysis.concepts import analyse_concepts
 from reportgen.analysis.distributions import analyse_distributions
 from reportgen.analysis.embedding import EmbeddingOptions, embed
@@ -21,7 +20,8 @@ from reportgen.capture import Capture, CaptureOptions, capture
 from reportgen.capture_cache import cached_capture
 from reportgen.checkpoint import load_checkpoint
 from reportgen.combine import combine_reports
-from reportgen.comparable import read_comparable
+from reportgen.comparable import compare_models as compare
+from reportgen.comparable import figures_of, read_comparable
 from reportgen.corpus import Vocabulary, tokenize, vocabulary_from_file, vocabulary_from_folder
 from reportgen.demo import run_demo
 from reportgen.errors import ReportgenError
@@ -41,7 +41,8 @@ __all__ = [
     "Capture", "CaptureOptions", "EmbeddingOptions", "ModelSpec", "NeuronOptions", "ReportConfig", "ReportgenError",
     "SiteOptions", "TrainConfig", "Vocabulary", "analyse_concepts", "analyse_distributions",
     "align_models", "build_report", "build_reports", "cached_capture", "capture", "combine_reports",
-    "compare", "compare_representations", "embed", "load_checkpoint", "read_comparable",
+    "compare", "compare_representations", "embed", "figures_of", "load_checkpoint",
+    "read_comparable",
     "read_feature_file", "run_demo", "sample_states", "token_features", "tokenize",
     "train", "train_sweep", "vocabulary_from_file", "vocabulary_from_folder",
 ]

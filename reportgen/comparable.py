@@ -17,17 +17,21 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from reportgen.analysis.comparison import ModelFigures, StateFigures, figures_of
+from reportgen.analysis.comparison import (PICKLE_FORMAT, Comparison, ModelFailure, ModelFigures,
+                                          StateFigures, compare)
 from reportgen.analysis.state_sample import SAMPLE_POSITIONS, StateSample, sample_states
-from reportgen.capture import state_name
+from reportgen.agreement_suites import BUILT_IN
+from reportgen.capture import StateKey, state_name
+from reportgen.corpus import vocabulary_sha256
 from reportgen.errors import ReportgenError
-from reportgen.results import ModelReport, json_safe
+from reportgen.results import ModelReport, ModelSummary, json_safe
 
 FOLDER = "comparable"  # under the model folder's data/
 FIGURES = "figures.json"
@@ -42,6 +46,76 @@ class ComparableReport:
     folder: Path  # the model's report folder
     figures: ModelFigures
     sample: StateSample | None  # None: rendered without --comparison-positions
+
+
+def training_settings(summary: ModelSummary) -> tuple[float | None, int | None]:
+    """(dropout, seed) as far as the report knows them; see the module docstring."""
+    metadata = summary.metadata
+    dropout = metadata.get("dropout")
+    if dropout is None and summary.checkpoint_format == PICKLE_FORMAT:
+        dropout = summary.hyperparameters.get("dropout")
+    seed = metadata.get("seed")
+    return (None if dropout is None else float(dropout)), (None if seed is None else int(seed))
+
+
+def optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def unit_labels(report: ModelReport, key: StateKey) -> tuple[tuple[str, ...], ...]:
+    """Each unit's concept labels (feature names, strongest first), to follow them across
+    models; () when the report has no concepts."""
+    if report.concepts is None or key not in report.concepts.states:
+        return ()
+    return tuple(tuple(feature for feature, _ in labels)
+                 for labels in report.concepts.states[key].labels)
+
+
+def figures_of(report: ModelReport, href: str = "") -> ModelFigures:
+    """Reduce a model's report to what the comparison needs; it must have its distributions."""
+    if report.distributions is None:
+        raise ReportgenError(
+            f"model {report.summary.name}: its report has no neuron distributions, which the "
+            "comparison needs; run analyse_distributions on its capture"
+        )
+    dropout, seed = training_settings(report.summary)
+    states = [
+        StateFigures(key, stats.n_neurons, stats.mean_abs_activation,
+                     int(stats.near_zero.sum()), stats.kl_p_q + stats.kl_q_p,
+                     unit_labels(report, key))
+        for key, stats in report.distributions.states.items()
+    ]
+    summary = report.summary
+    return ModelFigures(
+        name=summary.name, dropout=dropout, seed=seed, perplexity=summary.perplexity,
+        n_tokens=summary.n_tokens, text_name=summary.text_name,
+        text_sha256=summary.text_sha256,
+        vocabulary_sha256=vocabulary_sha256(report.capture.vocabulary),
+        vocabulary_size=summary.vocabulary_size,
+        valid_perplexity=optional_float(summary.metadata.get("valid_perplexity")),
+        test_perplexity=optional_float(summary.metadata.get("test_perplexity")),
+        states=states, href=href, agreement=task_accuracies(report),
+    )
+
+
+def task_accuracies(report: ModelReport) -> dict[str, float]:
+    """Accuracy of each task of the built-in agreement suite, over all its conditions."""
+    if report.agreement is None:
+        return {}
+    totals: dict[str, list[int]] = {}
+    for score in report.agreement.scores:
+        if score.suite == BUILT_IN:
+            total = totals.setdefault(score.task, [0, 0])
+            total[0] += score.correct
+            total[1] += score.n
+    return {task: correct / n for task, (correct, n) in totals.items() if n}
+
+
+def compare_models(reports: Sequence[ModelReport | ModelFigures],
+                   failures: Sequence[ModelFailure] = ()) -> Comparison:
+    """`reportgen.compare`: the comparison of reports held in memory (or of their figures)."""
+    return compare([item if isinstance(item, ModelFigures) else figures_of(item)
+                    for item in reports], failures)
 
 
 def figures_payload(figures: ModelFigures) -> dict[str, Any]:

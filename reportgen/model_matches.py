@@ -14,9 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from reportgen.analysis.alignment import OtherModels, align_models
-from reportgen.analysis.comparison import ModelFailure, ModelFigures, compare, figures_of
+from reportgen.analysis.comparison import ModelFailure, ModelFigures, compare
 from reportgen.analysis.state_sample import StateSample, sample_states
 from reportgen.capture import StateKey
+from reportgen.comparable import figures_of
 from reportgen.pages import SiteOptions
 from reportgen.results import ModelReport
 

@@ -16,7 +16,7 @@ from scipy.optimize import linear_sum_assignment
 
 from captures import make_capture
 from reportgen.analysis.alignment import UNMATCHED, align_models, align_units
-from reportgen.analysis.comparison import figures_of
+from reportgen.comparable import figures_of
 from reportgen.analysis.distributions import analyse_distributions
 from reportgen.analysis.similarity import compare_representations, linear_cka
 from reportgen.analysis.state_sample import (SAMPLE_POSITIONS, StateSample, sample_positions,

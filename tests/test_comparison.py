@@ -21,7 +21,9 @@ import torch
 
 from reportgen import combine, model_matches, multi_report
 from reportgen.analysis.ablation import AblationOptions
-from reportgen.analysis.comparison import COMPARISON_COLUMNS, ModelFailure, compare, figures_of
+from reportgen.analysis.comparison import COMPARISON_COLUMNS, ModelFailure
+from reportgen.comparable import compare_models as compare
+from reportgen.comparable import figures_of
 from reportgen.analysis.distributions import analyse_distributions
 from reportgen.analysis.embedding import EmbeddingOptions
 from reportgen.capture import Capture, state_name

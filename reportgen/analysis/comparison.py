@@ -38,12 +38,9 @@ import numpy as np
 import pandas as pd
 
 from reportgen.capture import StateKey, state_name
-from reportgen.agreement_suites import BUILT_IN
 from reportgen.charts import (agreement_against_dropout_chart, finite_or_none, kl_score_boxes_chart, mean_abs_against_dropout_chart,
                               near_zero_against_dropout_chart, perplexity_against_dropout_chart)
-from reportgen.corpus import vocabulary_sha256
 from reportgen.errors import ReportgenError
-from reportgen.results import ModelReport, ModelSummary
 
 COMPARISON_COLUMNS = (
     "model", "dropout", "seed", "perplexity", "n_tokens", "valid_perplexity", "test_perplexity",
@@ -106,69 +103,6 @@ class ModelFailure:
     name: str
     checkpoint: str
     message: str
-
-
-def training_settings(summary: ModelSummary) -> tuple[float | None, int | None]:
-    """(dropout, seed) as far as the report knows them; see the module docstring."""
-    metadata = summary.metadata
-    dropout = metadata.get("dropout")
-    if dropout is None and summary.checkpoint_format == PICKLE_FORMAT:
-        dropout = summary.hyperparameters.get("dropout")
-    seed = metadata.get("seed")
-    return (None if dropout is None else float(dropout)), (None if seed is None else int(seed))
-
-
-def optional_float(value: Any) -> float | None:
-    return None if value is None else float(value)
-
-
-def unit_labels(report: ModelReport, key: StateKey) -> tuple[tuple[str, ...], ...]:
-    """Each unit's concept labels (feature names, strongest first), to follow them across
-    models; () when the report has no concepts."""
-    if report.concepts is None or key not in report.concepts.states:
-        return ()
-    return tuple(tuple(feature for feature, _ in labels)
-                 for labels in report.concepts.states[key].labels)
-
-
-def figures_of(report: ModelReport, href: str = "") -> ModelFigures:
-    """Reduce a model's report to what the comparison needs; it must have its distributions."""
-    if report.distributions is None:
-        raise ReportgenError(
-            f"model {report.summary.name}: its report has no neuron distributions, which the "
-            "comparison needs; run analyse_distributions on its capture"
-        )
-    dropout, seed = training_settings(report.summary)
-    states = [
-        StateFigures(key, stats.n_neurons, stats.mean_abs_activation,
-                     int(stats.near_zero.sum()), stats.kl_p_q + stats.kl_q_p,
-                     unit_labels(report, key))
-        for key, stats in report.distributions.states.items()
-    ]
-    summary = report.summary
-    return ModelFigures(
-        name=summary.name, dropout=dropout, seed=seed, perplexity=summary.perplexity,
-        n_tokens=summary.n_tokens, text_name=summary.text_name,
-        text_sha256=summary.text_sha256,
-        vocabulary_sha256=vocabulary_sha256(report.capture.vocabulary),
-        vocabulary_size=summary.vocabulary_size,
-        valid_perplexity=optional_float(summary.metadata.get("valid_perplexity")),
-        test_perplexity=optional_float(summary.metadata.get("test_perplexity")),
-        states=states, href=href, agreement=task_accuracies(report),
-    )
-
-
-def task_accuracies(report: ModelReport) -> dict[str, float]:
-    """Accuracy of each task of the built-in agreement suite, over all its conditions."""
-    if report.agreement is None:
-        return {}
-    totals: dict[str, list[int]] = {}
-    for score in report.agreement.scores:
-        if score.suite == BUILT_IN:
-            total = totals.setdefault(score.task, [0, 0])
-            total[0] += score.correct
-            total[1] += score.n
-    return {task: correct / n for task, (correct, n) in totals.items() if n}
 
 
 def sort_key(model: ModelFigures) -> tuple:
@@ -337,10 +271,11 @@ def check_comparable(models: Sequence[ModelFigures]) -> None:
             )
 
 
-def compare(reports: Sequence[ModelReport | ModelFigures],
+def compare(models: Sequence[ModelFigures],
             failures: Sequence[ModelFailure] = ()) -> Comparison:
-    """Line up several models read on the same text: `.table` and `.charts()` for a notebook."""
-    models = [item if isinstance(item, ModelFigures) else figures_of(item) for item in reports]
+    """Line up the figures of several models read on the same text (`render.comparable`'s
+    `figures_of` makes them of a report): `.table` and `.charts()` for a notebook."""
+    models = list(models)
     if not models:
         raise ReportgenError("nothing to compare: give at least one model's report")
     check_comparable(models)
