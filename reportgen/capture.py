@@ -236,8 +236,8 @@ def next_word_log_probs(model: RNNModel | LayeredModel, h: torch.Tensor) -> torc
     """log p of every word (S, V) after top-layer states h (S, H), as the model's own output
     layer gives it: a log-softmax, or salesforce's split softmax. For any stage that needs the
     model's predictions from states; the capture itself keeps only what `Decoder` reduces."""
-    decoder = Decoder.of(model, "float32", h.device)
-    return torch.cat([decoder.log_probs(h[start : start + decoder.rows], False).clone()
+    decoder = Decoder.of(model, h.device)
+    return torch.cat([decoder.log_probs(h[start : start + decoder.rows]).clone()
                       for start in range(0, len(h), decoder.rows)])
 
 

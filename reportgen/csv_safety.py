@@ -13,6 +13,9 @@ from __future__ import annotations
 import pandas as pd
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# gzip for pandas.to_csv with the header's time set to 0, so a gzipped export's bytes are the
+# same from run to run
+GZIP_SAME_BYTES = {"method": "gzip", "mtime": 0}
 
 
 def neutralise_cell(value: object) -> object:

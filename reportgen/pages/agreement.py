@@ -22,7 +22,7 @@ from reportgen.charts import (
     screen_against_ablation_chart,
     unit_template_chart,
 )
-from reportgen.csv_safety import neutralise_formulas
+from reportgen.csv_safety import GZIP_SAME_BYTES, neutralise_formulas
 from reportgen.pages import ChartSpec, Page, Section, SiteOptions, page_spec
 from reportgen.pages.neurons import neuron_page_path
 from reportgen.results import ModelReport
@@ -154,7 +154,8 @@ def export(report: ModelReport, data: Path) -> None:
         "wrong": [item.wrong for item in result.items],
         "log_p_correct": result.log_p_correct, "log_p_wrong": result.log_p_wrong,
         "right": result.right})
-    neutralise_formulas(items).to_csv(data / "agreement_items.csv.gz", index=False)
+    neutralise_formulas(items).to_csv(data / "agreement_items.csv.gz", index=False,
+                                      compression=GZIP_SAME_BYTES)
     if report.number_units is not None:
         number_units_frame(report.number_units).to_csv(data / "number_units.csv", index=False)
 

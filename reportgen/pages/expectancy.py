@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from reportgen.csv_safety import neutralise_formulas
+from reportgen.csv_safety import GZIP_SAME_BYTES, neutralise_formulas
 from reportgen.heatmap import (colour_shares, expectancy_cells, expectancy_legend, expectancy_tips,
                                most_surprising, page_bounds, token_probabilities)
 from reportgen.pages import Page, Section, SiteOptions
@@ -89,4 +89,4 @@ def export(report: ModelReport, data: Path) -> None:
     split, against 1.6 MB packed); mtime 0 keeps the bytes the same from run to run."""
     neutralise_formulas(tokens_frame(report)).to_csv(
         data / TOKENS_FILE, index=False, float_format="%.6g",
-        compression={"method": "gzip", "mtime": 0})
+        compression=GZIP_SAME_BYTES)
