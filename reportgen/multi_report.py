@@ -48,7 +48,8 @@ from reportgen.model import resolve_device
 from reportgen.model_matches import first_look, other_models
 from reportgen.model_specs import ModelSpec, check_model_names
 from reportgen.progress import note
-from reportgen.report import ReportConfig, analyse, check_output_path, progress_flag, timed
+from reportgen.report import (ReportConfig, analyse, check_output_path, progress_flag, timed,
+                              warn_if_worse_than_unigram)
 from reportgen.results import ModelReport
 from reportgen.atomic import atomic_folder
 from reportgen.site import write_assets, write_model_folder
@@ -222,6 +223,8 @@ def build_reports(models: Sequence[ModelSpec], config: ReportConfig) -> Comparis
                                                config.name or DEFAULT_TITLE, site, alignment)
         entries = [report.capture_entry for report in reports.values()
                    if report.capture_entry is not None and config.cache is not None]
+    for report in reports.values():
+        warn_if_worse_than_unigram(report.summary)
     return ComparisonRun(Path(config.out), comparison, entries)
 
 

@@ -258,8 +258,6 @@ def analyse(config: ReportConfig, inputs: Inputs, timings: dict[str, float]) -> 
     if cached.reused:
         note("capture: reused from the cache", not config.quiet)
     summary = summarise(config, inputs, captured)
-    if summary.unigram_warning():
-        print(f"reportgen: warning: {summary.name}: {summary.unigram_warning()}", file=sys.stderr)
     report = ModelReport(summary, captured,
                          options=options_record(config), timings=timings,
                          capture_reused=cached.reused, capture_entry=cached.entry)
@@ -419,6 +417,13 @@ class ReportRun:
     capture_entries: list[Path]  # one per model whose capture the cache holds
 
 
+def warn_if_worse_than_unigram(summary: ModelSummary) -> None:
+    """The unigram check on stderr, once the report is written: a run that fails later says
+    only its one line of error, and a finished one ends with the warning in view."""
+    if summary.unigram_warning():
+        print(f"reportgen: warning: {summary.name}: {summary.unigram_warning()}", file=sys.stderr)
+
+
 def cache_lines(cache: Path | None, entries: list[Path]) -> list[str]:
     """A run's last lines: where its captures are cached and how large the cache is now, since
     a cache of captures grows unseen (ten reports of WikiText-2 models left 644 MB)."""
@@ -444,6 +449,7 @@ def run_report(config: ReportConfig) -> ReportRun:
     report = analyse(config, inputs, timings)
     note("render...", not config.quiet)
     write_site(report, config.out, config.site, progress_flag(config))
+    warn_if_worse_than_unigram(report.summary)
     note(f"render: {report.timings['render']:.1f} s; {sum(timings.values()):.0f} s in all",
          not config.quiet)
     return ReportRun(config.out, [report.capture_entry] if report.capture_entry else [])
