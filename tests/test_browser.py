@@ -334,7 +334,7 @@ def test_the_site_is_ready_for_github_pages_and_zips(site: Path) -> None:
             assert not link.startswith("/") and "://" not in link, (page, link)
             target = (site / page).parent / link.split("#")[0]
             assert target.is_file(), (page, link)
-            assert target.suffix in {".html", ".css", ".js", ".json", ".csv"}, (page, link)
+            assert target.suffix in {".html", ".css", ".js", ".json", ".csv", ".gz"}, (page, link)
 
 
 def visible_text(page: Path) -> str:

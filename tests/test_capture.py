@@ -97,15 +97,17 @@ def test_float16_storage_halves_memory_and_stays_close(trained) -> None:
 
 
 def test_decoder_blocks_give_the_same_predictions(trained, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Logits held a few rows at a time, as for a large vocabulary, change nothing."""
+    """Logits held a few rows at a time, as for a large vocabulary, change nothing beyond
+    float32 rounding: a 7-row matrix product sums in another order than a 100-row one, which
+    moved log p by up to 2.9e-6 on the tiny model of the corpus with planted agreement."""
     model, text, vocabulary = trained
-    whole = capture(model, text.ids, text.tokens, vocabulary.words, CaptureOptions(progress=False))
+    options = CaptureOptions(chunk_size=100, progress=False)
+    whole = capture(model, text.ids, text.tokens, vocabulary.words, options)
     monkeypatch.setattr(capture_module, "LOG_PROBS_PER_BLOCK", 7 * len(vocabulary))
-    blocked = capture(model, text.ids, text.tokens, vocabulary.words,
-                      CaptureOptions(chunk_size=100, progress=False))
-    np.testing.assert_allclose(blocked.log_prob_next, whole.log_prob_next, rtol=1e-6, atol=1e-6)
+    blocked = capture(model, text.ids, text.tokens, vocabulary.words, options)
+    np.testing.assert_allclose(blocked.log_prob_next, whole.log_prob_next, rtol=0, atol=1e-5)
     np.testing.assert_array_equal(blocked.top_ids, whole.top_ids)
-    np.testing.assert_allclose(blocked.top_log_probs, whole.top_log_probs, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(blocked.top_log_probs, whole.top_log_probs, rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("has_gpu, expected", [(False, "cpu"), (True, "cuda")])
