@@ -17,6 +17,7 @@ import pandas as pd
 
 from reportgen.analysis.agreement import CHANCE, AgreementResult, ConditionScore
 from reportgen.analysis.number_units import NumberUnitResult, UnitProfile
+from reportgen.capture import StateKey
 from reportgen.charts import (
     agreement_accuracy_chart,
     screen_against_ablation_chart,
@@ -69,6 +70,14 @@ def suite_views(result: AgreementResult) -> list[dict[str, Any]]:
     return views
 
 
+def unit_link(report: ModelReport, key: StateKey, unit: int, profiled: set[str]) -> str | None:
+    """The unit's page, else its c and gate profile further down this page, else nothing."""
+    if report.paged is not None and report.paged.has_page(key, unit):
+        return neuron_page_path(key, unit)
+    name = unit_name(key[0], unit)
+    return f"#{name}" if name in profiled else None
+
+
 def profile_view(found: NumberUnitResult, profile: UnitProfile) -> dict[str, Any]:
     records = [{"quantity": name, "position": found.positions[step],
                 "condition": found.conditions[c], "value": float(values[c, step])}
@@ -92,6 +101,7 @@ def finder_view(report: ModelReport, found: NumberUnitResult,
     top = [i for i in np.argsort(-np.nan_to_num(drop, nan=-np.inf), kind="stable")
            if found.role[i] == "top"][:SHOWN_UNITS]
     incongruent = found.incongruent
+    profiled = {unit_name(profile.layer, profile.unit) for profile in found.profiles}
     rows = []
     for i in top:
         layer, unit = int(found.layer[i]), int(found.unit[i])
@@ -102,7 +112,7 @@ def finder_view(report: ModelReport, found: NumberUnitResult,
             "drop": float(drop[i]),
             "mean_drop": float(found.pooled(found.baseline) - found.pooled(found.mean_accuracy[i])),
             "beaten": int(beaten[i]),
-            "href": neuron_page_path(key, unit) if report.paged.has_page(key, unit) else None,
+            "href": unit_link(report, key, unit, profiled),
         })
     ablated = [i for i, role in enumerate(found.role) if role]
     screen_chart = ChartSpec("screen", page_spec(screen_against_ablation_chart([
