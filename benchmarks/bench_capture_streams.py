@@ -29,8 +29,8 @@ from types import ModuleType
 import numpy as np
 import torch
 
-from reportgen.capture import Capture, CaptureOptions, capture
-from reportgen.model import RNNModel
+from reportgen.capture.core import Capture, CaptureOptions, capture
+from reportgen.inputs.model import RNNModel
 
 SIZES = {  # the models of bench_report.py
     "medium": {"ntoken": 33_278, "ninp": 650, "nhid": 650, "nlayers": 2},

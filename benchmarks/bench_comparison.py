@@ -27,10 +27,10 @@ from threadpoolctl import threadpool_limits
 from reportgen.analysis.alignment import align_models
 from reportgen.analysis.similarity import compare_representations
 from reportgen.analysis.state_sample import SAMPLE_POSITIONS, sample_states
-from reportgen.capture import capture
-from reportgen.checkpoint import load_checkpoint
-from reportgen.corpus import tokenize, vocabulary_from_folder
-from reportgen.model import RNNModel
+from reportgen.capture.core import capture
+from reportgen.inputs.checkpoint import load_checkpoint
+from reportgen.inputs.corpus import tokenize, vocabulary_from_folder
+from reportgen.inputs.model import RNNModel
 
 N_MODELS = 3
 UNITS = 650

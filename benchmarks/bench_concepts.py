@@ -19,10 +19,10 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from reportgen.analysis.concepts import neuron_aurocs_with_words, word_ids
-from reportgen.capture_cache import cached_capture
-from reportgen.features import token_features
-from reportgen.inputs import load_inputs
-from reportgen.report import ReportConfig
+from reportgen.capture.cache import cached_capture
+from reportgen.inputs.features import token_features
+from reportgen.inputs.load import load_inputs
+from reportgen.runs.report import ReportConfig
 
 
 def median_seconds(run, repeats: int) -> float:

@@ -47,29 +47,28 @@ from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 
 from reportgen.analysis.ablation import AblationOptions, ablate, ablation_units
+from reportgen.analysis.bundle import ModelReport
+from reportgen.analysis.clustering import cut_labels
 from reportgen.analysis.concepts import analyse_concepts
 from reportgen.analysis.correlations import analyse_correlations
 from reportgen.analysis.distributions import DistributionResult, analyse_distributions
 from reportgen.analysis.divergences import KL_SMOOTHING
-from reportgen.analysis.clustering import cut_labels
-from reportgen.analysis.embedding import (EmbeddingOptions, embed,
-                                          sample_positions)
+from reportgen.analysis.embedding import EmbeddingOptions, embed, sample_positions
 from reportgen.analysis.gates import GateWeights, analyse_gates
 from reportgen.analysis.output_effects import output_effects
 from reportgen.analysis.paged_units import decide_paged_units
-from reportgen.capture import Capture, CaptureOptions
-from reportgen.capture_cache import cached_capture
-from reportgen.checkpoint import load_checkpoint, save_checkpoint
-from reportgen.corpus import SPLITS, Vocabulary, add_file_to_vocabulary, tokenize
-from reportgen.features import token_features
-from reportgen.model import RNNModel, resolve_device
-from reportgen.pages import SiteOptions
-from reportgen.pages.neurons import neuron_page_path
-from reportgen.pages.unit_dynamics import unit_dynamics
-from reportgen.inputs import Inputs
-from reportgen.report import ReportConfig, options_record, summarise
-from reportgen.results import ModelReport
-from reportgen.site import write_site
+from reportgen.capture.cache import cached_capture
+from reportgen.capture.core import Capture, CaptureOptions
+from reportgen.inputs.checkpoint import load_checkpoint, save_checkpoint
+from reportgen.inputs.corpus import SPLITS, Vocabulary, add_file_to_vocabulary, tokenize
+from reportgen.inputs.features import token_features
+from reportgen.inputs.load import Inputs
+from reportgen.inputs.model import RNNModel, resolve_device
+from reportgen.render.pages import SiteOptions
+from reportgen.render.pages.neurons import neuron_page_path
+from reportgen.render.pages.unit_dynamics import unit_dynamics
+from reportgen.render.site import write_site
+from reportgen.runs.report import ReportConfig, options_record, summarise
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' reference
 from stepwise import stepwise_capture  # noqa: E402  test code, kept out of the package

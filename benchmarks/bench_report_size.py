@@ -24,13 +24,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-
 from bench_report import add_case_arguments, checkpoint_and_vocabulary
 
-from reportgen.pages import SiteOptions
-from reportgen.inputs import load_inputs
-from reportgen.report import ReportConfig, analyse
-from reportgen.site import write_site
+from reportgen.inputs.load import load_inputs
+from reportgen.render.pages import SiteOptions
+from reportgen.render.site import write_site
+from reportgen.runs.report import ReportConfig, analyse
 
 BUDGET_MB = 30.0
 PAGE_BUDGET_MB = 5.0

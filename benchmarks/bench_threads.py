@@ -17,9 +17,9 @@ import argparse
 import numpy as np
 import openTSNE
 import torch
+from bench_report import median_seconds
 from sklearn.decomposition import PCA
 
-from bench_report import median_seconds
 from reportgen.analysis.embedding import EmbeddingOptions, pca_vectors, tsne_2d
 from reportgen.threads import limited_threads
 

@@ -35,11 +35,11 @@ from reportgen.analysis.distributions import (
 from reportgen.analysis.divergences import rank_neurons
 from reportgen.analysis.gates import GateWeights, analyse_gates
 from reportgen.analysis.labels import label_neurons
-from reportgen.capture import Capture, StateKey, state_name
-from reportgen.capture_cache import cached_capture
-from reportgen.features import WORD_CLASS_FEATURES, token_features
-from reportgen.inputs import load_inputs
-from reportgen.report import ReportConfig
+from reportgen.capture.cache import cached_capture
+from reportgen.capture.core import Capture, StateKey, state_name
+from reportgen.inputs.features import WORD_CLASS_FEATURES, token_features
+from reportgen.inputs.load import load_inputs
+from reportgen.runs.report import ReportConfig
 
 OLD_EPSILON = 1e-10  # what divergences.py added to every bin before issue 24
 TOP = 20

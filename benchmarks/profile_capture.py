@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from reportgen.capture import CaptureOptions, capture
-from reportgen.model import RNNModel
+from reportgen.capture.core import CaptureOptions, capture
+from reportgen.inputs.model import RNNModel
 
 MEDIUM = {"ntoken": 33_278, "ninp": 650, "nhid": 650, "nlayers": 2}
 

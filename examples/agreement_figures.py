@@ -13,11 +13,11 @@ import argparse
 import time
 from pathlib import Path
 
-from reportgen.agreement_suites import NOUN_PP, built_in_suite
 from reportgen.analysis.agreement import analyse_agreement
 from reportgen.analysis.number_units import find_number_units, finder_items
-from reportgen.checkpoint import load_checkpoint
-from reportgen.corpus import vocabulary_from_folder
+from reportgen.inputs.agreement_suites import NOUN_PP, built_in_suite
+from reportgen.inputs.checkpoint import load_checkpoint
+from reportgen.inputs.corpus import vocabulary_from_folder
 
 
 def main() -> None:

@@ -31,10 +31,9 @@ import pandas as pd
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
-from reportgen.corpus import tokenize, vocabulary_from_folder
 from wikitext2_proof import VALID_LINES, split_folder  # the same split as the proof
 
+from reportgen.inputs.corpus import tokenize, vocabulary_from_folder
 
 
 class LockedDropout(nn.Module):

@@ -17,14 +17,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from reportgen import synthetic
-from reportgen.report import ReportConfig
-from reportgen.model_specs import ModelSpec
-from reportgen.pages import SiteOptions
-from reportgen.multi_report import build_reports
-from reportgen.sweep import train_sweep
-from reportgen.train import TrainConfig
-
+from reportgen.render.pages import SiteOptions
+from reportgen.runs.model_specs import ModelSpec
+from reportgen.runs.multi_report import build_reports
+from reportgen.runs.report import ReportConfig
+from reportgen.training import synthetic
+from reportgen.training.sweep import train_sweep
+from reportgen.training.train import TrainConfig
 
 
 @dataclass(frozen=True)

@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from reportgen.heatmap import colour_shares
-from reportgen.word_classes import CLASS_NAMES, class_flags
+from reportgen.inputs.word_classes import CLASS_NAMES, class_flags
+from reportgen.render.heatmap import colour_shares
 
 VALID_LINES = 1300  # lines of test.txt held out as the validation text
 

@@ -16,23 +16,28 @@ from reportgen.analysis.distributions import analyse_distributions
 from reportgen.analysis.embedding import EmbeddingOptions, embed
 from reportgen.analysis.similarity import compare_representations
 from reportgen.analysis.state_sample import sample_states
-from reportgen.capture import Capture, CaptureOptions, capture
-from reportgen.capture_cache import cached_capture
-from reportgen.checkpoint import load_checkpoint
-from reportgen.combine import combine_reports
-from reportgen.comparable import compare_models as compare
-from reportgen.comparable import figures_of, read_comparable
-from reportgen.corpus import Vocabulary, tokenize, vocabulary_from_file, vocabulary_from_folder
-from reportgen.demo import run_demo
+from reportgen.capture.cache import cached_capture
+from reportgen.capture.core import Capture, CaptureOptions, capture
 from reportgen.errors import ReportgenError
-from reportgen.feature_files import read_feature_file
-from reportgen.features import token_features
-from reportgen.pages import SiteOptions
-from reportgen.report import NeuronOptions, ReportConfig, build_report
-from reportgen.model_specs import ModelSpec
-from reportgen.multi_report import build_reports
-from reportgen.sweep import train_sweep
-from reportgen.train import TrainConfig, train
+from reportgen.inputs.checkpoint import load_checkpoint
+from reportgen.inputs.corpus import (
+    Vocabulary,
+    tokenize,
+    vocabulary_from_file,
+    vocabulary_from_folder,
+)
+from reportgen.inputs.feature_files import read_feature_file
+from reportgen.inputs.features import token_features
+from reportgen.render.comparable import compare_models as compare
+from reportgen.render.comparable import figures_of, read_comparable
+from reportgen.render.pages import SiteOptions
+from reportgen.runs.combine import combine_reports
+from reportgen.runs.demo import run_demo
+from reportgen.runs.model_specs import ModelSpec
+from reportgen.runs.multi_report import build_reports
+from reportgen.runs.report import NeuronOptions, ReportConfig, build_report
+from reportgen.training.sweep import train_sweep
+from reportgen.training.train import TrainConfig, train
 from reportgen.versions import reportgen_version
 
 __version__ = reportgen_version()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from reportgen.capture import Capture, StateKey
+from reportgen.capture.core import Capture, StateKey
 
 
 def make_capture(states: dict[StateKey, np.ndarray], tokens: list[str] | None = None) -> Capture:

@@ -1,7 +1,7 @@
 """Run the `reportgen` command in a child process, as a user would, and read what it says.
 
 Two ways to run it:
-- `run_cli` and `start_cli` start `python -m reportgen.cli ARGS` afresh, as a user does. Each
+- `run_cli` and `start_cli` start `python -m reportgen.cli.main ARGS` afresh, as a user does. Each
   such process spends about two seconds of CPU importing torch, pandas and altair.
 - `CliServer` starts one process that imports the CLI once and then forks a fresh child for
   each run. The child is a process of its own, with its own exit status, stdout and stderr, and
@@ -85,7 +85,7 @@ def on_one_core() -> Callable[[], None] | None:
 
 def cli_command(args: list[str], fault: str | None = None, host: str | None = None) -> list[str]:
     if fault is None and host is None:
-        return [sys.executable, "-m", "reportgen.cli", *args]
+        return [sys.executable, "-m", "reportgen.cli.main", *args]
     options = [fault] if fault else []
     options += [f"host:{host}"] if host else []
     return [sys.executable, str(CLITOOLS), *options, "--", *args]
@@ -193,7 +193,7 @@ class CliServer:
 def _serve() -> None:
     """Answer each request line with {"pid"} when the child starts, then its outcome."""
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if our parent ignores it
-    from reportgen.cli import main  # noqa: PLC0415  (the one import every child shares)
+    from reportgen.cli.main import main  # noqa: PLC0415  (the one import every child shares)
 
     for line in sys.stdin:
         request = json.loads(line)
@@ -281,7 +281,7 @@ def _main(argv: list[str]) -> int:
             _install_fault(option)
         else:
             raise SystemExit(f"clitools.py: unknown option {option!r}")
-    from reportgen.cli import main  # noqa: PLC0415  (only the script needs the CLI)
+    from reportgen.cli.main import main  # noqa: PLC0415  (only the script needs the CLI)
 
     return main(args)
 

@@ -1,7 +1,7 @@
 """Shared fixtures: a small corpus with planted structure and a model trained on it in seconds.
 
 Everything is real: the corpus is the built-in generator's, the model is trained by
-`reportgen.train`, and the capture runs the model. Session-scoped so the suite trains once.
+`reportgen.training.train`, and the capture runs the model. Session-scoped so the suite trains once.
 """
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from clitools import CliServer
-from reportgen import synthetic
-from reportgen.capture import Capture, capture
-from reportgen.checkpoint import load_checkpoint
-from reportgen.corpus import tokenize, vocabulary_from_folder
-from reportgen.demo import prepare_demo_model
-from reportgen.train import TrainConfig, train
+
+from reportgen.capture.core import Capture, capture
+from reportgen.inputs.checkpoint import load_checkpoint
+from reportgen.inputs.corpus import tokenize, vocabulary_from_folder
+from reportgen.runs.demo import prepare_demo_model
+from reportgen.training import synthetic
+from reportgen.training.train import TrainConfig, train
 
 TINY_TRAIN = TrainConfig(emsize=16, nhid=24, nlayers=2, epochs=1, batch_size=10, bptt=20,
                          dropout=0.0, seed=3)

@@ -12,9 +12,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from reportgen.model import RNNModel
+from reportgen.inputs.model import RNNModel
 
-StateKey = tuple[int, str]  # (layer 1-based, "h" | "c"), as reportgen.capture names states
+StateKey = tuple[int, str]  # (layer 1-based, "h" | "c"), as reportgen.capture.core names states
 
 
 def lstm_cells(model: RNNModel) -> list[nn.LSTMCell]:

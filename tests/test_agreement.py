@@ -13,7 +13,9 @@ import pytest
 import torch
 from stepwise import lstm_cells
 
-from reportgen.agreement_suites import (
+from reportgen.analysis.agreement import analyse_agreement, wilson_interval
+from reportgen.errors import ReportgenError
+from reportgen.inputs.agreement_suites import (
     BUILT_IN,
     TEMPLATES,
     AgreementItem,
@@ -21,10 +23,8 @@ from reportgen.agreement_suites import (
     congruence,
     read_agreement_file,
 )
-from reportgen.analysis.agreement import analyse_agreement, wilson_interval
-from reportgen.checkpoint import load_checkpoint
-from reportgen.corpus import vocabulary_from_folder
-from reportgen.errors import ReportgenError
+from reportgen.inputs.checkpoint import load_checkpoint
+from reportgen.inputs.corpus import vocabulary_from_folder
 
 NA_TASK = ("The boy near the cars greets\tsingular_plural\tcorrect\t1\n"
            "The boy near the cars greet\tsingular_plural\twrong\t1\n"

@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 from clitools import assert_one_line_error
 
-from reportgen.agreement_suites import AgreementOptions
 from reportgen.analysis.ablation import AblationOptions
-from reportgen.pages import SiteOptions
-from reportgen.report import ReportConfig, build_report
-from reportgen.train import TrainConfig, train
+from reportgen.inputs.agreement_suites import AgreementOptions
+from reportgen.render.pages import SiteOptions
+from reportgen.runs.report import ReportConfig, build_report
+from reportgen.training.train import TrainConfig, train
 
 PAYLOAD = "</script><img/src=x/onerror=alert(1)>"
 FORMULA = "=HYPERLINK(1)"

@@ -12,21 +12,24 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from captures import make_capture
 from scipy.optimize import linear_sum_assignment
 
-from captures import make_capture
 from reportgen.analysis.alignment import UNMATCHED, align_models, align_units
-from reportgen.comparable import figures_of
+from reportgen.analysis.bundle import ModelReport, ModelSummary
 from reportgen.analysis.distributions import analyse_distributions
 from reportgen.analysis.similarity import compare_representations, linear_cka
-from reportgen.analysis.state_sample import (SAMPLE_POSITIONS, StateSample, sample_positions,
-                                             sample_states)
-from reportgen.capture import Capture, capture
-from reportgen.checkpoint import load_checkpoint
-from reportgen.comparable import export, read_comparable
-from reportgen.corpus import tokenize, vocabulary_from_folder
+from reportgen.analysis.state_sample import (
+    SAMPLE_POSITIONS,
+    StateSample,
+    sample_positions,
+    sample_states,
+)
+from reportgen.capture.core import Capture, capture
 from reportgen.errors import ReportgenError
-from reportgen.results import ModelReport, ModelSummary
+from reportgen.inputs.checkpoint import load_checkpoint
+from reportgen.inputs.corpus import tokenize, vocabulary_from_folder
+from reportgen.render.comparable import export, figures_of, read_comparable
 
 
 @pytest.fixture(scope="module")

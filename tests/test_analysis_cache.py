@@ -10,20 +10,27 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reportgen import analysis_cache
+from reportgen.analysis import cache as analysis_cache
 from reportgen.analysis.ablation import AblationOptions
+from reportgen.analysis.cache import (
+    ANALYSES,
+    FOLDER,
+    cached_analysis,
+    key_versions,
+    options_key,
+    read_result,
+    write_result,
+)
 from reportgen.analysis.concepts import analyse_concepts
 from reportgen.analysis.distributions import analyse_distributions
 from reportgen.analysis.embedding import EmbeddingOptions, embed
-from reportgen.analysis_cache import (ANALYSES, FOLDER, cached_analysis, key_versions,
-                                      options_key, read_result, write_result)
-from reportgen.capture import Capture, capture
-from reportgen.checkpoint import load_checkpoint
-from reportgen.cli import main
-from reportgen.corpus import tokenize, vocabulary_from_folder
-from reportgen.features import token_features
-from reportgen.inputs import load_inputs
-from reportgen.report import NeuronOptions, ReportConfig, analyse
+from reportgen.capture.core import Capture, capture
+from reportgen.cli.main import main
+from reportgen.inputs.checkpoint import load_checkpoint
+from reportgen.inputs.corpus import tokenize, vocabulary_from_folder
+from reportgen.inputs.features import token_features
+from reportgen.inputs.load import load_inputs
+from reportgen.runs.report import NeuronOptions, ReportConfig, analyse
 
 
 @pytest.fixture(scope="module")

@@ -12,12 +12,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from clitools import file_digests, finish, run_cli, start_cli, temporary_folders, wait_for
 
 import reportgen
-from clitools import file_digests, finish, run_cli, start_cli, temporary_folders, wait_for
-from reportgen.pages import SiteOptions
-from reportgen.report import ReportConfig, build_report
-from reportgen.atomic import SITE_MARKER, atomic_folder, clean_leftovers
+from reportgen.render.atomic import SITE_MARKER, atomic_folder, clean_leftovers
+from reportgen.render.pages import SiteOptions
+from reportgen.runs.report import ReportConfig, build_report
 
 DEAD_PID = 2**22 + 12345  # above Linux's largest pid: no process has it
 TIMINGS = "timings_seconds"
@@ -185,7 +185,7 @@ def test_two_runs_give_byte_identical_sites(tiny_model: Path, tiny_corpus: Path,
 
 
 def test_an_out_that_is_a_link_leaves_no_link_behind_and_its_target_as_it_was(tmp_path: Path):
-    from reportgen.atomic import swap_in
+    from reportgen.render.atomic import swap_in
 
     target = tmp_path / "elsewhere"
     target.mkdir()

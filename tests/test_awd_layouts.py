@@ -11,14 +11,18 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from awd_transcriptions import (
+    fastai_language_model,
+    fastai_perplexity,
+    save_legacy_examples,
+    save_salesforce,
+)
 
-from awd_transcriptions import (fastai_language_model, fastai_perplexity, save_legacy_examples,
-                                save_salesforce)
-from reportgen.capture import CaptureOptions, capture, next_word_log_probs
-from reportgen.checkpoint import LoadedModel, load_checkpoint, save_checkpoint
-from reportgen.cli import main as cli_main
+from reportgen.capture.core import CaptureOptions, capture, next_word_log_probs
+from reportgen.cli.main import main as cli_main
 from reportgen.errors import ReportgenError
-from reportgen.model import LayeredModel
+from reportgen.inputs.checkpoint import LoadedModel, load_checkpoint, save_checkpoint
+from reportgen.inputs.model import LayeredModel
 
 NTOKEN = 60
 # 400/1150/400 scaled down: emsize 12, inner layers 30, the tied last layer 12

@@ -8,7 +8,7 @@ run changes nothing in its working folder.
 The catalogue's children are forked from one process that imported the CLI once (see
 `clitools.CliServer`): forty fresh interpreters would spend a minute of two cores importing
 torch. `test_forked_runs_match_fresh_interpreters` checks that a fork says exactly what
-`python -m reportgen.cli` says, and the tests of debugging, malicious pickles and Ctrl-C run
+`python -m reportgen.cli.main` says, and the tests of debugging, malicious pickles and Ctrl-C run
 fresh interpreters.
 
 The checkpoints here are untrained: every error comes before the weights would matter.
@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 import torch
-
+from awd_transcriptions import fastai_language_model, salesforce_code, save_salesforce
 from clitools import (
     CliServer,
     assert_one_line_error,
@@ -44,15 +44,15 @@ from clitools import (
     temporary_folders,
     wait_for,
 )
-from reportgen.checkpoint import save_checkpoint
-from reportgen.cli import main
-from reportgen.corpus import EOS, tokenize, vocabulary_from_folder
-from reportgen.model import RNNModel
-from reportgen.pages import SiteOptions
-from reportgen.report import ReportConfig, build_report
-from reportgen.atomic import SITE_MARKER
-from awd_transcriptions import fastai_language_model, salesforce_code, save_salesforce
 from test_model import save_with_examples_module
+
+from reportgen.cli.main import main
+from reportgen.inputs.checkpoint import save_checkpoint
+from reportgen.inputs.corpus import EOS, tokenize, vocabulary_from_folder
+from reportgen.inputs.model import RNNModel
+from reportgen.render.atomic import SITE_MARKER
+from reportgen.render.pages import SiteOptions
+from reportgen.runs.report import ReportConfig, build_report
 
 LINE = "the cat sat on the mat .\n"
 LATIN1_LINE = 3  # the line of latin1.txt that holds the byte 0xe9
@@ -173,7 +173,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     save_with_examples_module(  # an RNNModel pickle from code that never set rnn_type
         root, f"[m := model.RNNModel('LSTM', {len(vocabulary)}, 4, 6, 2, 0.0), "
               "delattr(m, 'rnn_type'), m][2]", "no-rnn-type.pt")
-    (root / "no-such-class.pt").write_bytes(  # a protocol-2 pickle of reportgen.model.NoSuchModel
+    (root / "no-such-class.pt").write_bytes(  # a protocol-2 pickle of reportgen.inputs.model.NoSuchModel
         b"\x80\x02creportgen.model\nNoSuchModel\nq\x00)\x81q\x01.")
     latin1 = (LINE * (LATIN1_LINE - 1) + "the café\n").encode("latin-1")
     write_folder(root, {
@@ -245,7 +245,7 @@ CASES = [
          ("transformer.pt: the pickle names the module 'model', which cannot be imported",)),
     Case("unsafe pickle naming a class its module lacks",
          report("no-such-class.pt", "--text", "text.txt", "--allow-unsafe-pickle", *OUT),
-         ("names reportgen.model.NoSuchModel, which the module 'reportgen.model'",)),
+         ("names reportgen.inputs.model.NoSuchModel, which the module 'reportgen.inputs.model'",)),
     Case("checkpoint of a plain nn.Module", report("sequential.pt", "--text", "text.txt", *OUT),
          ("names torch.nn.modules.container.Sequential",)),
     Case("checkpoint of a bare nn.LSTM", report("bare-lstm.pt", "--text", "text.txt", *OUT),
@@ -450,7 +450,7 @@ def test_bad_input_ends_in_one_clear_line(case: Case, cli: CliServer, workspace:
 
 
 def test_forked_runs_match_fresh_interpreters(cli: CliServer, workspace: Path) -> None:
-    """The catalogue's cheap forked children say exactly what `python -m reportgen.cli` says."""
+    """The catalogue's cheap forked children say exactly what `python -m reportgen.cli.main` says."""
     cases = [case for case in CASES if case.name in ("--max-tokens 0", "checkpoint truncated")]
     with ThreadPoolExecutor(max_workers=len(cases)) as pool:
         fresh = list(pool.map(lambda case: run_cli(list(case.args), workspace), cases))
@@ -682,7 +682,7 @@ def test_train_leaves_no_torchinductor_folder_in_tmpdir(workspace: Path, tmp_pat
     assert result.returncode == 0, result.stderr
     assert list(command_tmp.iterdir()) == []
 
-    training = importlib.import_module("reportgen.train")
+    training = importlib.import_module("reportgen.training.train")
     own_tmp = tmp_path / "own-tmp"
     own_tmp.mkdir()
     (own_tmp / "torchinductor_someone").mkdir()  # not made by this run: kept

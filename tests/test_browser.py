@@ -23,15 +23,22 @@ from typing import Any
 import jinja2
 import pandas as pd
 import pytest
-
-from browsertools import (DESKTOP, PHONE, PageCheck, check_page, check_site, checking_context,
-                          chromium, site_pages)
+from browsertools import (
+    DESKTOP,
+    PHONE,
+    PageCheck,
+    check_page,
+    check_site,
+    checking_context,
+    chromium,
+    site_pages,
+)
 from expectancy_pages import page_words, tip_table
 
 from reportgen.analysis.embedding import EmbeddingOptions
 from reportgen.charts import CUT_PARAM
-from reportgen.pages import SiteOptions
-from reportgen.report import ReportConfig, build_report
+from reportgen.render.pages import SiteOptions
+from reportgen.runs.report import ReportConfig, build_report
 
 MAX_TOKENS = 1500
 MAX_POINTS = 300

@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from reportgen.capture import Capture, CaptureOptions, capture
-from reportgen.checkpoint import load_checkpoint
-from reportgen.corpus import tokenize, vocabulary_from_folder
-from reportgen.model import RNNModel, resolve_device
 from stepwise import stepwise_capture
 
-capture_module = importlib.import_module("reportgen.capture")  # the package exports a `capture`
+from reportgen.capture.core import Capture, CaptureOptions, capture
+from reportgen.inputs.checkpoint import load_checkpoint
+from reportgen.inputs.corpus import tokenize, vocabulary_from_folder
+from reportgen.inputs.model import RNNModel, resolve_device
+
+capture_module = importlib.import_module("reportgen.capture.core")  # the package exports a `capture`
 
 
 @pytest.fixture(scope="module")

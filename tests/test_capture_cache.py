@@ -13,21 +13,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from clitools import assert_one_line_error, run_cli
-from reportgen.capture import CaptureOptions, capture, parse_state_name, state_name
-from reportgen import capture_cache
-from reportgen.cache_contents import format_size
-from reportgen.capture_cache import (MARKER, META, PENDING, cached_capture, capture_key,
-                                     entry_size)
-from reportgen.cli import main
-from reportgen.checkpoint import load_checkpoint
-from reportgen.corpus import tokenize, vocabulary_from_folder
+
+from reportgen.capture import cache as capture_cache
+from reportgen.capture.cache import MARKER, META, PENDING, cached_capture, capture_key, entry_size
+from reportgen.capture.cache_contents import format_size
+from reportgen.capture.core import CaptureOptions, capture, parse_state_name, state_name
+from reportgen.cli.main import main
 from reportgen.errors import ReportgenError
-from reportgen.report import ReportConfig, build_report
+from reportgen.inputs.checkpoint import load_checkpoint
+from reportgen.inputs.corpus import tokenize, vocabulary_from_folder
+from reportgen.runs.report import ReportConfig, build_report
 from reportgen.versions import key_versions
 
-capture_module = importlib.import_module("reportgen.capture")  # the package exports `capture`
+capture_module = importlib.import_module("reportgen.capture.core")  # the package exports `capture`
 
 OPTIONS = CaptureOptions(chunk_size=128, progress=False)
 

@@ -12,17 +12,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from reportgen.capture import Capture, CaptureOptions, capture
-from reportgen.capture_cache import cached_capture
-from reportgen.checkpoint import load_checkpoint
-from reportgen import streams
-from reportgen.corpus import tokenize, vocabulary_from_folder
-from reportgen.model import RNNModel
-from reportgen.report import stream_notes
-from reportgen.streams import BOUNDARY_TOLERANCE, choose_streams
 from stepwise import stepwise_capture
 
+from reportgen.capture import streams
+from reportgen.capture.cache import cached_capture
+from reportgen.capture.core import Capture, CaptureOptions, capture
+from reportgen.capture.streams import BOUNDARY_TOLERANCE, choose_streams
+from reportgen.inputs.checkpoint import load_checkpoint
+from reportgen.inputs.corpus import tokenize, vocabulary_from_folder
+from reportgen.inputs.model import RNNModel
+from reportgen.runs.report import stream_notes
 
 
 def run(model: RNNModel, ids: np.ndarray, words: list[str], **options: int) -> Capture:

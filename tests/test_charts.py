@@ -17,7 +17,7 @@ from reportgen.charts import (
     kl_scatter_chart,
 )
 from reportgen.charts.maps import CLUSTER_COLOURS, cluster_palette, hex_rgb, lab
-from reportgen.pages import ChartSpec
+from reportgen.render.pages import ChartSpec
 
 
 def hidden_stats_values() -> np.ndarray:

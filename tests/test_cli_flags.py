@@ -4,9 +4,9 @@ they name must exist on `reportgen demo` as on `reportgen report`."""
 import inspect
 import re
 
-from reportgen.cli import build_parser
-from reportgen.pages.overview import layout_notes
-from reportgen.report import sampling_notes, unit_effects
+from reportgen.cli.main import build_parser
+from reportgen.render.pages.overview import layout_notes
+from reportgen.runs.report import sampling_notes, unit_effects
 
 
 def flags_named_by_the_notes() -> set[str]:

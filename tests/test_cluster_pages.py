@@ -20,10 +20,10 @@ import pytest
 import vl_convert
 
 from reportgen.analysis.embedding import EmbeddingOptions
-from reportgen.capture import Capture
-from reportgen.cli import main
+from reportgen.capture.core import Capture
+from reportgen.cli.main import main
 from reportgen.csv_safety import FORMULA_STARTS
-from reportgen.report import ReportConfig, build_report, embedded_keys
+from reportgen.runs.report import ReportConfig, build_report, embedded_keys
 
 MAX_POINTS = 300
 N_CLUSTERS = 8

@@ -17,17 +17,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from clitools import CliResult, CliServer, assert_one_line_error
 from sitelinks import broken_links
 from test_alignment import gram_cka, independent_match
 from test_comparison import page_specs
 
-from reportgen import synthetic
 from reportgen.analysis.state_sample import SAMPLE_POSITIONS, sample_positions
-from reportgen.capture import capture, state_name
-from reportgen.checkpoint import load_checkpoint
-from reportgen.corpus import tokenize, vocabulary_from_folder
+from reportgen.capture.core import capture, state_name
+from reportgen.inputs.checkpoint import load_checkpoint
+from reportgen.inputs.corpus import tokenize, vocabulary_from_folder
+from reportgen.training import synthetic
 
 NAMES = ("lstm-d0-s1", "lstm-d0.4-s1")
 TINY = ("--emsize", "16", "--nhid", "24", "--nlayers", "2", "--epochs", "1", "--batch-size",

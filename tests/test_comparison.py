@@ -19,24 +19,24 @@ import pandas as pd
 import pytest
 import torch
 
-from reportgen import combine, model_matches, multi_report
 from reportgen.analysis.ablation import AblationOptions
+from reportgen.analysis.bundle import ModelReport, ModelSummary
 from reportgen.analysis.comparison import COMPARISON_COLUMNS, ModelFailure
-from reportgen.comparable import compare_models as compare
-from reportgen.comparable import figures_of
 from reportgen.analysis.distributions import analyse_distributions
 from reportgen.analysis.embedding import EmbeddingOptions
-from reportgen.capture import Capture, state_name
-from reportgen.checkpoint import load_checkpoint, save_checkpoint
+from reportgen.capture.core import Capture, state_name
 from reportgen.errors import ReportgenError
-from reportgen.model_specs import ModelSpec
-from reportgen.multi_report import build_reports
-from reportgen.pages import SiteOptions
-from reportgen.report import ReportConfig
-from reportgen.results import ModelReport, ModelSummary
-from reportgen.site import write_comparison
+from reportgen.inputs.checkpoint import load_checkpoint, save_checkpoint
+from reportgen.render.comparable import compare_models as compare
+from reportgen.render.comparable import figures_of
+from reportgen.render.pages import SiteOptions
+from reportgen.render.site import write_comparison
+from reportgen.runs import combine, model_matches, multi_report
+from reportgen.runs.model_specs import ModelSpec
+from reportgen.runs.multi_report import build_reports
+from reportgen.runs.report import ReportConfig
 
-report_module = importlib.import_module("reportgen.report")  # reportgen.report is re-exported
+report_module = importlib.import_module("reportgen.runs.report")  # reportgen.runs.report is re-exported
 
 VOCABULARY = ["<eos>", "the", "cat", "sat", "on", "mat", "."]
 T, H = 300, 8

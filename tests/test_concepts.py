@@ -2,19 +2,21 @@
 
 import numpy as np
 import pytest
+from captures import make_capture
 from scipy.stats import rankdata
 from sklearn.metrics import roc_auc_score
 
-from captures import make_capture
-
-from reportgen import synthetic
-from reportgen.analysis.concepts import (analyse_concepts, average_ranks, label_neurons,
-                                         neuron_aurocs, neuron_aurocs_with_words)
+from reportgen.analysis.concepts import (
+    analyse_concepts,
+    average_ranks,
+    label_neurons,
+    neuron_aurocs,
+    neuron_aurocs_with_words,
+)
 from reportgen.analysis.distributions import analyse_distributions
 from reportgen.errors import ReportgenError
-from reportgen.features import token_features
-
-
+from reportgen.inputs.features import token_features
+from reportgen.training import synthetic
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])

@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reportgen import corpus
-from reportgen.corpus import (
+from reportgen.errors import ReportgenError
+from reportgen.inputs import corpus
+from reportgen.inputs.corpus import (
     EOS,
     load_vocabulary,
     read_lines,
@@ -18,7 +19,6 @@ from reportgen.corpus import (
     vocabulary_from_folder,
     write_vocabulary,
 )
-from reportgen.errors import ReportgenError
 
 
 def data_corpus_dictionary(folder: Path) -> list[str]:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+from captures import make_capture
 
 from reportgen.analysis.correlations import analyse_correlations
-from captures import make_capture
 
 
 def correlated_states(seed: int = 0) -> dict[tuple[int, str], np.ndarray]:

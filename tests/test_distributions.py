@@ -5,17 +5,14 @@ import math
 
 import numpy as np
 import pytest
+from captures import make_capture
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import entropy, spearmanr
 
-from captures import make_capture
 from reportgen.analysis.distributions import NEURON_COLUMNS, analyse_distributions, analyse_state
-from reportgen.analysis.divergences import (Divergences, divergences, rank_neurons,
-                                            ranking_stability)
+from reportgen.analysis.divergences import Divergences, divergences, rank_neurons, ranking_stability
 from reportgen.analysis.histograms import bin_edges, histogram_counts, observed_cell_interval
 from reportgen.errors import ReportgenError
-
-
 
 
 def values_on_and_near_edges(half_width, shape, dtype, seed=0):
@@ -304,10 +301,10 @@ def test_relu_report_says_its_h_is_unbounded(tmp_path):
     an interval that holds nearly all of its values."""
     import torch
 
-    from reportgen.corpus import vocabulary_from_folder
-    from reportgen.model import RNNModel
-    from reportgen.pages import SiteOptions
-    from reportgen.report import ReportConfig, build_report
+    from reportgen.inputs.corpus import vocabulary_from_folder
+    from reportgen.inputs.model import RNNModel
+    from reportgen.render.pages import SiteOptions
+    from reportgen.runs.report import ReportConfig, build_report
 
     data = tmp_path / "data"
     data.mkdir()

@@ -14,8 +14,14 @@ from reportgen.analysis.clustering import (
     single_linkage_tree,
     ward_labels,
 )
-from reportgen.analysis.embedding import EmbeddingOptions, embed, sample_positions, token_context, tsne_2d
-from reportgen.capture import Capture
+from reportgen.analysis.embedding import (
+    EmbeddingOptions,
+    embed,
+    sample_positions,
+    token_context,
+    tsne_2d,
+)
+from reportgen.capture.core import Capture
 from reportgen.errors import ReportgenError
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from reportgen import synthetic
-from reportgen.train import CHECKPOINT_NAME, TrainConfig, train
+from reportgen.training import synthetic
+from reportgen.training.train import CHECKPOINT_NAME, TrainConfig, train
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

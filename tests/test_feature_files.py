@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from reportgen.errors import ReportgenError
-from reportgen.feature_files import read_feature_file
-from reportgen.features import token_features
+from reportgen.inputs.feature_files import read_feature_file
+from reportgen.inputs.features import token_features
 
 TOKENS = ["The", "red", "car", "of", "1998", "<eos>", "Red", "sky", "<eos>"]
 
@@ -97,8 +97,8 @@ def test_features_flag_takes_part_in_labels_concepts_and_clusters(tiny_model, ti
     they get a column, a section of the concepts page, and name the clusters they fill."""
     import pandas as pd
 
-    from reportgen.cli import main
-    from reportgen.synthetic_grammar import WORD_CLASSES
+    from reportgen.cli.main import main
+    from reportgen.training.synthetic_grammar import WORD_CLASSES
 
     toml = write(tmp_path, "mine.toml", "[is_title]\nwords = [%s]\ndescription = 'titles'\n"
                  % ", ".join(f'"{word}"' for word in WORD_CLASSES["title"]))
@@ -123,7 +123,7 @@ def test_features_flag_takes_part_in_labels_concepts_and_clusters(tiny_model, ti
 
 def test_a_bad_features_file_stops_the_run_before_the_model_runs(tiny_model, tiny_corpus,
                                                                   tmp_path, capsys):
-    from reportgen.cli import main
+    from reportgen.cli.main import main
 
     bad = write(tmp_path, "bad.toml", "[is_x]\nregex = '('\n")
     out = tmp_path / "report"
@@ -156,7 +156,7 @@ def test_a_gzipped_annotation_reads_as_the_plain_one(tmp_path, monkeypatch):
         read_feature_file(broken)
     bomb = tmp_path / "bomb.csv.gz"
     bomb.write_bytes(gzip.compress(b"position,token,odd\n" + b"0" * 5000))
-    monkeypatch.setattr("reportgen.feature_files.MAX_FILE_BYTES", 1000)
+    monkeypatch.setattr("reportgen.inputs.feature_files.MAX_FILE_BYTES", 1000)
     assert bomb.stat().st_size < 1000
     with pytest.raises(ReportgenError, match="unpacked"):
         read_feature_file(bomb)

@@ -3,9 +3,7 @@
 import numpy as np
 import pytest
 
-from reportgen import synthetic
-
-from reportgen.features import (
+from reportgen.inputs.features import (
     FEATURES,
     WORD_CLASS_FEATURES,
     in_heading,
@@ -15,6 +13,7 @@ from reportgen.features import (
     next_is_number,
     token_features,
 )
+from reportgen.training import synthetic
 
 
 def flags(text: str) -> list[bool]:

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from reportgen.analysis.gates import LEFT, RIGHT, GateWeights, analyse_gates
-from reportgen.capture import CaptureOptions, capture
-from reportgen.model import RNNModel
-from reportgen.pages.gates import BINS_PER_DECADE, time_constant_records
-from reportgen.site import make_environment
+from reportgen.capture.core import CaptureOptions, capture
+from reportgen.inputs.model import RNNModel
+from reportgen.render.pages.gates import BINS_PER_DECADE, time_constant_records
+from reportgen.render.site import make_environment
 
 N_TOKENS = 300
 
@@ -152,10 +152,10 @@ def test_a_forget_gate_of_exactly_one_keeps_its_infinite_time_constant(tmp_path)
 
 
 def test_gates_page_median_counts_the_infinite_units() -> None:
+    from reportgen.analysis.bundle import ModelReport
     from reportgen.analysis.distributions import analyse_distributions
-    from reportgen.pages import SiteOptions
-    from reportgen.pages.gates import layer_summary
-    from reportgen.results import ModelReport
+    from reportgen.render.pages import SiteOptions
+    from reportgen.render.pages.gates import layer_summary
 
     model = sharpened_model("LSTM")
     with torch.no_grad():

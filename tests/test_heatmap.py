@@ -6,13 +6,20 @@ import math
 
 import numpy as np
 import pytest
-
 from captures import make_capture
 from expectancy_pages import tip_text
 
-from reportgen.heatmap import (LOG_FLOOR, colour_shares, expectancy_cells, expectancy_legend,
-                               expectancy_tips, most_surprising, scale_position, sequential_color,
-                               token_probabilities)
+from reportgen.render.heatmap import (
+    LOG_FLOOR,
+    colour_shares,
+    expectancy_cells,
+    expectancy_legend,
+    expectancy_tips,
+    most_surprising,
+    scale_position,
+    sequential_color,
+    token_probabilities,
+)
 
 
 def test_the_log_scale_puts_each_decade_of_p_one_step_further():

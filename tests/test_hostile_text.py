@@ -12,9 +12,8 @@ user could rename them, before the pipeline's own stages run.
 from __future__ import annotations
 
 import json
-import re
-
 import random
+import re
 import shutil
 import xml.etree.ElementTree as ET
 from collections import Counter
@@ -24,17 +23,17 @@ from typing import Any
 
 import pandas as pd
 import pytest
-
 from browsertools import PageCheck, check_page, check_site, checking_context, chromium
+
 from reportgen.analysis.clustering import TOP_WORDS
 from reportgen.analysis.embedding import EmbeddingOptions
-from reportgen.corpus import EOS, Vocabulary
-from reportgen.images import XML_FORBIDDEN
-from reportgen.pages import SiteOptions
-from reportgen.inputs import load_inputs
-from reportgen.report import ReportConfig, analyse
-from reportgen.site import write_site
-from reportgen.train import TrainConfig, train
+from reportgen.inputs.corpus import EOS, Vocabulary
+from reportgen.inputs.load import load_inputs
+from reportgen.render.images import XML_FORBIDDEN
+from reportgen.render.pages import SiteOptions
+from reportgen.render.site import write_site
+from reportgen.runs.report import ReportConfig, analyse
+from reportgen.training.train import TrainConfig, train
 
 PAYLOADS = [
     "</script><script>window.__x=1</script>",

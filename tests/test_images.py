@@ -14,11 +14,16 @@ import pytest
 import vl_convert
 from expectancy_pages import page_words
 
-from reportgen.cli import build_parser, main
-from reportgen.heatmap import TokenCell
-from reportgen.images import (FIGURE_WIDTH, PNG_SCALE, figure_spec, layout_heatmap,
-                              render_heatmap_svg)
-from reportgen.site import make_environment
+from reportgen.cli.main import build_parser, main
+from reportgen.render.heatmap import TokenCell
+from reportgen.render.images import (
+    FIGURE_WIDTH,
+    PNG_SCALE,
+    figure_spec,
+    layout_heatmap,
+    render_heatmap_svg,
+)
+from reportgen.render.site import make_environment
 
 SVG = "{http://www.w3.org/2000/svg}"
 EXCERPT_TOKENS = 200

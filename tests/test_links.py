@@ -16,18 +16,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from sitelinks import broken_links
 
+from reportgen.analysis.bundle import ModelReport, ModelSummary
 from reportgen.analysis.concepts import analyse_concepts
 from reportgen.analysis.distributions import analyse_distributions
 from reportgen.analysis.paged_units import decide_paged_units
-from reportgen.capture import Capture
-from reportgen.features import token_features
-from reportgen.pages import SiteOptions
-from reportgen.report import ReportConfig, build_report
-from reportgen.results import ModelReport, ModelSummary
-from reportgen.site import write_site
+from reportgen.capture.core import Capture
+from reportgen.inputs.features import token_features
+from reportgen.render.pages import SiteOptions
+from reportgen.render.site import write_site
+from reportgen.runs.report import ReportConfig, build_report
 
 KEY = (1, "h")
 WORDS = ["the", "cat", "and", "sat", "on", "mat", "dog", "ran"]

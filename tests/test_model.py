@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from reportgen.checkpoint import load_checkpoint, save_checkpoint
 from reportgen.errors import ReportgenError
-from reportgen.model import RNNModel
+from reportgen.inputs.checkpoint import load_checkpoint, save_checkpoint
+from reportgen.inputs.model import RNNModel
 
 EXAMPLES_MODEL_PY = textwrap.dedent('''
     import torch.nn as nn
@@ -206,8 +206,8 @@ def test_the_dropout_of_a_state_dict_is_unknown(tmp_path: Path) -> None:
     """A state dict does not hold its dropout: the report says unknown, not 0.0."""
     import json  # noqa: PLC0415
 
-    from reportgen.pages import SiteOptions  # noqa: PLC0415
-    from reportgen.report import ReportConfig, build_report  # noqa: PLC0415
+    from reportgen.render.pages import SiteOptions  # noqa: PLC0415
+    from reportgen.runs.report import ReportConfig, build_report  # noqa: PLC0415
 
     model = RNNModel("LSTM", 7, 4, 6, 1, 0.5)
     torch.save(model.state_dict(), tmp_path / "sd.pt")

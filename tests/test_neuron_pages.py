@@ -17,17 +17,17 @@ import pandas as pd
 import pytest
 from scipy.stats import entropy
 
+from reportgen.analysis.bundle import ModelReport, ModelSummary
 from reportgen.analysis.concepts import analyse_concepts
 from reportgen.analysis.distributions import NEURON_COLUMNS, analyse_distributions
-from reportgen.capture import Capture, capture
-from reportgen.checkpoint import load_checkpoint
-from reportgen.cli import main
-from reportgen.corpus import load_vocabulary, tokenize
-from reportgen.features import token_features
-from reportgen.pages import SiteOptions
-from reportgen.pages.unit_contexts import EXCERPTS
-from reportgen.results import ModelReport, ModelSummary
-from reportgen.site import write_site
+from reportgen.capture.core import Capture, capture
+from reportgen.cli.main import main
+from reportgen.inputs.checkpoint import load_checkpoint
+from reportgen.inputs.corpus import load_vocabulary, tokenize
+from reportgen.inputs.features import token_features
+from reportgen.render.pages import SiteOptions
+from reportgen.render.pages.unit_contexts import EXCERPTS
+from reportgen.render.site import write_site
 
 CELL_INTERVAL = 1.5
 SPEC = re.compile(r'<script type="application/json" id="spec-([^"]+)">(.*?)</script>', re.S)

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from reportgen.checkpoint import load_checkpoint, save_checkpoint
+from reportgen.analysis.bundle import json_safe
 from reportgen.errors import ReportgenError
-from reportgen.pages import SiteOptions
-from reportgen.report import ReportConfig, build_report
-from reportgen.results import json_safe
+from reportgen.inputs.checkpoint import load_checkpoint, save_checkpoint
+from reportgen.render.pages import SiteOptions
+from reportgen.runs.report import ReportConfig, build_report
 
 
 def strict_json(text: str) -> object:

@@ -12,11 +12,11 @@ import torch
 from scipy.stats import spearmanr
 from stepwise import lstm_cells
 
-from reportgen.agreement_suites import NOUN_PP, built_in_suite
 from reportgen.analysis.agreement import analyse_agreement
 from reportgen.analysis.number_units import find_number_units
-from reportgen.checkpoint import load_checkpoint
-from reportgen.corpus import vocabulary_from_folder
+from reportgen.inputs.agreement_suites import NOUN_PP, built_in_suite
+from reportgen.inputs.checkpoint import load_checkpoint
+from reportgen.inputs.corpus import vocabulary_from_folder
 
 
 def noun_pp_items(corpus: Path, per_condition: int):
@@ -102,7 +102,7 @@ def test_exact_ablation_equals_stepped_cells_with_the_unit_zeroed(tiny_finder) -
 
 def test_the_finder_baseline_is_the_agreement_accuracy(tiny_finder) -> None:
     model, items, words, found = tiny_finder
-    from reportgen.agreement_suites import AgreementSuite
+    from reportgen.inputs.agreement_suites import AgreementSuite
     result = analyse_agreement(model, [AgreementSuite("s", items)], words, device="cpu")
     accuracy = {score.condition: score.accuracy for score in result.scores}
     assert [accuracy[c] for c in found.conditions] == pytest.approx(list(found.baseline))

@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from reportgen import synthetic, synthetic_grammar
 from reportgen.analysis.clustering import LINKAGES
 from reportgen.analysis.embedding import EmbeddingOptions, embed
-from reportgen.capture import Capture
+from reportgen.capture.core import Capture
+from reportgen.training import synthetic, synthetic_grammar
 
 MIN_PURITY = 0.7  # share of the cluster's tokens that belong to the class
 MIN_COVERAGE = 0.5  # share of the class's sampled tokens that the cluster holds

@@ -23,8 +23,8 @@ import pytest
 
 from reportgen.analysis.concepts import analyse_concepts
 from reportgen.analysis.distributions import analyse_distributions
-from reportgen.capture import Capture
-from reportgen.features import token_features
+from reportgen.capture.core import Capture
+from reportgen.inputs.features import token_features
 
 LAYER_1_DISTANCE = 0.3  # |AUROC - 0.5| of layer 1's quote unit
 LAYER_1_WITHIN_DISTANCE = 0.2  # |within-word AUROC - 0.5|, on the same side

@@ -10,10 +10,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from clitools import child_environment, cli_command, on_one_core, run_cli
 
-from reportgen.demo import DEMO_TIME
+from reportgen.runs.demo import DEMO_TIME
 
 
 def report_args(tiny_model: Path, tiny_corpus: Path, out: str) -> list[str]:

@@ -5,7 +5,7 @@ import warnings
 import numpy as np
 import pytest
 
-from reportgen.cli import quiet_numpy
+from reportgen.cli.main import quiet_numpy
 
 
 def divide_by_zero() -> None:

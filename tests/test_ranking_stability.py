@@ -16,7 +16,7 @@ import pytest
 from scipy.stats import spearmanr
 
 from reportgen.analysis.distributions import analyse_distributions, analyse_state
-from reportgen.capture import Capture
+from reportgen.capture.core import Capture
 
 pytestmark = pytest.mark.slow
 

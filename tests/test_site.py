@@ -13,10 +13,10 @@ import pytest
 from expectancy_pages import page_words, site_words, tip_table
 
 from reportgen.errors import ReportgenError
-from reportgen.report import ReportConfig, build_report
-from reportgen.pages import SiteOptions
-from reportgen.atomic import atomic_folder
-from reportgen.train import TrainConfig, train
+from reportgen.render.atomic import atomic_folder
+from reportgen.render.pages import SiteOptions
+from reportgen.runs.report import ReportConfig, build_report
+from reportgen.training.train import TrainConfig, train
 
 PAYLOAD = "</script><img/src=x/onerror=alert(1)>"  # one token: no white space
 ATTRIBUTE_PAYLOAD = '"><svg/onload=alert(2)>'

@@ -20,17 +20,21 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from browsertools import check_page, checking_context, chromium
 from clitools import CliResult, CliServer, assert_one_line_error
 from test_comparison import independent_kl_scores, near_zero_count, page_specs
 
-from reportgen import synthetic
-from reportgen.capture import capture, state_name
-from reportgen.checkpoint import load_checkpoint
-from reportgen.corpus import tokenize, vocabulary_from_folder
+from reportgen.capture.core import capture, state_name
 from reportgen.errors import ReportgenError
-from reportgen.model_specs import ModelSpec, parse_model_argument, read_models_file, select_models
+from reportgen.inputs.checkpoint import load_checkpoint
+from reportgen.inputs.corpus import tokenize, vocabulary_from_folder
+from reportgen.runs.model_specs import (
+    ModelSpec,
+    parse_model_argument,
+    read_models_file,
+    select_models,
+)
+from reportgen.training import synthetic
 
 DROPOUTS = ("0", "0.3", "0.6")
 NAMES = tuple(f"lstm-d{d}-s1" for d in DROPOUTS)
@@ -356,7 +360,7 @@ def test_config_paths_are_relative_to_the_file(tmp_path: Path) -> None:
     (b"x = " + b"[" * 5000 + b"]" * 5000 + b"\n", "nested too deeply"),
 ])
 def test_a_config_that_is_not_utf8_or_nested_too_deep_is_one_error(tmp_path, content, says):
-    from reportgen.model_specs import read_models_file
+    from reportgen.runs.model_specs import read_models_file
 
     path = tmp_path / "models.toml"
     path.write_bytes(content)

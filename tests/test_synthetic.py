@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 
 from reportgen.errors import ReportgenError
-from reportgen.synthetic import (
+from reportgen.training.synthetic import (
     SyntheticText,
     generate,
     ground_truth,
     split_seed,
     write_corpus,
 )
-from reportgen.synthetic_grammar import MAX_SPAN_CONTENT, WORD_CLASSES
+from reportgen.training.synthetic_grammar import MAX_SPAN_CONTENT, WORD_CLASSES
 
 N_TOKENS = 30_000
 

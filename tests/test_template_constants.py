@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from browsertools import check_page, checking_context, chromium
 
-from reportgen import heatmap, site
 from reportgen.charts import CANVAS_ABOVE
+from reportgen.render import heatmap, site
 
 TEMPLATES = site.templates_dir()
 

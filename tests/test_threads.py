@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from test_atomic_and_reproducible import comparable
 from threadpoolctl import threadpool_info
 
-from reportgen.cli import main
+from reportgen.cli.main import main
 from reportgen.threads import limited_threads
-from test_atomic_and_reproducible import comparable
 
 
 def test_the_limit_holds_inside_and_is_lifted_after() -> None:

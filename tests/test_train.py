@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from reportgen.checkpoint import load_checkpoint
-from reportgen.cli import main
+from reportgen.cli.main import main
 from reportgen.errors import ReportgenError
-from reportgen.train import TrainConfig
+from reportgen.inputs.checkpoint import load_checkpoint
+from reportgen.training.train import TrainConfig
 
-training = importlib.import_module("reportgen.train")  # the module; reportgen.train is the function
+training = importlib.import_module("reportgen.training.train")  # the module; reportgen.training.train is the function
 SMALL = dict(emsize=16, nhid=24, batch_size=10, bptt=20, seed=3)
 
 

@@ -15,14 +15,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reportgen.capture import Capture, capture
+from reportgen.capture.core import Capture, capture
 from reportgen.charts import TRACE_POINTS, activation_trace_chart
-from reportgen.checkpoint import load_checkpoint
-from reportgen.cli import main
-from reportgen.corpus import load_vocabulary, tokenize
-from reportgen.pages.unit_contexts import CONTEXT_AFTER, CONTEXT_BEFORE
-from reportgen.pages.unit_dynamics import (BANDS, TRACE_TOKENS, band_contexts, feature_spans,
-                                           trace_spec, trace_window)
+from reportgen.cli.main import main
+from reportgen.inputs.checkpoint import load_checkpoint
+from reportgen.inputs.corpus import load_vocabulary, tokenize
+from reportgen.render.pages.unit_contexts import CONTEXT_AFTER, CONTEXT_BEFORE
+from reportgen.render.pages.unit_dynamics import (
+    BANDS,
+    TRACE_TOKENS,
+    band_contexts,
+    feature_spans,
+    trace_spec,
+    trace_window,
+)
 
 SPEC = re.compile(r'<script type="application/json" id="spec-([^"]+)">(.*?)</script>', re.S)
 LINK = re.compile(r'<li><a href="([^"]+)">(L\d-[hc]) unit (\d+)</a>: r = ([+-][\d.]+)</li>')

@@ -15,20 +15,25 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn as nn
+from stepwise import lstm_cells
 
-from reportgen.analysis.ablation import (AblationOptions, AblationRunner, ablate,
-                                         ablation_units, step_held)
+from reportgen.analysis.ablation import (
+    AblationOptions,
+    AblationRunner,
+    ablate,
+    ablation_units,
+    step_held,
+)
 from reportgen.analysis.concepts import analyse_concepts
 from reportgen.analysis.output_effects import direct_contributions, output_effects
-from reportgen.capture import Capture, capture
+from reportgen.capture.core import Capture, capture
 from reportgen.charts import ablation_feature_chart, output_weights_chart
-from reportgen.checkpoint import load_checkpoint
-from reportgen.cli import main
-from reportgen.corpus import load_vocabulary, tokenize
+from reportgen.cli.main import main
 from reportgen.csv_safety import neutralise_cell
-from reportgen.features import token_features
-from reportgen.model import RNNModel
-from stepwise import lstm_cells
+from reportgen.inputs.checkpoint import load_checkpoint
+from reportgen.inputs.corpus import load_vocabulary, tokenize
+from reportgen.inputs.features import token_features
+from reportgen.inputs.model import RNNModel
 
 TOKENS = 400  # ablation budget of the fast tests
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from reportgen.cli import build_parser
+from reportgen.cli.main import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET = ROOT / "docs" / "options.md"

@@ -31,10 +31,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from reportgen.capture import Decoder, StateKey, single_layer_modules
+from reportgen.capture.core import Decoder, StateKey, single_layer_modules
 from reportgen.errors import ReportgenError
-from reportgen.features import TokenFeatures
-from reportgen.model import RNNModel, resolve_device
+from reportgen.inputs.features import TokenFeatures
+from reportgen.inputs.model import RNNModel, resolve_device
 from reportgen.progress import Progress, progress_enabled
 
 ABLATION_TOKENS = 500  # default budget: see README, "What a unit does"

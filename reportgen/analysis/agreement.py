@@ -20,10 +20,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from reportgen.agreement_suites import AgreementItem, AgreementSuite, congruence
-from reportgen.capture import single_layer_modules
-from reportgen.corpus import EOS
-from reportgen.model import RNNModel, resolve_device
+from reportgen.capture.core import single_layer_modules
+from reportgen.inputs.agreement_suites import AgreementItem, AgreementSuite, congruence
+from reportgen.inputs.corpus import EOS
+from reportgen.inputs.model import RNNModel, resolve_device
 
 Z_95 = 1.959963984540054  # the standard normal's 97.5% quantile
 CHANCE = 0.5  # two forms, one right

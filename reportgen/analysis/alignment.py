@@ -28,7 +28,7 @@ import pandas as pd
 from scipy.optimize import linear_sum_assignment
 
 from reportgen.analysis.state_sample import StateSample
-from reportgen.capture import StateKey, state_name
+from reportgen.capture.core import StateKey, state_name
 
 THRESHOLDS = (0.5, 0.9)  # the shares of matched units above these |r| that the page reports
 UNMATCHED = -1  # the match of a unit left over when the other model has fewer units

@@ -37,9 +37,15 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from reportgen.capture import StateKey, state_name
-from reportgen.charts import (agreement_against_dropout_chart, finite_or_none, kl_score_boxes_chart, mean_abs_against_dropout_chart,
-                              near_zero_against_dropout_chart, perplexity_against_dropout_chart)
+from reportgen.capture.core import StateKey, state_name
+from reportgen.charts import (
+    agreement_against_dropout_chart,
+    finite_or_none,
+    kl_score_boxes_chart,
+    mean_abs_against_dropout_chart,
+    near_zero_against_dropout_chart,
+    perplexity_against_dropout_chart,
+)
 from reportgen.errors import ReportgenError
 
 COMPARISON_COLUMNS = (

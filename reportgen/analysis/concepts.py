@@ -32,13 +32,19 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from reportgen.analysis.labels import (LABEL_THRESHOLD, WITHIN_THRESHOLD, WORD_SHARE, Label,
-                                       check_word_share, label_neurons)
-from reportgen.capture import Capture, StateKey, state_name
+from reportgen.analysis.labels import (
+    LABEL_THRESHOLD,
+    WITHIN_THRESHOLD,
+    WORD_SHARE,
+    Label,
+    check_word_share,
+    label_neurons,
+)
+from reportgen.capture.core import Capture, StateKey, state_name
 from reportgen.charts import concept_auroc_chart
 from reportgen.errors import ReportgenError
+from reportgen.inputs.features import TokenFeatures
 from reportgen.progress import Progress, progress_enabled
-from reportgen.features import TokenFeatures
 
 MIN_WITHIN_PAIRS = 100  # fewer same-word pairs than this give no within-word figure
 INDEX_UNITS = 1  # units per direction, layer and state in the concept index; each gets a page

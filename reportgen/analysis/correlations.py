@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from reportgen.capture import Capture, StateKey, state_name
+from reportgen.capture.core import Capture, StateKey, state_name
 from reportgen.threads import limited_threads
 
 TOP = 5  # partners shown each way

@@ -23,13 +23,27 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from reportgen.analysis.divergences import (KL_SMOOTHING, Divergences, RankBy, Stability,
-                                            check_rank_by, check_smoothing, divergences,
-                                            rank_neurons, ranking_stability)
-from reportgen.analysis.histograms import (CHUNK_ROWS, bin_edges, histogram_counts,
-                                           neuron_distributions, overflow_counts,
-                                           state_interval, stream_moments)
-from reportgen.capture import Capture, StateKey, state_name
+from reportgen.analysis.divergences import (
+    KL_SMOOTHING,
+    Divergences,
+    RankBy,
+    Stability,
+    check_rank_by,
+    check_smoothing,
+    divergences,
+    rank_neurons,
+    ranking_stability,
+)
+from reportgen.analysis.histograms import (
+    CHUNK_ROWS,
+    bin_edges,
+    histogram_counts,
+    neuron_distributions,
+    overflow_counts,
+    state_interval,
+    stream_moments,
+)
+from reportgen.capture.core import Capture, StateKey, state_name
 from reportgen.charts import average_distribution_chart, kl_scatter_chart, neuron_histogram_chart
 from reportgen.errors import ReportgenError
 

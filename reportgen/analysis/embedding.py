@@ -27,14 +27,22 @@ import pandas as pd
 from openTSNE.affinity import MultiscaleMixture
 from sklearn.decomposition import PCA
 
-from reportgen.analysis.clustering import (CLASS_SHOWN_SHARE, LINKAGES, ClusterRow, Cut,
-                                           check_cut, check_linkage, cluster_tables, cut_labels)
-from reportgen.capture import Capture, StateKey, state_name
+from reportgen.analysis.clustering import (
+    CLASS_SHOWN_SHARE,
+    LINKAGES,
+    ClusterRow,
+    Cut,
+    check_cut,
+    check_linkage,
+    cluster_tables,
+    cut_labels,
+)
+from reportgen.capture.core import Capture, StateKey, state_name
 from reportgen.charts import embedding_chart
 from reportgen.errors import ReportgenError
+from reportgen.inputs.word_classes import class_flags
 from reportgen.progress import Progress, progress_enabled
 from reportgen.threads import limited_threads
-from reportgen.word_classes import class_flags
 
 CUTS = (10, 20, 40, 80, 160)  # the granularities every tree is cut at, for the page's selector
 CONTEXT_TOKENS = 4  # tokens shown on each side of a point's token in its tooltip
@@ -213,7 +221,7 @@ def embed(
     """Sample positions, map their `(layer, state)` vectors with t-SNE and cluster the map.
 
     `classes` (name -> (T,) bool over the text) name each cluster by its most common class; by
-    default the closed word classes of `reportgen.word_classes`. `progress` None shows the
+    default the closed word classes of `reportgen.inputs.word_classes`. `progress` None shows the
     t-SNE iterations on stderr when it is a terminal. `n_jobs` is t-SNE's threads, every core
     this process may use by default: an argument of the run, not an option of the map, since it
     changes no coordinate and a report must not depend on the machine it was made on.

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from reportgen.capture import Capture, single_layer_modules
+from reportgen.capture.core import Capture, single_layer_modules
 
 LEFT = 0.1  # a gate below this is left-saturated: closed
 RIGHT = 0.9  # above this, right-saturated: open

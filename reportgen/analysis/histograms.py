@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reportgen.capture import StateKey
+from reportgen.capture.core import StateKey
 from reportgen.errors import ReportgenError
 
 BIN_WIDTH = 0.01

@@ -24,10 +24,10 @@ import torch
 import torch.nn as nn
 from scipy.stats import spearmanr
 
-from reportgen.agreement_suites import FORM, AgreementItem
 from reportgen.analysis.agreement import item_ids, verb_log_probs
-from reportgen.capture import StateKey, single_layer_modules
-from reportgen.model import RNNModel, resolve_device
+from reportgen.capture.core import StateKey, single_layer_modules
+from reportgen.inputs.agreement_suites import FORM, AgreementItem
+from reportgen.inputs.model import RNNModel, resolve_device
 
 TOP_UNITS = 50
 CONTROL_UNITS = 100

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reportgen.model import RNNModel
+from reportgen.inputs.model import RNNModel
 
 OUTPUT_WORDS = 10  # words listed each way per unit
 

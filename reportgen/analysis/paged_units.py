@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from reportgen.capture import StateKey
+from reportgen.capture.core import StateKey
 
 if TYPE_CHECKING:
     from reportgen.analysis.concepts import ConceptResult

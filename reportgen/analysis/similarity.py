@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from reportgen.analysis.state_sample import StateSample
-from reportgen.capture import StateKey
+from reportgen.capture.core import StateKey
 
 SIMILARITY_COLUMNS = ("model_a", "layer_a", "state_a", "model_b", "layer_b", "state_b",
                       "linear_cka", "linear_cka_shuffled")

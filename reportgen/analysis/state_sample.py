@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reportgen.capture import Capture, StateKey
+from reportgen.capture.core import Capture, StateKey
 
 SAMPLE_POSITIONS = 4000  # positions kept: 4000 x 650 units x 4 states x 2 bytes = 21 MB for 2x650
 SAMPLE_SEED = 0  # fixed, so that every report of the same text samples the same positions

@@ -1,0 +1,1 @@
+"""Render: pages, heatmaps, images and exports, written into an atomic report folder."""

@@ -1,0 +1,1 @@
+"""Runs: chain the stages into a report, several reports, or a comparison."""
