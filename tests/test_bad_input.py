@@ -174,7 +174,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
         root, f"[m := model.RNNModel('LSTM', {len(vocabulary)}, 4, 6, 2, 0.0), "
               "delattr(m, 'rnn_type'), m][2]", "no-rnn-type.pt")
     (root / "no-such-class.pt").write_bytes(  # a protocol-2 pickle of reportgen.inputs.model.NoSuchModel
-        b"\x80\x02creportgen.model\nNoSuchModel\nq\x00)\x81q\x01.")
+        b"\x80\x02creportgen.inputs.model\nNoSuchModel\nq\x00)\x81q\x01.")
     latin1 = (LINE * (LATIN1_LINE - 1) + "the café\n").encode("latin-1")
     write_folder(root, {
         "text.txt": LINE * 3,

@@ -109,7 +109,7 @@ def ablate(model: RNNModel, token_ids: np.ndarray, units: dict[StateKey, list[in
     n = min(options.tokens, len(token_ids))
     if n < 2:
         raise ReportgenError("ablation needs at least two tokens")
-    with one_thread() if model.nhid < SMALL_LAYER else nullcontext():
+    with one_thread() if max(model.widths) < SMALL_LAYER else nullcontext():
         return ablate_on_one_thread(model, token_ids[:n], units, means, features, options,
                                     device, progress)
 
