@@ -154,6 +154,7 @@ def test_a_forget_gate_of_exactly_one_keeps_its_infinite_time_constant(tmp_path)
 def test_gates_page_median_counts_the_infinite_units() -> None:
     from reportgen.analysis.bundle import ModelReport
     from reportgen.analysis.distributions import analyse_distributions
+    from reportgen.analysis.paged_units import decide_paged_units
     from reportgen.render.pages import SiteOptions
     from reportgen.render.pages.gates import layer_summary
 
@@ -165,8 +166,9 @@ def test_gates_page_median_counts_the_infinite_units() -> None:
     captured = capture(model, ids, [words[i] for i in ids], words, CaptureOptions(progress=False))
     gates = analyse_gates(captured, GateWeights.of(model))
     report = ModelReport(None, captured, distributions=analyse_distributions(captured), gates=gates)
+    report.paged = decide_paged_units(report.distributions, None, SiteOptions().top_neurons)
     layer = gates.of_layer(1)
-    summary = layer_summary(report, SiteOptions(), layer)
+    summary = layer_summary(report, layer)
     assert summary.infinite == 3
     assert summary.median_time_constant == np.median(layer.time_constant)
     assert summary.median_time_constant > np.median(layer.time_constant[3:])  # the old median

@@ -33,7 +33,8 @@ WORDS = ["the", "cat", "and", "sat", "on", "mat", "dog", "ran"]
 
 
 def planted_report() -> ModelReport:
-    """One layer of 8 units over 4,000 random words: unit 0 saturated at +-0.97, far from the
+    """One layer of 20 units over 4,000 random words (20, so that the word-class rule's 10%
+    labels two units): unit 0 saturated at +-0.97, far from the
     layer's average, the best by KL; units 1 and 2 both high on "and" (is_conjunction), unit 2 a
     little more so (the concept index lists it), unit 1 closer to the average yet still better
     ranked by KL than unit 2 (the Findings name it)."""
@@ -41,16 +42,16 @@ def planted_report() -> ModelReport:
     n = 4000
     tokens = [WORDS[i] for i in rng.integers(0, len(WORDS), n)]
     conjunction = np.array([token == "and" for token in tokens])
-    h = np.tanh(rng.normal(0, 0.4, (n, 8)))  # (T, 8)
+    h = np.tanh(rng.normal(0, 0.4, (n, 20)))  # (T, 20)
     h[:, 0] = np.where(rng.random(n) < 0.5, -0.97, 0.97) + rng.normal(0, 0.01, n)
-    h[:, 1] = np.tanh(rng.normal(0, 0.4, n) + 1.5 * conjunction)
+    h[:, 1] = np.tanh(rng.normal(0.8, 0.4, n) + 1.5 * conjunction)  # shifted: far from the rest
     h[:, 2] = np.tanh(np.where(conjunction, 2.5, -1.0) + rng.normal(0, 0.7, n))
     captured = Capture(
         token_ids=np.arange(n), tokens=tokens, states={KEY: h.astype(np.float32)},
         log_prob_next=np.full(n, -1.0, dtype=np.float32), top_ids=np.zeros((n, 5), dtype=np.int64),
         top_log_probs=np.full((n, 5), -1.0, dtype=np.float32), vocabulary=sorted(set(tokens)),
     )
-    summary = ModelSummary("planted", {"rnn_type": "LSTM", "nlayers": 1, "nhid": 8}, len(WORDS),
+    summary = ModelSummary("planted", {"rnn_type": "LSTM", "nlayers": 1, "nhid": 20}, len(WORDS),
                            "x.pt", "state dict", "0" * 64, "text.txt", "0" * 64, n, 0, 2.7, False)
     features = token_features(tokens)
     return ModelReport(summary, captured, features, analyse_distributions(captured),
