@@ -14,6 +14,7 @@ import pytest
 import vl_convert
 from expectancy_pages import page_words
 
+from reportgen.analysis.number_units import PROFILED_UNITS
 from reportgen.cli.main import build_parser, main
 from reportgen.render.heatmap import TokenCell
 from reportgen.render.images import (
@@ -55,7 +56,9 @@ def test_by_default_only_the_main_charts_have_figures(tiny_model: Path, tiny_cor
         f"L{layer}-{state}-{kind}" for layer in (1, 2) for state in "hc"
         for kind in ("average", "kl")} | {
         f"L{layer}-{kind}" for layer in (1, 2) for kind in ("gate-saturation", "time-constants")}
-    assert stems == names
+    agreement = stems - names  # the agreement page's: accuracies, the finder's screen, profiles
+    assert names <= stems and {"agreement-0", "number-units-screen"} <= agreement
+    assert all(stem.startswith(("agreement-", "number-unit")) for stem in agreement), agreement
 
 
 def page_specs(page: Path) -> dict[str, dict]:
@@ -96,12 +99,16 @@ def test_every_chart_of_every_page_has_its_figure_drawn_from_the_page_spec(site:
               if not page.parent.name == "neuron" or f"neuron/{page.name}" in top}
     # neurons.html: average and KL for 4 states; 8 neuron pages: histogram, AUROC, trace and
     # ablation, and the 2 of L2-h their output weights; clusters; gates.html: saturation and
-    # time constants for 2 layers
-    assert len(charts) == 8 + 8 * 4 + 2 + 1 + 4
+    # time constants for 2 layers; agreement.html: accuracies, the finder's screen and the
+    # profiles of its top units
+    agreement = [name for name in charts if name.startswith("agreement.html#")]
+    assert len(charts) - len(agreement) == 8 + 8 * 4 + 2 + 1 + 4
+    assert len(agreement) == 2 + PROFILED_UNITS
     matched = set()
     for name, spec in charts.items():
         svg = vl_convert.vegalite_to_svg(figure_spec(spec))
-        assert svg.count("aria-label") <= 2  # the title's, not one on every mark
+        labels = re.findall(r'aria-label="([^"]*)"', svg)  # titles' (a facet's each), no mark's
+        assert all(label.startswith("Title text") for label in labels), (name, labels)
         found = [stem for stem, text in figures.items() if text == svg]
         assert len(found) == 1, name
         matched.update(found)
