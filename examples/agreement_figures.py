@@ -48,7 +48,9 @@ def main() -> None:
         print(f"L{found.layer[i]}-h-{found.unit[i]:04d}: incongruent accuracy lost "
               f"{found.drop[i]:.3f}, beats {found.controls_beaten[i]} of {n_controls} controls")
     controls = found.drop[[role == "control" for role in found.role]]
-    print(f"controls: largest loss {controls.max():.3f}; screen vs exact margin drop: Spearman "
+    largest = (f"largest loss {controls.max():.3f}" if controls.size
+               else "none: the model has no units beyond the top ones")
+    print(f"controls: {largest}; screen vs exact margin drop: Spearman "
           f"{found.spearman:.2f} (vs accuracy drop {found.spearman_accuracy:.2f})")
 
 

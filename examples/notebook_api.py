@@ -24,7 +24,7 @@ class Size:
 
 
 FULL = Size(n_train=80_000, n_test=4_000, nhid=64, epochs=2)
-QUICK = Size(n_train=20_000, n_test=1_000, nhid=24, epochs=1)
+QUICK = Size(n_train=40_000, n_test=1_000, nhid=24, epochs=1)
 
 
 def main(out: Path, size: Size = FULL) -> None:

@@ -241,7 +241,7 @@ def test_comparison_page_and_model_pages_draw_in_a_browser(compared: CliResult,
         assert check.problems() == []
     assert [chart.id for chart in checks[0].charts] == [
         "chart-perplexity", "chart-mean-abs", "chart-near-zero", "chart-kl-scores",
-        "chart-alignment-curve", "chart-cka-models", "chart-cka-layers"]
+        "chart-agreement", "chart-alignment-curve", "chart-cka-models", "chart-cka-layers"]
 
 
 def test_config_file_lists_models_and_selects_them_by_name(cli: CliServer, work: Path,
@@ -272,7 +272,7 @@ def test_unknown_model_name_in_the_config_is_a_clear_error(cli: CliServer, work:
 @pytest.fixture(scope="module")
 def foreign_model(cli: CliServer, work: Path) -> Path:
     """A model of another corpus: another seed of the generator orders its words otherwise."""
-    synthetic.write_corpus(work / "other-corpus", seed=1, n_train=20_000, n_valid=500,
+    synthetic.write_corpus(work / "other-corpus", seed=1, n_train=40_000, n_valid=500,
                            n_test=500)
     result = cli.run(["train", "--data", "other-corpus", "--out", "other", *TINY,
                       "--max-train-tokens", "4000", "--quiet"], work)
