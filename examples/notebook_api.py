@@ -33,14 +33,14 @@ def main(out: Path, size: Size = FULL) -> None:
                                     n_valid=size.n_test, n_test=size.n_test)
     config = reportgen.TrainConfig(emsize=size.nhid // 2, nhid=size.nhid, epochs=size.epochs,
                                    dropout=0.0)
-    trained = reportgen.training.train(corpus, work / "model", config)
+    trained = reportgen.train(corpus, work / "model", config)
     print(f"test perplexity {trained.test_perplexity:.1f} "
           f"(unigram {trained.unigram_test_perplexity:.1f})")
 
     vocabulary = reportgen.vocabulary_from_folder(corpus)
     text = reportgen.tokenize(corpus / "test.txt", vocabulary)
     model = reportgen.load_checkpoint(trained.checkpoint).model
-    cap = reportgen.capture.core(model, text.ids, text.tokens, vocabulary.words)
+    cap = reportgen.capture(model, text.ids, text.tokens, vocabulary.words)
     print(f"captured {cap.n_tokens} tokens, states {[f'L{l}-{s}' for l, s in cap.keys]}")
 
     neurons = reportgen.analyse_distributions(cap)
