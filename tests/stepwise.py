@@ -54,3 +54,30 @@ def stepwise_capture(model: RNNModel, ids: np.ndarray) -> tuple[dict[StateKey, n
                 log_prob_next.append(float(log_probs[0, int(ids[t + 1])]))
     return ({key: np.stack(values) for key, values in states.items()},
             np.array(log_prob_next, dtype=np.float32))
+
+
+def stepped_verb_log_probs(model, items, words: list[str], unit: tuple[int, int] | None = None,
+                           scale: float = 0.0) -> np.ndarray:
+    """The agreement tests' independent computation: one `nn.LSTMCell` step per token and
+    layer, from zero, over `<eos>` and each item's prefix, then a log-softmax; (N, 2) log
+    p(correct), log p(wrong). With `unit` (layer 1-based, index), that unit's h is multiplied
+    by `scale` after every step, before it is fed back or passed on."""
+    index = {word: i for i, word in enumerate(words)}
+    cells = lstm_cells(model)
+    out = []
+    with torch.no_grad():
+        for item in items:
+            hidden = [(torch.zeros(1, cell.hidden_size), torch.zeros(1, cell.hidden_size))
+                      for cell in cells]
+            for word in ("<eos>", *item.prefix):
+                x = model.encoder(torch.tensor([index[word]]))
+                for layer, cell in enumerate(cells):
+                    h, c = cell(x, hidden[layer])
+                    if unit is not None and unit[0] == layer + 1:
+                        h = h.clone()
+                        h[0, unit[1]] *= scale
+                    hidden[layer] = (h, c)
+                    x = h
+            log_p = torch.log_softmax(model.decoder(x), dim=1)[0]
+            out.append([float(log_p[index[item.correct]]), float(log_p[index[item.wrong]])])
+    return np.array(out)

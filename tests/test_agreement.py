@@ -10,8 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from stepwise import lstm_cells
+from stepwise import stepped_verb_log_probs
 
 from reportgen.analysis.agreement import analyse_agreement, wilson_interval
 from reportgen.errors import ReportgenError
@@ -148,26 +147,6 @@ def test_a_vocabulary_without_pairs_gives_an_empty_suite_that_says_what_it_lacks
     assert "boy/boys" in suite.lacking and "is/are" in suite.lacking
 
 
-def stepped_log_probs(model, items: list[AgreementItem], words: list[str]) -> np.ndarray:
-    """The independent computation: one `nn.LSTMCell` step per token and layer, from zero,
-    over `<eos>` and the prefix, then log-softmax; (N, 2) log p(correct), log p(wrong)."""
-    index = {word: i for i, word in enumerate(words)}
-    cells = lstm_cells(model)
-    out = []
-    with torch.no_grad():
-        for item in items:
-            hidden = [(torch.zeros(1, cell.hidden_size), torch.zeros(1, cell.hidden_size))
-                      for cell in cells]
-            for word in ("<eos>", *item.prefix):
-                x = model.encoder(torch.tensor([index[word]]))
-                for layer, cell in enumerate(cells):
-                    hidden[layer] = cell(x, hidden[layer])
-                    x = hidden[layer][0]
-            log_p = torch.log_softmax(model.decoder(x), dim=1)[0]
-            out.append([float(log_p[index[item.correct]]), float(log_p[index[item.wrong]])])
-    return np.array(out)
-
-
 def test_accuracies_equal_a_stepped_lstm_cell_on_the_same_items(tiny_corpus: Path,
                                                                 tiny_model: Path) -> None:
     words = vocabulary_from_folder(tiny_corpus).words
@@ -175,7 +154,7 @@ def test_accuracies_equal_a_stepped_lstm_cell_on_the_same_items(tiny_corpus: Pat
     suite = built_in_suite(words, seed=0, per_condition=12)
     assert {item.task for item in suite.items} == set(TEMPLATES)
     result = analyse_agreement(model, [suite], words, device="cpu")
-    reference = stepped_log_probs(model, suite.items, words)  # (N, 2)
+    reference = stepped_verb_log_probs(model, suite.items, words)  # (N, 2)
     assert np.abs(result.log_p_correct - reference[:, 0]).max() < 1e-4
     assert np.abs(result.log_p_wrong - reference[:, 1]).max() < 1e-4
     right = reference[:, 0] > reference[:, 1]
@@ -194,7 +173,7 @@ def test_demo_accuracies_equal_a_stepped_lstm_cell(demo_model: tuple[Path, Path]
     model = load_checkpoint(checkpoint).model
     suite = built_in_suite(words, seed=0, per_condition=25)
     result = analyse_agreement(model, [suite], words, device="cpu")
-    reference = stepped_log_probs(model, suite.items, words)  # (N, 2)
+    reference = stepped_verb_log_probs(model, suite.items, words)  # (N, 2)
     right = reference[:, 0] > reference[:, 1]
     for score in result.scores:
         members = [i for i, item in enumerate(suite.items)

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from scipy.stats import spearmanr
-from stepwise import lstm_cells
+from stepwise import stepped_verb_log_probs
 
 from reportgen.analysis.agreement import analyse_agreement
 from reportgen.analysis.number_units import find_number_units
@@ -28,28 +27,9 @@ def noun_pp_items(corpus: Path, per_condition: int):
 
 def stepped_margins(model, items, words, unit: tuple[int, int] | None = None,
                     scale: float = 0.0) -> np.ndarray:
-    """log p(correct) - log p(wrong) per item, (N,), stepping `nn.LSTMCell`s from zero after
-    `<eos>`; with `unit` (layer 1-based, index), that unit's h is multiplied by `scale` after
-    every step, before it is fed back or passed on."""
-    index = {word: i for i, word in enumerate(words)}
-    cells = lstm_cells(model)
-    out = []
-    with torch.no_grad():
-        for item in items:
-            hidden = [(torch.zeros(1, cell.hidden_size), torch.zeros(1, cell.hidden_size))
-                      for cell in cells]
-            for word in ("<eos>", *item.prefix):
-                x = model.encoder(torch.tensor([index[word]]))
-                for layer, cell in enumerate(cells):
-                    h, c = cell(x, hidden[layer])
-                    if unit is not None and unit[0] == layer + 1:
-                        h = h.clone()
-                        h[0, unit[1]] *= scale
-                    hidden[layer] = (h, c)
-                    x = h
-            log_p = torch.log_softmax(model.decoder(x), dim=1)[0]
-            out.append(float(log_p[index[item.correct]] - log_p[index[item.wrong]]))
-    return np.array(out)
+    """log p(correct) - log p(wrong) per item, (N,), from `stepwise.stepped_verb_log_probs`."""
+    log_p = stepped_verb_log_probs(model, items, words, unit, scale)  # (N, 2)
+    return log_p[:, 0] - log_p[:, 1]
 
 
 @pytest.fixture(scope="module")
