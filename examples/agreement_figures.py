@@ -42,7 +42,7 @@ def main() -> None:
     started = time.perf_counter()
     found = find_number_units(model, items, words, None, seed=0, device="cpu")
     print(f"finder on {len(items)} noun-PP items in {time.perf_counter() - started:.1f} s")
-    top = [i for i in (-found.drop).argsort() if found.role[i] == "top"][:5]
+    top = found.top_by_drop()[:5]
     n_controls = sum(role == "control" for role in found.role)
     for i in top:
         print(f"L{found.layer[i]}-h-{found.unit[i]:04d}: incongruent accuracy lost "

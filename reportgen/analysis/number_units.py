@@ -103,14 +103,18 @@ class NumberUnitResult:
         return np.array([int((controls < d).sum()) if r == "top" else -1
                          for d, r in zip(self.drop, self.role)])
 
+    def top_by_drop(self) -> list[int]:
+        """Indices of the top units, the largest incongruent accuracy drop first."""
+        order = np.argsort(-np.nan_to_num(self.drop, nan=-np.inf), kind="stable")
+        return [int(i) for i in order if self.role[i] == "top"]
+
     def number_units(self, limit: int = PAGED_NUMBER_UNITS) -> list[tuple[StateKey, int]]:
         """The top units whose zero-ablation costs more incongruent accuracy than every random
         control's, largest drop first, at most `limit`: the ones that get a unit page."""
         n_controls = sum(role == "control" for role in self.role)
         beaten = self.controls_beaten
-        order = np.argsort(-np.nan_to_num(self.drop, nan=-np.inf), kind="stable")
-        found = [((int(self.layer[i]), "h"), int(self.unit[i])) for i in order
-                 if self.role[i] == "top" and n_controls and beaten[i] == n_controls]
+        found = [((int(self.layer[i]), "h"), int(self.unit[i])) for i in self.top_by_drop()
+                 if n_controls and beaten[i] == n_controls]
         return found[:limit]
 
 

@@ -98,8 +98,7 @@ def finder_view(report: ModelReport, found: NumberUnitResult,
                 options: SiteOptions) -> dict[str, Any]:
     drop, beaten = found.drop, found.controls_beaten
     n_controls = sum(role == "control" for role in found.role)
-    top = [i for i in np.argsort(-np.nan_to_num(drop, nan=-np.inf), kind="stable")
-           if found.role[i] == "top"][:SHOWN_UNITS]
+    top = found.top_by_drop()[:SHOWN_UNITS]
     incongruent = found.incongruent
     profiled = {unit_name(profile.layer, profile.unit) for profile in found.profiles}
     rows = []
